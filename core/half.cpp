@@ -1,0 +1,44 @@
+#include "core/half.hpp"
+
+#include <Eigen/Core>
+
+#include "core/error.hpp"
+
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+namespace kvsim {
+
+half_bits float_to_half(float f) { return Eigen::numext::bit_cast<half_bits>(Eigen::half(f)); }
+
+float half_to_float(half_bits h) {
+  return static_cast<float>(Eigen::numext::bit_cast<Eigen::half>(h));
+}
+
+void float_to_half(std::span<const float> src, std::span<half_bits> dst) {
+  KVSIM_CHECK(src.size() == dst.size());
+  std::size_t i = 0;
+#if defined(__F16C__)
+  for (; i + 8 <= src.size(); i += 8) {
+    __m256 v = _mm256_loadu_ps(src.data() + i);
+    __m128i h = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst.data() + i), h);
+  }
+#endif
+  for (; i < src.size(); ++i) dst[i] = float_to_half(src[i]);
+}
+
+void half_to_float(std::span<const half_bits> src, std::span<float> dst) {
+  KVSIM_CHECK(src.size() == dst.size());
+  std::size_t i = 0;
+#if defined(__F16C__)
+  for (; i + 8 <= src.size(); i += 8) {
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src.data() + i));
+    _mm256_storeu_ps(dst.data() + i, _mm256_cvtph_ps(h));
+  }
+#endif
+  for (; i < src.size(); ++i) dst[i] = half_to_float(src[i]);
+}
+
+}  // namespace kvsim

@@ -1,0 +1,18 @@
+#pragma once
+// IEEE binary16 storage for traces. Conversion uses F16C (8 lanes at a time) where the
+// compiler targets it, Eigen::half otherwise; both round to nearest even.
+#include <cstddef>
+#include <cstdint>
+#include <span>
+
+namespace kvsim {
+
+using half_bits = std::uint16_t;  // raw IEEE binary16 bit pattern
+
+void float_to_half(std::span<const float> src, std::span<half_bits> dst);
+void half_to_float(std::span<const half_bits> src, std::span<float> dst);
+
+float half_to_float(half_bits h);
+half_bits float_to_half(float f);
+
+}  // namespace kvsim

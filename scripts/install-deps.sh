@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs kvsim's build and test dependencies from Debian packages.
+# Idempotent: when every package is already present it returns at once, without apt.
+set -euo pipefail
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libhdf5-dev libeigen3-dev libtbb-dev libboost-program-options-dev
+  catch2 nlohmann-json3-dev libpcre2-dev
+  python3-h5py python3-numpy
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -ne 0 ] && sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,2 @@
+// Placeholder translation unit until the tokenizers land.
+#include "tracer/tokenizer.hpp"

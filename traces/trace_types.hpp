@@ -1,0 +1,80 @@
+#pragma once
+// In-memory records of a kvsim trace (format v1, docs/trace-format.md). Layouts are written
+// once, in brackets, in memory order (row-major). Index letters: l layer, h query head,
+// g KV head, i token, T prompt length, M continuation length, W window, d head_dim.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace kvsim {
+
+inline constexpr const char* kTraceFormatName = "kvsim-trace";
+inline constexpr int kTraceFormatVersion = 1;
+
+// What the model looks like; stored once per trace under /model.
+struct ModelInfo {
+  std::string arch;        // "llama" (Llama, Mistral, Qwen2 share the computation)
+  int n_layers = 0;
+  int n_heads = 0;
+  int n_kv_heads = 0;
+  int head_dim = 0;
+  int hidden = 0;
+  int vocab = 0;
+  double rope_theta = 10000.0;
+  std::string rope_style;  // "interleaved" (llama2.c, GPT-J) | "rotate_half" (HF Llama)
+  double norm_eps = 1e-5;
+  std::string source;      // checkpoint path and a content hash, for provenance
+};
+
+// Root attributes: who wrote the file and when.
+struct TraceProducer {
+  std::string version;     // kvsim tool version
+  std::string git_sha;
+  std::string backend;     // "cpu" | "cuda"
+  std::string created_utc; // ISO 8601
+};
+
+// Attributes of one prompt group /prompts/<id>.
+struct PromptMeta {
+  std::string id;          // group name under /prompts, e.g. "000003"
+  int n_prompt = 0;        // T
+  int n_cont = 0;          // M
+  int window = 0;          // W (<= T)
+  int topk = 0;            // K of cont_topk
+  std::string task;        // e.g. "tinystories", "niah_multikey_3"
+  std::string source;      // input file the prompt came from
+  std::string sample_id;   // line / chunk index within the source
+  int truncated_from = 0;  // prompt length before middle truncation (== T when none)
+};
+
+// Read-only views of one (prompt, layer), as the tracer hands them to the writer (fp32;
+// the writer stores K/V/Q as IEEE half).
+struct LayerView {
+  std::span<const float> keys;         // [n_kv_heads, T+M, d] post-RoPE
+  std::span<const float> values;       // [n_kv_heads, T+M, d]
+  std::span<const float> q_window;     // [n_heads, W, d] post-RoPE, prompt rows T-W..T-1
+  std::span<const float> q_cont;       // [n_heads, M, d] post-RoPE, rows T..T+M-1
+  std::span<const float> attn_colsum;  // [n_heads, T] Σ_{q<T} A_h[q, i] over prompt queries
+};
+
+// One (prompt, layer) read back from a trace, converted to fp32.
+struct LayerRecord {
+  std::vector<float> keys;         // [n_kv_heads, T+M, d]
+  std::vector<float> values;       // [n_kv_heads, T+M, d]
+  std::vector<float> q_window;     // [n_heads, W, d]
+  std::vector<float> q_cont;       // [n_heads, M, d]
+  std::vector<float> attn_colsum;  // [n_heads, T]
+};
+
+// Per-prompt vectors that are not per layer.
+struct PromptOutputs {
+  std::vector<std::int32_t> tokens;        // [T+M]
+  std::vector<float> prompt_logprob;       // [T]; [0] = 0: the first token has no prediction
+  std::vector<float> cont_logprob;         // [M]  log p(x_{T+j} | x_{<T+j}), full cache
+  std::vector<std::int32_t> cont_topk_ids; // [M, K] top-K token ids at the position predicting x_{T+j}
+  std::vector<float> cont_topk_logits;     // [M, K] their logits, descending
+  std::vector<float> cont_logsumexp;       // [M] logsumexp of all logits at that position
+};
+
+}  // namespace kvsim
