@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
   libhdf5-dev libeigen3-dev libtbb-dev libboost-program-options-dev
-  catch2 nlohmann-json3-dev libpcre2-dev
+  catch2 nlohmann-json3-dev libpcre2-dev libxxhash-dev
   python3-h5py python3-numpy
 )
 missing=()

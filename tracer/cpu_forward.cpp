@@ -1,0 +1,240 @@
+#include "tracer/cpu_forward.hpp"
+
+#include <tbb/blocked_range.h>
+#include <tbb/blocked_range2d.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/error.hpp"
+
+namespace kvsim {
+
+KvCache::KvCache(const ModelConfig& config, int capacity) : capacity_(capacity) {
+  const std::size_t per_layer = static_cast<std::size_t>(config.n_kv_heads) * capacity * config.head_dim;
+  keys_.assign(config.n_layers, std::vector<float>(per_layer));
+  values_.assign(config.n_layers, std::vector<float>(per_layer));
+}
+
+void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y) {
+  KVSIM_CHECK(x.cols() == w.cols(), "linear: x ", x.rows(), "x", x.cols(), " w ", w.rows(), "x", w.cols());
+  const Eigen::Index n = x.rows(), out = w.rows();
+  y.resize(n, out);
+  // Fixed tiles (simple_partitioner with these grains) keep Eigen's blocking, hence the
+  // summation order, independent of the thread count.
+  constexpr Eigen::Index kRowTile = 128, kColTile = 256;
+  tbb::parallel_for(
+      tbb::blocked_range2d<Eigen::Index>(0, n, kRowTile, 0, out, kColTile),
+      [&](const tbb::blocked_range2d<Eigen::Index>& r) {
+        const Eigen::Index r0 = r.rows().begin(), nr = r.rows().size();
+        const Eigen::Index c0 = r.cols().begin(), nc = r.cols().size();
+        y.block(r0, c0, nr, nc).noalias() = x.middleRows(r0, nr) * w.middleRows(c0, nc).transpose();
+      },
+      tbb::simple_partitioner());
+}
+
+void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style) {
+  const int half = head_dim / 2;
+  // Frequencies as llama2.c and HF compute them, in fp32: θ^(-2i/d).
+  std::vector<float> freq(half);
+  for (int i = 0; i < half; ++i)
+    freq[i] = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / static_cast<float>(head_dim));
+  tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, x.rows(), 64), [&](const tbb::blocked_range<Eigen::Index>& r) {
+    std::vector<float> cs(half), sn(half);
+    for (Eigen::Index t = r.begin(); t < r.end(); ++t) {
+      const float pos = static_cast<float>(pos0 + t);
+      for (int i = 0; i < half; ++i) {
+        const float angle = pos * freq[i];
+        cs[i] = std::cos(angle);
+        sn[i] = std::sin(angle);
+      }
+      float* row = x.row(t).data();
+      for (int h = 0; h < heads; ++h) {
+        float* v = row + h * head_dim;
+        for (int i = 0; i < half; ++i) {
+          float* a = style == RopeStyle::kInterleaved ? v + 2 * i : v + i;
+          float* b = style == RopeStyle::kInterleaved ? v + 2 * i + 1 : v + i + half;
+          const float x0 = *a, x1 = *b;
+          *a = x0 * cs[i] - x1 * sn[i];
+          *b = x0 * sn[i] + x1 * cs[i];
+        }
+      }
+    }
+  });
+}
+
+namespace {
+
+void rms_norm(const MatrixRM& x, const VectorF& gain, double eps, MatrixRM& out) {
+  out.resize(x.rows(), x.cols());
+  tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, x.rows(), 64), [&](const tbb::blocked_range<Eigen::Index>& r) {
+    for (Eigen::Index t = r.begin(); t < r.end(); ++t) {
+      const float ms = x.row(t).squaredNorm() / static_cast<float>(x.cols());
+      const float inv = 1.0f / std::sqrt(ms + static_cast<float>(eps));
+      out.row(t) = (x.row(t) * inv).cwiseProduct(gain.transpose());
+    }
+  });
+}
+
+// Causal attention of n new queries (absolute positions pos0..pos0+n-1) against the cache's
+// first pos0+n positions. Writes out [n, H*d]. Parallel over (head, query block); column sums
+// are accumulated per block and reduced in block order, so they too are deterministic.
+void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const float* values, int capacity,
+               int pos0, int colsum_len, MatrixRM& out, std::vector<float>& colsum) {
+  const int n = static_cast<int>(q.rows()), d = c.head_dim, H = c.n_heads, G = c.group_size();
+  const int qd = c.q_dim();
+  constexpr int kQueryBlock = 64;
+  const int n_blocks = (n + kQueryBlock - 1) / kQueryBlock;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  out.resize(n, qd);
+  // Query rows that contribute to the column sums: absolute position < colsum_len.
+  const int colsum_rows = std::clamp(colsum_len - pos0, 0, n);
+  const int colsum_blocks = (colsum_rows + kQueryBlock - 1) / kQueryBlock;
+  std::vector<float> partial(static_cast<std::size_t>(H) * colsum_blocks * std::max(colsum_len, 0), 0.0f);
+
+  tbb::parallel_for(tbb::blocked_range<int>(0, H * n_blocks), [&](const tbb::blocked_range<int>& range) {
+    MatrixRM scores;
+    for (int job = range.begin(); job < range.end(); ++job) {
+      const int h = job / n_blocks, b = job % n_blocks, g = h / G;
+      const int r0 = b * kQueryBlock, nr = std::min(kQueryBlock, n - r0);
+      const int len = pos0 + r0 + nr;  // keys visible to the last row of the block
+      ConstStridedMap qh(q.data() + static_cast<std::ptrdiff_t>(r0) * qd + h * d, nr, d, Eigen::OuterStride<>(qd));
+      ConstMapMatrixRM kg(keys + static_cast<std::ptrdiff_t>(g) * capacity * d, len, d);
+      ConstMapMatrixRM vg(values + static_cast<std::ptrdiff_t>(g) * capacity * d, len, d);
+      scores.resize(nr, len);
+      scores.noalias() = (qh * kg.transpose()) * scale;
+      for (int r = 0; r < nr; ++r) {
+        const int visible = pos0 + r0 + r + 1;
+        float* s = scores.row(r).data();
+        const float mx = *std::max_element(s, s + visible);
+        float sum = 0.0f;
+        for (int j = 0; j < visible; ++j) sum += (s[j] = std::exp(s[j] - mx));
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < visible; ++j) s[j] *= inv;
+        std::fill(s + visible, s + len, 0.0f);
+        if (r0 + r < colsum_rows) {
+          float* acc = partial.data() + (static_cast<std::size_t>(h) * colsum_blocks + b) * colsum_len;
+          const int cols = std::min(visible, colsum_len);
+          for (int j = 0; j < cols; ++j) acc[j] += s[j];
+        }
+      }
+      StridedMap oh(out.data() + static_cast<std::ptrdiff_t>(r0) * qd + h * d, nr, d, Eigen::OuterStride<>(qd));
+      oh.noalias() = scores * vg;
+    }
+  });
+  if (colsum_len > 0) {
+    colsum.assign(static_cast<std::size_t>(H) * colsum_len, 0.0f);
+    for (int h = 0; h < H; ++h)
+      for (int b = 0; b < colsum_blocks; ++b) {
+        const float* src = partial.data() + (static_cast<std::size_t>(h) * colsum_blocks + b) * colsum_len;
+        float* dst = colsum.data() + static_cast<std::size_t>(h) * colsum_len;
+        for (int j = 0; j < colsum_len; ++j) dst[j] += src[j];
+      }
+  }
+}
+
+// Adds a bias row vector to every row.
+void add_bias(MatrixRM& x, const VectorF& b) {
+  if (b.size() == 0) return;
+  x.rowwise() += b.transpose();
+}
+
+}  // namespace
+
+MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const ForwardOptions& options,
+                             const LayerObserver& observer) const {
+  const ModelConfig& c = model_.config;
+  const int n = static_cast<int>(tokens.size()), pos0 = cache.length();
+  if (n == 0) fail<InputError>("forward: no tokens");
+  if (pos0 + n > cache.capacity())
+    fail<InputError>("forward: ", pos0 + n, " positions exceed the cache capacity ", cache.capacity());
+  const int D = c.hidden, d = c.head_dim, Hkv = c.n_kv_heads;
+
+  MatrixRM x(n, D);
+  for (int t = 0; t < n; ++t) {
+    if (tokens[t] < 0 || tokens[t] >= c.vocab)
+      fail<InputError>("forward: token id ", tokens[t], " at position ", pos0 + t, " is outside the vocabulary [0, ",
+                       c.vocab, ")");
+    x.row(t) = model_.embed.row(tokens[t]);
+  }
+  MatrixRM xn, q, k, v, att, proj, gate, up;
+  std::vector<float> colsum;
+  for (int l = 0; l < c.n_layers; ++l) {
+    const LayerWeights& w = model_.layers[l];
+    rms_norm(x, w.attn_norm, c.norm_eps, xn);
+    linear(xn, w.wq, q);
+    linear(xn, w.wk, k);
+    linear(xn, w.wv, v);
+    add_bias(q, w.bq);
+    add_bias(k, w.bk);
+    add_bias(v, w.bv);
+    apply_rope(q, c.n_heads, d, pos0, c.rope_theta, c.rope_style);
+    apply_rope(k, Hkv, d, pos0, c.rope_theta, c.rope_style);
+    // Scatter the new keys/values into the cache layout [Hkv, capacity, d].
+    float* kc = cache.keys(l);
+    float* vc = cache.values(l);
+    for (int g = 0; g < Hkv; ++g)
+      for (int t = 0; t < n; ++t) {
+        const std::size_t dst = (static_cast<std::size_t>(g) * cache.capacity() + pos0 + t) * d;
+        std::copy_n(k.row(t).data() + g * d, d, kc + dst);
+        std::copy_n(v.row(t).data() + g * d, d, vc + dst);
+      }
+    attention(c, q, kc, vc, cache.capacity(), pos0, options.colsum_len, att, colsum);
+    if (observer) {
+      LayerActivations act;
+      act.layer = l;
+      act.pos0 = pos0;
+      act.n = n;
+      act.q = &q;
+      act.attn_colsum = options.colsum_len > 0 ? colsum.data() : nullptr;
+      act.colsum_len = options.colsum_len;
+      observer(act);
+    }
+    linear(att, w.wo, proj);
+    x += proj;
+    rms_norm(x, w.ffn_norm, c.norm_eps, xn);
+    linear(xn, w.w_gate, gate);
+    linear(xn, w.w_up, up);
+    // SwiGLU: silu(gate) ⊙ up.
+    tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, gate.rows(), 16), [&](const tbb::blocked_range<Eigen::Index>& r) {
+      for (Eigen::Index t = r.begin(); t < r.end(); ++t) {
+        float* g = gate.row(t).data();
+        const float* u = up.row(t).data();
+        for (Eigen::Index j = 0; j < gate.cols(); ++j) g[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
+      }
+    });
+    linear(gate, w.w_down, proj);
+    x += proj;
+  }
+  cache.set_length(pos0 + n);
+  MatrixRM out;
+  rms_norm(x, model_.final_norm, c.norm_eps, out);
+  return out;
+}
+
+MatrixRM CpuForward::logits(const MatrixRM& hidden) const {
+  MatrixRM out;
+  linear(hidden, model_.output_matrix(), out);
+  return out;
+}
+
+std::vector<int> greedy_generate(const CpuForward& fwd, std::span<const int> prompt, int max_new, int stop_id) {
+  KvCache cache(fwd.model().config, static_cast<int>(prompt.size()) + max_new);
+  std::vector<int> out;
+  MatrixRM h = fwd.forward(prompt, cache);
+  for (int step = 0; step < max_new; ++step) {
+    MatrixRM logits = fwd.logits(h.bottomRows(1));
+    Eigen::Index best = 0;
+    logits.row(0).maxCoeff(&best);
+    const int next = static_cast<int>(best);
+    if (next == stop_id) break;
+    out.push_back(next);
+    if (step + 1 == max_new) break;
+    const int tok[1] = {next};
+    h = fwd.forward(tok, cache);
+  }
+  return out;
+}
+
+}  // namespace kvsim

@@ -1,0 +1,80 @@
+#pragma once
+// The CPU forward pass of a Llama-family decoder: batched over positions (prefill), Eigen
+// GEMMs tiled over oneTBB, attention computed explicitly so the tracer can record what it
+// needs (window queries, attention column sums). The reference backend for the CUDA one.
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "core/matrix.hpp"
+#include "tracer/model.hpp"
+
+namespace kvsim {
+
+// Keys and values of every layer. Per layer: keys [Hkv, capacity, d], values likewise; the
+// first length() positions are filled.
+class KvCache {
+ public:
+  KvCache(const ModelConfig& config, int capacity);
+  int length() const { return length_; }
+  int capacity() const { return capacity_; }
+  float* keys(int l) { return keys_[l].data(); }
+  float* values(int l) { return values_[l].data(); }
+  const float* keys(int l) const { return keys_[l].data(); }
+  const float* values(int l) const { return values_[l].data(); }
+  void set_length(int n) { length_ = n; }
+
+ private:
+  int capacity_;
+  int length_ = 0;
+  std::vector<std::vector<float>> keys_;    // [L][Hkv, capacity, d]
+  std::vector<std::vector<float>> values_;  // [L][Hkv, capacity, d]
+};
+
+// What one layer computed for the new positions [pos0, pos0 + n), handed to an observer.
+struct LayerActivations {
+  int layer = 0;
+  int pos0 = 0;
+  int n = 0;
+  const MatrixRM* q = nullptr;            // [n, H*d] post-RoPE queries
+  const float* attn_colsum = nullptr;     // [H, colsum_len] or null
+  int colsum_len = 0;
+};
+
+struct ForwardOptions {
+  // When > 0: accumulate Σ_q A_h[q, i] over query positions q < colsum_len, for key
+  // positions i < colsum_len (the H2O statistic over the prompt).
+  int colsum_len = 0;
+};
+
+using LayerObserver = std::function<void(const LayerActivations&)>;
+
+class CpuForward {
+ public:
+  explicit CpuForward(const Model& model) : model_(model) {}
+
+  // Runs tokens at positions cache.length() .. cache.length()+n-1, appending their keys and
+  // values to the cache. Returns the final-normed hidden states [n, D].
+  MatrixRM forward(std::span<const int> tokens, KvCache& cache, const ForwardOptions& options = {},
+                   const LayerObserver& observer = {}) const;
+
+  // logits [n, V] = hidden [n, D] · classifierᵀ.
+  MatrixRM logits(const MatrixRM& hidden) const;
+
+  const Model& model() const { return model_; }
+
+ private:
+  const Model& model_;
+};
+
+// Y [n, out] = X [n, in] · Wᵀ, W [out, in]; tiled over oneTBB with fixed tiles so the result
+// is bit-identical whatever the thread count.
+void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y);
+
+// Rotates q or k rows [n, heads*d] in place for positions pos0..pos0+n-1.
+void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style);
+
+// Greedy decoding: feeds prompt, then appends argmax tokens until max_new tokens or stop_id.
+std::vector<int> greedy_generate(const CpuForward& fwd, std::span<const int> prompt, int max_new, int stop_id);
+
+}  // namespace kvsim
