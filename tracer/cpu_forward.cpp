@@ -107,11 +107,10 @@ void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const
       for (int r = 0; r < nr; ++r) {
         const int visible = pos0 + r0 + r + 1;
         float* s = scores.row(r).data();
-        const float mx = *std::max_element(s, s + visible);
-        float sum = 0.0f;
-        for (int j = 0; j < visible; ++j) sum += (s[j] = std::exp(s[j] - mx));
-        const float inv = 1.0f / sum;
-        for (int j = 0; j < visible; ++j) s[j] *= inv;
+        // Softmax over the visible keys with Eigen's vectorised exp (the hot loop of prefill).
+        Eigen::Map<Eigen::ArrayXf> row(s, visible);
+        row = (row - row.maxCoeff()).exp();
+        row *= 1.0f / row.sum();
         std::fill(s + visible, s + len, 0.0f);
         if (r0 + r < colsum_rows) {
           float* acc = partial.data() + (static_cast<std::size_t>(h) * colsum_blocks + b) * colsum_len;
@@ -198,11 +197,8 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
     linear(xn, w.w_up, up);
     // SwiGLU: silu(gate) ⊙ up.
     tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, gate.rows(), 16), [&](const tbb::blocked_range<Eigen::Index>& r) {
-      for (Eigen::Index t = r.begin(); t < r.end(); ++t) {
-        float* g = gate.row(t).data();
-        const float* u = up.row(t).data();
-        for (Eigen::Index j = 0; j < gate.cols(); ++j) g[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
-      }
+      auto g = gate.middleRows(r.begin(), r.size()).array();
+      g = g / (1.0f + (-g).exp()) * up.middleRows(r.begin(), r.size()).array();
     });
     linear(gate, w.w_down, proj);
     x += proj;

@@ -1,0 +1,120 @@
+// Prompt construction from text and JSONL inputs, with a byte-level stand-in tokenizer so the
+// expected tokens can be written down by hand.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include "core/error.hpp"
+#include "support/shared.hpp"
+#include "tracer/inputs.hpp"
+
+using namespace kvsim;
+
+namespace {
+
+// id = byte + 3, BOS = 1, EOS = 2: token i of a text is its i-th byte.
+class ByteTokenizer : public Tokenizer {
+ public:
+  std::vector<int> encode(std::string_view text, bool add_special) const override {
+    std::vector<int> ids;
+    if (add_special) ids.push_back(1);
+    for (unsigned char ch : text) ids.push_back(ch + 3);
+    return ids;
+  }
+  std::string decode(std::span<const int> ids, bool) const override {
+    std::string s;
+    for (int id : ids)
+      if (id >= 3) s += static_cast<char>(id - 3);
+    return s;
+  }
+  int vocab_size() const override { return 259; }
+  int bos_id() const override { return 1; }
+  int eos_id() const override { return 2; }
+};
+
+}  // namespace
+
+TEST_CASE("inputs: text files become consecutive non-overlapping chunks", "[inputs]") {
+  test::TempDir tmp;
+  std::ofstream(tmp / "story.txt") << "abcdefghijklmnopqrstuvwxyz";  // 26 tokens
+  ByteTokenizer tok;
+  InputOptions o;
+  o.prompt_len = 5;  // BOS + 4 text tokens
+  o.cont_len = 3;
+  const auto p = load_prompts(tmp / "story.txt", tok, o);
+  // Each chunk holds 7 text tokens: 26 / 7 = 3 full chunks.
+  REQUIRE(p.size() == 3);
+  CHECK(p[0].tokens == std::vector<int>{1, 'a' + 3, 'b' + 3, 'c' + 3, 'd' + 3, 'e' + 3, 'f' + 3, 'g' + 3});
+  CHECK(p[0].n_prompt == 5);
+  CHECK(tok.decode(p[1].tokens) == "hijklmn");
+  CHECK(tok.decode(p[2].tokens) == "opqrstu");
+  CHECK(p[2].sample_id == "chunk2");
+  CHECK(p[0].task == "story");
+  o.limit = 2;
+  CHECK(load_prompts(tmp / "story.txt", tok, o).size() == 2);
+}
+
+TEST_CASE("inputs: a text shorter than one chunk keeps its continuation", "[inputs]") {
+  test::TempDir tmp;
+  std::ofstream(tmp / "short.txt") << "hello";
+  ByteTokenizer tok;
+  InputOptions o;
+  o.prompt_len = 100;
+  o.cont_len = 2;
+  const auto p = load_prompts(tmp / "short.txt", tok, o);
+  REQUIRE(p.size() == 1);
+  CHECK(p[0].n_prompt == 4);  // BOS h e l | l o
+  CHECK(p[0].tokens.size() == 6);
+}
+
+TEST_CASE("inputs: RULER and LongBench JSONL", "[inputs]") {
+  test::TempDir tmp;
+  std::ofstream(tmp / "ruler.jsonl") << R"({"index": 7, "input": "The key is", "outputs": ["42"], "length": 3})" << "\n";
+  std::ofstream(tmp / "lb.jsonl") << R"({"context": "ctx", "input": "q?", "answers": ["yes", "y"], "_id": "a1"})" << "\n\n";
+  ByteTokenizer tok;
+  InputOptions o;
+  const auto r = load_prompts(tmp / "ruler.jsonl", tok, o);
+  REQUIRE(r.size() == 1);
+  CHECK(tok.decode(std::span(r[0].tokens).first(r[0].n_prompt)) == "The key is");
+  CHECK(tok.decode(std::span(r[0].tokens).subspan(r[0].n_prompt)) == " 42");  // a space joins answer to prompt
+  CHECK(r[0].sample_id == "7");
+  CHECK(r[0].tokens[0] == 1);
+  o.longbench_template = "[{context}|{input}]";
+  const auto lb = load_prompts(tmp / "lb.jsonl", tok, o);
+  REQUIRE(lb.size() == 1);
+  CHECK(tok.decode(std::span(lb[0].tokens).first(lb[0].n_prompt)) == "[ctx|q?]");
+  CHECK(tok.decode(std::span(lb[0].tokens).subspan(lb[0].n_prompt)) == " yes");
+}
+
+TEST_CASE("inputs: long prompts are truncated in the middle, BOS kept", "[inputs]") {
+  CHECK(truncate_middle({1, 2, 3, 4, 5, 6, 7}, 4) == std::vector<int>{1, 2, 6, 7});
+  CHECK(truncate_middle({1, 2, 3, 4, 5, 6, 7}, 5) == std::vector<int>{1, 2, 5, 6, 7});
+  CHECK(truncate_middle({1, 2, 3}, 5) == std::vector<int>{1, 2, 3});
+  test::TempDir tmp;
+  std::ofstream(tmp / "r.jsonl") << R"({"input": "abcdefghij", "outputs": ["Z"]})" << "\n";
+  ByteTokenizer tok;
+  InputOptions o;
+  o.max_len = 5;  // BOS + 2 head + 2 tail
+  const auto p = load_prompts(tmp / "r.jsonl", tok, o);
+  REQUIRE(p.size() == 1);
+  CHECK(p[0].truncated_from == 11);
+  CHECK(p[0].n_prompt == 5);
+  CHECK(p[0].tokens[0] == 1);
+  CHECK(tok.decode(std::span(p[0].tokens).first(5)) == "abij");
+  CHECK(tok.decode(std::span(p[0].tokens).subspan(5)) == " Z");
+}
+
+TEST_CASE("inputs: bad files give one clear error naming the file", "[inputs][errors]") {
+  test::TempDir tmp;
+  ByteTokenizer tok;
+  InputOptions o;
+  CHECK_THROWS_WITH(load_prompts(tmp / "missing.txt", tok, o), Catch::Contains("missing.txt"));
+  std::ofstream(tmp / "empty.txt") << "";
+  CHECK_THROWS_WITH(load_prompts(tmp / "empty.txt", tok, o), Catch::Contains("empty.txt") && Catch::Contains("empty prompt"));
+  std::ofstream(tmp / "bad.jsonl") << "{\"input\": \"x\", \"outputs\": [\"y\"]}\n{not json\n";
+  CHECK_THROWS_WITH(load_prompts(tmp / "bad.jsonl", tok, o), Catch::Contains("bad.jsonl:2") && Catch::Contains("JSON"));
+  std::ofstream(tmp / "fields.jsonl") << R"({"question": "x"})" << "\n";
+  CHECK_THROWS_WITH(load_prompts(tmp / "fields.jsonl", tok, o), Catch::Contains("fields.jsonl:1"));
+  std::ofstream(tmp / "emptyprompt.jsonl") << R"({"input": "", "outputs": ["y"]})" << "\n";
+  CHECK_THROWS_WITH(load_prompts(tmp / "emptyprompt.jsonl", tok, o), Catch::Contains("empty prompt"));
+}

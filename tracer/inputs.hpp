@@ -1,0 +1,46 @@
+#pragma once
+// Prompts for the tracer from plain text files and JSONL benchmark files.
+//  - text: the file is one token stream; prompt i = BOS + the next T-1 tokens (T without a
+//    BOS), continuation = the next M tokens; consecutive chunks do not overlap.
+//  - JSONL, LongBench fields {context, input, answers}: prompt = template(context, input),
+//    continuation = answers[0] (teacher-forced gold answer).
+//  - JSONL, RULER fields {input, outputs}: prompt = input, continuation = outputs joined.
+// Prompts longer than max_len are truncated in the middle (first half + last half), the
+// LongBench convention; the original length is kept in truncated_from.
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "tracer/tokenizer.hpp"
+
+namespace kvsim {
+
+struct PromptSpec {
+  std::vector<int> tokens;  // [T+M] prompt then continuation
+  int n_prompt = 0;         // T
+  int truncated_from = 0;   // T before middle truncation
+  std::string task;
+  std::string source;
+  std::string sample_id;
+};
+
+struct InputOptions {
+  int prompt_len = 512;  // text files: T per chunk
+  int cont_len = 32;     // text files: M per chunk
+  int max_len = 0;       // JSONL: maximum T (0 = unlimited); longer prompts truncated in the middle
+  int limit = 0;         // at most this many prompts per file (0 = all)
+  std::string task;      // task label (default: the file's stem)
+  // LongBench prompt; {context} and {input} are replaced.
+  std::string longbench_template = "{context}\n\nQuestion: {input}\nAnswer:";
+};
+
+// Reads one input file (.jsonl → JSONL, anything else → text). Throws InputError naming the
+// file (and line) on unreadable files, bad JSON, missing fields, or a prompt that is empty.
+std::vector<PromptSpec> load_prompts(const std::filesystem::path& file, const Tokenizer& tok,
+                                     const InputOptions& options);
+
+// Middle truncation of a token sequence to at most max_len tokens (first ⌈max/2⌉... as LongBench:
+// first max_len/2 and last max_len - max_len/2). Returns the input unchanged when it fits.
+std::vector<int> truncate_middle(const std::vector<int>& tokens, int max_len);
+
+}  // namespace kvsim
