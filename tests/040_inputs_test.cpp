@@ -21,7 +21,7 @@ class ByteTokenizer : public Tokenizer {
     for (unsigned char ch : text) ids.push_back(ch + 3);
     return ids;
   }
-  std::string decode(std::span<const int> ids, bool) const override {
+  std::string decode(std::span<const int> ids, bool = false) const override {
     std::string s;
     for (int id : ids)
       if (id >= 3) s += static_cast<char>(id - 3);
