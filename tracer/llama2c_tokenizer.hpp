@@ -1,6 +1,7 @@
 #pragma once
 // llama2.c tokenizer.bin: SentencePiece-style BPE with per-token scores and byte fallback,
-// encoded exactly as llama2.c's encode() in run.c.
+// encoded exactly as llama2.c's encode() in run.c (BOS only, never EOS; the text may hold
+// NUL bytes, which become the <0x00> byte token where run.c would stop at them).
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -22,6 +23,11 @@ class Llama2cTokenizer final : public Tokenizer {
   explicit Llama2cTokenizer(const std::filesystem::path& path);
   // Parses the bytes of a tokenizer.bin; path is only used in error messages.
   Llama2cTokenizer(std::string_view bytes, const std::filesystem::path& path);
+  // piece_to_id_ holds views into pieces_, so a copy would dangle; moves keep the buffers.
+  Llama2cTokenizer(const Llama2cTokenizer&) = delete;
+  Llama2cTokenizer& operator=(const Llama2cTokenizer&) = delete;
+  Llama2cTokenizer(Llama2cTokenizer&&) = default;
+  Llama2cTokenizer& operator=(Llama2cTokenizer&&) = default;
 
   std::vector<int> encode(std::string_view text, bool add_special) const override;
   std::string decode(std::span<const int> ids, bool keep_special = false) const override;
