@@ -1,2 +1,29 @@
-// Placeholder translation unit until the tokenizers land.
 #include "tracer/tokenizer.hpp"
+
+#include <fstream>
+#include <sstream>
+
+#include "core/error.hpp"
+#include "tracer/hf_tokenizer.hpp"
+#include "tracer/llama2c_tokenizer.hpp"
+
+namespace kvsim {
+
+std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail<ModelError>(path.string(), ": cannot open tokenizer file");
+  std::ostringstream s;
+  s << in.rdbuf();
+  if (in.bad()) fail<ModelError>(path.string(), ": read error");
+  const std::string bytes = std::move(s).str();
+  if (bytes.empty()) fail<ModelError>(path.string(), ": empty tokenizer file");
+  // Decide by content, not by name: JSON starts with '{' (after optional whitespace or a
+  // UTF-8 BOM); a llama2.c file starts with a small little-endian int32, whose zero high
+  // bytes can never be JSON.
+  std::size_t i = bytes.compare(0, 3, "\xEF\xBB\xBF") == 0 ? 3 : 0;
+  while (i < bytes.size() && (bytes[i] == ' ' || bytes[i] == '\t' || bytes[i] == '\n' || bytes[i] == '\r')) ++i;
+  if (i < bytes.size() && bytes[i] == '{') return std::make_unique<HfTokenizer>(bytes, path);
+  return std::make_unique<Llama2cTokenizer>(bytes, path);
+}
+
+}  // namespace kvsim
