@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "traces/hdf5_io.hpp"
 #include "traces/trace_reader.hpp"
 #include "traces/trace_writer.hpp"
 
@@ -23,14 +25,17 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A unique path under the temp directory, removed (with its .partial) at scope exit.
+// A unique path under the temp directory, removed (with its .partial) at scope exit unless
+// KVSIM_KEEP_TEST_TRACES is set (to inspect them with h5dump or h5py).
 struct TempTrace {
   fs::path path;
   explicit TempTrace(const std::string& name) {
     path = fs::temp_directory_path() / ("kvsim_test_" + std::to_string(::getpid()) + "_" + name + ".h5");
     remove_all();
   }
-  ~TempTrace() { remove_all(); }
+  ~TempTrace() {
+    if (std::getenv("KVSIM_KEEP_TEST_TRACES") == nullptr) remove_all();
+  }
   fs::path partial() const { return fs::path(path.string() + ".partial"); }
   void remove_all() const {
     std::error_code ec;
@@ -372,6 +377,15 @@ TEST_CASE("trace: shape mismatch and NaN are reported with the dataset path", "[
              Catch::Contains("/prompts/000000/cont_logprob holds a non-finite value"));
 }
 
+TEST_CASE("trace: chunks stay whole up to 256 MiB, then split along the first axes", "[trace]") {
+  using h5::Dims;
+  CHECK(h5::chunk_dims({8, 4096, 128}, 2) == Dims{8, 4096, 128});     // 8 MiB: one chunk
+  CHECK(h5::chunk_dims({8, 300000, 128}, 2) == Dims{3, 300000, 128});  // 586 MiB: 3 heads per chunk
+  CHECK(h5::chunk_dims({1, 1 << 20, 256}, 4) == Dims{1, 1 << 18, 256});  // 1 GiB in one head
+  for (const Dims& dims : {Dims{8, 300000, 128}, Dims{1, 1 << 20, 256}, Dims{64, 70000, 128}})
+    CHECK(h5::element_count(h5::chunk_dims(dims, 2)) * 2 <= h5::kMaxChunkBytes);
+}
+
 TEST_CASE("trace: h5py reads K/V as float16", "[trace]") {
   if (std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") != 0) {
     WARN("SKIPPED: /usr/bin/python3 cannot import h5py");
@@ -393,4 +407,15 @@ TEST_CASE("trace: h5py reads K/V as float16", "[trace]") {
   INFO(output);
   REQUIRE(status == 0);
   CHECK(output == "float16 (2, 13, 8)\n");
+
+  // Storage layout: one chunk per (prompt, layer) dataset and one per layer of W_o.
+  command = "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File(sys.argv[1],'r'); "
+            "print(f['prompts/000000/layers/0/keys'].chunks, f['model/w_o'].chunks, f['model/w_o'].compression)\" '" +
+            tmp.path.string() + "' 2>&1";
+  pipe = ::popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  output.clear();
+  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
+  REQUIRE(::pclose(pipe) == 0);
+  CHECK(output == "(2, 13, 8) (1, 16, 32) gzip\n");
 }

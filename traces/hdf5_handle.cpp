@@ -19,8 +19,9 @@ herr_t take_first_message(unsigned n, const H5E_error2_t* err, void* out) {
 
 std::string error_detail() {
   std::string message;
-  // Downward starts at the function that detected the error: the most specific message.
-  H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, take_first_message, &message);
+  // Upward starts at the function that detected the error (the most specific message);
+  // downward would start at the API call ("unable to open file").
+  H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, take_first_message, &message);
   H5Eclear2(H5E_DEFAULT);
   return message;
 }

@@ -171,13 +171,14 @@ Dims chunk_dims(const Dims& dims, std::size_t element_bytes) {
 }
 
 void write_dataset(hid_t parent, const std::string& name, hid_t type, const Dims& dims, const void* data,
-                   const Filters& filters, const std::string& file, const std::string& object) {
+                   const Filters& filters, const std::string& file, const std::string& object,
+                   const Dims& chunk_request) {
   Handle space = dataspace_handle(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr));
   Handle dcpl = plist_handle(H5Pcreate(H5P_DATASET_CREATE));
   if (!space || !dcpl) fail_hdf5(file, object, ": cannot create dataspace");
   std::size_t n = element_count(dims);
   if (n > 0) {
-    Dims chunk = chunk_dims(dims, H5Tget_size(type));
+    Dims chunk = chunk_request.empty() ? chunk_dims(dims, H5Tget_size(type)) : chunk_request;
     bool ok = H5Pset_chunk(dcpl.get(), static_cast<int>(chunk.size()), chunk.data()) >= 0;
     if (ok && filters.deflate_level > 0) {
       // Shuffle groups the bytes of each element, so deflate sees the slowly varying high

@@ -54,9 +54,11 @@ struct Filters {
 Dims chunk_dims(const Dims& dims, std::size_t element_bytes);
 
 // Creates parent/name with the given type and shape and writes data (memory type == type).
-// Empty datasets are contiguous: HDF5 cannot chunk a zero-length dimension.
+// `chunk` empty: chunk_dims(dims). Empty datasets are contiguous: HDF5 cannot chunk a
+// zero-length dimension.
 void write_dataset(hid_t parent, const std::string& name, hid_t type, const Dims& dims, const void* data,
-                   const Filters& filters, const std::string& file, const std::string& object);
+                   const Filters& filters, const std::string& file, const std::string& object,
+                   const Dims& chunk = {});
 
 Dims dataset_dims(hid_t dataset, const std::string& file, const std::string& object);
 

@@ -148,7 +148,9 @@ void TraceWriter::create_fresh(const TraceProducer& producer, std::span<const fl
   Handle model_group = h5::create_group(root, "model", f, "/model");
   write_model_attrs(model_group.get(), model_, f);
   // One chunk per layer: a metric needing W_o of layer l decompresses only that layer.
-  h5::write_dataset(model_group.get(), "w_o", H5T_NATIVE_FLOAT, w_o_dims, w_o.data(), impl_->filters, f, "/model/w_o");
+  Dims w_o_chunk = h5::chunk_dims({1, hidden, q_dim}, sizeof(float));
+  h5::write_dataset(model_group.get(), "w_o", H5T_NATIVE_FLOAT, w_o_dims, w_o.data(), impl_->filters, f, "/model/w_o",
+                    w_o_chunk);
   h5::write_dataset(model_group.get(), "final_norm", H5T_NATIVE_FLOAT, Dims{hidden}, final_norm.data(), impl_->filters,
                     f, "/model/final_norm");
   impl_->prompts = h5::create_group(root, "prompts", f, "/prompts");
