@@ -75,10 +75,12 @@ TraceReader::TraceReader(std::filesystem::path path)
 
   h5::LibraryLock lock(h5::library_mutex());
   h5::silence_errors();
-  if (H5Fis_hdf5(f.c_str()) <= 0) {
-    h5::error_detail();  // clear the stack
-    fail<TraceError>(f, ": not an HDF5 file");
+  htri_t is_hdf5 = H5Fis_hdf5(f.c_str());
+  if (is_hdf5 < 0) {
+    std::string detail = h5::error_detail();
+    fail<TraceError>(f, ": cannot be read", detail.empty() ? "" : " (HDF5: " + detail + ")");
   }
+  if (is_hdf5 == 0) fail<TraceError>(f, ": not an HDF5 file");
   impl_->file = h5::file_handle(H5Fopen(f.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!impl_->file) {
     std::string detail = h5::error_detail();
