@@ -1,0 +1,421 @@
+// Tests of traces/: the HDF5 trace format v1 (docs/trace-format.md) written by TraceWriter
+// and read back by TraceReader, resume after an interruption, and the errors a user sees.
+#include <catch2/catch.hpp>
+#include <hdf5.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/error.hpp"
+#include "traces/hdf5_io.hpp"
+#include "traces/trace_reader.hpp"
+#include "traces/trace_writer.hpp"
+
+using namespace kvsim;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A unique path under the temp directory, removed (with its .partial) at scope exit unless
+// KVSIM_KEEP_TEST_TRACES is set (to inspect them with h5dump or h5py).
+struct TempTrace {
+  fs::path path;
+  explicit TempTrace(const std::string& name) {
+    path = fs::temp_directory_path() / ("kvsim_test_" + std::to_string(::getpid()) + "_" + name + ".h5");
+    remove_all();
+  }
+  ~TempTrace() {
+    if (std::getenv("KVSIM_KEEP_TEST_TRACES") == nullptr) remove_all();
+  }
+  fs::path partial() const { return fs::path(path.string() + ".partial"); }
+  void remove_all() const {
+    std::error_code ec;
+    fs::remove(path, ec);
+    fs::remove(partial(), ec);
+  }
+};
+
+ModelInfo small_model() {
+  ModelInfo m;
+  m.arch = "llama";
+  m.n_layers = 3;
+  m.n_heads = 4;
+  m.n_kv_heads = 2;
+  m.head_dim = 8;
+  m.hidden = 16;
+  m.vocab = 100;
+  m.rope_theta = 500000.0;
+  m.rope_style = "rotate_half";
+  m.norm_eps = 1e-5;
+  m.source = "test-model sha256:abc";
+  return m;
+}
+
+TraceProducer test_producer() { return {"0.1.0", "deadbeef", "cpu", "2024-01-02T03:04:05Z"}; }
+
+std::vector<float> random_floats(std::mt19937& rng, std::size_t n, float scale = 2.0f) {
+  std::normal_distribution<float> dist(0.0f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = dist(rng);
+  return v;
+}
+
+struct PromptData {
+  PromptMeta meta;
+  std::vector<std::int32_t> tokens;  // [T+M]
+  std::vector<LayerRecord> layers;   // [L]
+  PromptOutputs outputs;
+};
+
+PromptData random_prompt(std::mt19937& rng, const ModelInfo& m, const std::string& id, int T, int M, int W, int K) {
+  PromptData p;
+  p.meta = {id, T, M, W, K, "unit", "inline", id, T + 5};
+  std::uniform_int_distribution<std::int32_t> tok(0, m.vocab - 1);
+  for (int i = 0; i < T + M; ++i) p.tokens.push_back(tok(rng));
+  auto G = static_cast<std::size_t>(m.n_kv_heads), H = static_cast<std::size_t>(m.n_heads);
+  auto d = static_cast<std::size_t>(m.head_dim);
+  for (int l = 0; l < m.n_layers; ++l) {
+    LayerRecord r;
+    r.keys = random_floats(rng, G * (T + M) * d);
+    r.values = random_floats(rng, G * (T + M) * d);
+    r.q_window = random_floats(rng, H * W * d);
+    r.q_cont = random_floats(rng, H * M * d);
+    r.attn_colsum = random_floats(rng, H * T, 10.0f);
+    p.layers.push_back(std::move(r));
+  }
+  p.outputs.tokens = p.tokens;
+  p.outputs.prompt_logprob = random_floats(rng, T);
+  p.outputs.cont_logprob = random_floats(rng, M);
+  for (int i = 0; i < M * K; ++i) p.outputs.cont_topk_ids.push_back(tok(rng));
+  p.outputs.cont_topk_logits = random_floats(rng, static_cast<std::size_t>(M * K), 5.0f);
+  p.outputs.cont_logsumexp = random_floats(rng, M);
+  return p;
+}
+
+LayerView view_of(const LayerRecord& r) { return {r.keys, r.values, r.q_window, r.q_cont, r.attn_colsum}; }
+
+void write_prompt(TraceWriter& w, const PromptData& p) {
+  w.begin_prompt(p.meta, p.tokens);
+  for (int l = static_cast<int>(p.layers.size()) - 1; l >= 0; --l)  // any order is allowed
+    w.write_layer(l, view_of(p.layers[static_cast<std::size_t>(l)]));
+  w.end_prompt(p.outputs);
+}
+
+struct Fixture {
+  ModelInfo model = small_model();
+  std::mt19937 rng{1234};
+  std::vector<float> w_o;         // [L, hidden, n_heads*head_dim]
+  std::vector<float> final_norm;  // [hidden]
+  std::vector<PromptData> prompts;
+  Fixture() {
+    w_o = random_floats(rng, static_cast<std::size_t>(model.n_layers * model.hidden * model.n_heads * model.head_dim));
+    final_norm = random_floats(rng, static_cast<std::size_t>(model.hidden));
+    prompts.push_back(random_prompt(rng, model, "000000", 10, 3, 4, 5));
+    prompts.push_back(random_prompt(rng, model, "000001", 7, 0, 7, 5));  // M = 0: empty datasets
+  }
+  void write_all(const fs::path& path) {
+    TraceWriter w(path, model, test_producer(), w_o, final_norm);
+    for (const PromptData& p : prompts) write_prompt(w, p);
+    w.finish();
+  }
+};
+
+// binary16 keeps 11 significant bits: round to nearest is within 2^-11 relative (+ subnormals).
+void require_half_close(const std::vector<float>& got, const std::vector<float>& want) {
+  REQUIRE(got.size() == want.size());
+  for (std::size_t i = 0; i < got.size(); ++i)
+    REQUIRE(std::abs(got[i] - want[i]) <= std::ldexp(std::abs(want[i]), -11) + 1e-7f);
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const TraceError& e) {
+    return e.what();
+  }
+  return "(no TraceError thrown)";
+}
+
+// Replaces dataset `object` by a float32 dataset of shape `dims` filled with `value`.
+void rewrite_dataset(const fs::path& file, const std::string& object, const std::vector<hsize_t>& dims, float value) {
+  hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+  REQUIRE(f >= 0);
+  REQUIRE(H5Ldelete(f, object.c_str(), H5P_DEFAULT) >= 0);
+  hid_t space = H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr);
+  hid_t ds = H5Dcreate2(f, object.c_str(), H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+  REQUIRE(ds >= 0);
+  std::size_t n = 1;
+  for (hsize_t d : dims) n *= d;
+  std::vector<float> data(n, value);
+  REQUIRE(H5Dwrite(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, data.data()) >= 0);
+  H5Dclose(ds);
+  H5Sclose(space);
+  H5Fclose(f);
+}
+
+}  // namespace
+
+TEST_CASE("trace: round trip of a small random trace", "[trace]") {
+  TempTrace tmp("roundtrip");
+  Fixture fx;
+  fx.write_all(tmp.path);
+  REQUIRE(fs::exists(tmp.path));
+  REQUIRE_FALSE(fs::exists(tmp.partial()));
+
+  TraceReader r(tmp.path);
+  CHECK(r.model().arch == fx.model.arch);
+  CHECK(r.model().n_layers == 3);
+  CHECK(r.model().n_heads == 4);
+  CHECK(r.model().n_kv_heads == 2);
+  CHECK(r.model().head_dim == 8);
+  CHECK(r.model().hidden == 16);
+  CHECK(r.model().vocab == 100);
+  CHECK(r.model().rope_theta == 500000.0);
+  CHECK(r.model().rope_style == "rotate_half");
+  CHECK(r.model().norm_eps == 1e-5);
+  CHECK(r.model().source == fx.model.source);
+  CHECK(r.producer().git_sha == "deadbeef");
+  CHECK(r.producer().backend == "cpu");
+  CHECK(r.producer().created_utc == "2024-01-02T03:04:05Z");
+
+  REQUIRE(r.prompts().size() == 2);
+  for (std::size_t p = 0; p < 2; ++p) {
+    const PromptData& want = fx.prompts[p];
+    const PromptMeta& meta = r.prompts()[p];
+    CHECK(meta.id == want.meta.id);
+    CHECK(meta.n_prompt == want.meta.n_prompt);
+    CHECK(meta.n_cont == want.meta.n_cont);
+    CHECK(meta.window == want.meta.window);
+    CHECK(meta.topk == want.meta.topk);
+    CHECK(meta.task == "unit");
+    CHECK(meta.sample_id == want.meta.id);
+    CHECK(meta.truncated_from == want.meta.truncated_from);
+
+    PromptOutputs out = r.read_outputs(p);
+    CHECK(out.tokens == want.outputs.tokens);
+    CHECK(out.prompt_logprob == want.outputs.prompt_logprob);  // fp32: exact
+    CHECK(out.cont_logprob == want.outputs.cont_logprob);
+    CHECK(out.cont_topk_ids == want.outputs.cont_topk_ids);
+    CHECK(out.cont_topk_logits == want.outputs.cont_topk_logits);
+    CHECK(out.cont_logsumexp == want.outputs.cont_logsumexp);
+
+    for (int l = 0; l < 3; ++l) {
+      LayerRecord rec = r.read_layer(p, l);
+      const LayerRecord& w = want.layers[static_cast<std::size_t>(l)];
+      require_half_close(rec.keys, w.keys);
+      require_half_close(rec.values, w.values);
+      require_half_close(rec.q_window, w.q_window);
+      require_half_close(rec.q_cont, w.q_cont);
+      CHECK(rec.attn_colsum == w.attn_colsum);
+    }
+    CHECK(r.has_dataset(p, "layers/2/q_cont"));
+    CHECK(r.has_dataset(p, "cont_logprob"));
+    CHECK_FALSE(r.has_dataset(p, "layers/3/keys"));
+    CHECK_FALSE(r.has_dataset(p, "layers"));  // a group, not a dataset
+    CHECK_FALSE(r.has_dataset(p, "nope"));
+  }
+  CHECK(r.prompts()[1].n_cont == 0);
+  CHECK(r.read_layer(1, 0).q_cont.empty());
+
+  std::size_t per_layer = 16 * 4 * 8;
+  for (int l = 0; l < 3; ++l) {
+    std::vector<float> w = r.read_w_o(l);
+    std::vector<float> want(fx.w_o.begin() + l * per_layer, fx.w_o.begin() + (l + 1) * per_layer);
+    CHECK(w == want);
+  }
+  CHECK(r.read_final_norm() == fx.final_norm);
+  CHECK_THROWS_AS(r.read_layer(2, 0), TraceError);
+  CHECK_THROWS_AS(r.read_layer(0, 3), TraceError);
+}
+
+TEST_CASE("trace: one reader used from several threads", "[trace]") {
+  TempTrace tmp("threads");
+  Fixture fx;
+  fx.write_all(tmp.path);
+  TraceReader r(tmp.path);
+  std::vector<std::thread> threads;
+  std::vector<int> ok(4, 0);
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 20; ++rep) {
+        std::size_t p = static_cast<std::size_t>((t + rep) % 2);
+        int l = (t + rep) % 3;
+        LayerRecord rec = r.read_layer(p, l);
+        if (rec.attn_colsum != fx.prompts[p].layers[static_cast<std::size_t>(l)].attn_colsum) return;
+      }
+      ok[static_cast<std::size_t>(t)] = 1;
+    });
+  for (auto& th : threads) th.join();
+  CHECK(ok == std::vector<int>(4, 1));
+}
+
+TEST_CASE("trace: resume after an interruption", "[trace]") {
+  TempTrace tmp("resume");
+  Fixture fx;
+  {
+    TraceWriter w(tmp.path, fx.model, test_producer(), fx.w_o, fx.final_norm);
+    CHECK_FALSE(w.resumed());
+    write_prompt(w, fx.prompts[0]);
+    // Prompt 1 is cut off after one layer; the writer is destroyed without finish().
+    w.begin_prompt(fx.prompts[1].meta, fx.prompts[1].tokens);
+    w.write_layer(0, view_of(fx.prompts[1].layers[0]));
+  }
+  REQUIRE(fs::exists(tmp.partial()));
+  REQUIRE_FALSE(fs::exists(tmp.path));
+  // A .partial is not a finished trace, but a reader would only list the complete prompt.
+  CHECK(TraceReader(tmp.partial()).prompts().size() == 1);
+  {
+    TraceWriter w(tmp.path, fx.model, test_producer(), fx.w_o, fx.final_norm);
+    CHECK(w.resumed());
+    CHECK(w.has_prompt("000000"));
+    CHECK_FALSE(w.has_prompt("000001"));
+    CHECK_THROWS_AS(w.begin_prompt(fx.prompts[0].meta, fx.prompts[0].tokens), TraceError);  // already complete
+    write_prompt(w, fx.prompts[1]);
+    w.finish();
+  }
+  REQUIRE_FALSE(fs::exists(tmp.partial()));
+  TraceReader r(tmp.path);
+  REQUIRE(r.prompts().size() == 2);
+  CHECK(r.read_outputs(1).prompt_logprob == fx.prompts[1].outputs.prompt_logprob);
+  require_half_close(r.read_layer(1, 2).keys, fx.prompts[1].layers[2].keys);
+  require_half_close(r.read_layer(0, 1).values, fx.prompts[0].layers[1].values);
+}
+
+TEST_CASE("trace: a .partial of another model is not resumed", "[trace]") {
+  TempTrace tmp("othermodel");
+  Fixture fx;
+  { TraceWriter w(tmp.path, fx.model, test_producer(), fx.w_o, fx.final_norm); }
+  ModelInfo other = fx.model;
+  other.source = "another checkpoint";
+  std::string msg = message_of([&] { TraceWriter w(tmp.path, other, test_producer(), fx.w_o, fx.final_norm); });
+  CHECK_THAT(msg, Catch::Contains(tmp.partial().string()) && Catch::Contains("another model") &&
+                      Catch::Contains("delete it"));
+  TraceWriter w(tmp.path, other, test_producer(), fx.w_o, fx.final_norm, WriterOptions{.overwrite = true});
+  CHECK_FALSE(w.resumed());
+
+  // A .partial that is not HDF5 at all.
+  TempTrace junk("junkpartial");
+  std::ofstream(junk.partial()) << "not hdf5";
+  msg = message_of([&] { TraceWriter j(junk.path, fx.model, test_producer(), fx.w_o, fx.final_norm); });
+  CHECK_THAT(msg, Catch::Contains(junk.partial().string()) && Catch::Contains("delete it"));
+}
+
+TEST_CASE("trace: writer rejects bad input before writing", "[trace]") {
+  TempTrace tmp("badinput");
+  Fixture fx;
+  TraceWriter w(tmp.path, fx.model, test_producer(), fx.w_o, fx.final_norm);
+  PromptData p = fx.prompts[0];
+  w.begin_prompt(p.meta, p.tokens);
+  LayerRecord bad = p.layers[0];
+  bad.keys.pop_back();
+  CHECK_THAT(message_of([&] { w.write_layer(0, view_of(bad)); }),
+             Catch::Contains("/prompts/000000/layers/0/keys") && Catch::Contains("expected [2,13,8]"));
+  bad = p.layers[0];
+  bad.values[5] = 1e6f;  // beyond fp16 range
+  CHECK_THAT(message_of([&] { w.write_layer(0, view_of(bad)); }), Catch::Contains("not finite in fp16"));
+  CHECK_THAT(message_of([&] { w.end_prompt(p.outputs); }), Catch::Contains("before layer 0"));
+}
+
+TEST_CASE("trace: unsupported format_version", "[trace]") {
+  TempTrace tmp("version");
+  Fixture fx;
+  fx.write_all(tmp.path);
+  {
+    hid_t f = H5Fopen(tmp.path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    REQUIRE(f >= 0);
+    hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+    int version = 2;
+    REQUIRE(H5Awrite(a, H5T_NATIVE_INT, &version) >= 0);
+    H5Aclose(a);
+    H5Fclose(f);
+  }
+  CHECK_THAT(message_of([&] { TraceReader r(tmp.path); }),
+             Catch::Contains(tmp.path.string() + ": format_version 2 is not supported (this kvsim reads 1)"));
+}
+
+TEST_CASE("trace: truncated, missing and non-HDF5 files", "[trace]") {
+  TempTrace tmp("whole");
+  TempTrace cut("truncated");
+  Fixture fx;
+  fx.write_all(tmp.path);
+  fs::copy_file(tmp.path, cut.path);
+  fs::resize_file(cut.path, fs::file_size(cut.path) / 2);
+  CHECK_THAT(message_of([&] { TraceReader r(cut.path); }), Catch::Contains(cut.path.string()));
+
+  TempTrace missing("missing");
+  CHECK_THAT(message_of([&] { TraceReader r(missing.path); }),
+             Catch::Contains(missing.path.string()) && Catch::Contains("no such trace file"));
+
+  TempTrace text("text");
+  std::ofstream(text.path) << "hello";
+  CHECK_THAT(message_of([&] { TraceReader r(text.path); }),
+             Catch::Contains(text.path.string()) && Catch::Contains("not an HDF5 file"));
+}
+
+TEST_CASE("trace: shape mismatch and NaN are reported with the dataset path", "[trace]") {
+  TempTrace tmp("shape");
+  Fixture fx;
+  fx.write_all(tmp.path);
+  rewrite_dataset(tmp.path, "/prompts/000000/layers/1/keys", {2, 12, 8}, 0.5f);
+  rewrite_dataset(tmp.path, "/prompts/000001/cont_logsumexp", {0}, 0.0f);  // still valid: M = 0
+  rewrite_dataset(tmp.path, "/prompts/000000/cont_logprob", {3}, std::nanf(""));
+  TraceReader r(tmp.path);
+  CHECK(message_of([&] { r.read_layer(0, 1); }) ==
+        tmp.path.string() + ": /prompts/000000/layers/1/keys has shape [2,12,8], expected [2,13,8]");
+  CHECK_NOTHROW(r.read_layer(0, 0));
+  CHECK_NOTHROW(r.read_outputs(1));
+  CHECK_THAT(message_of([&] { r.read_outputs(0); }),
+             Catch::Contains("/prompts/000000/cont_logprob holds a non-finite value"));
+}
+
+TEST_CASE("trace: chunks stay whole up to 256 MiB, then split along the first axes", "[trace]") {
+  using h5::Dims;
+  CHECK(h5::chunk_dims({8, 4096, 128}, 2) == Dims{8, 4096, 128});     // 8 MiB: one chunk
+  CHECK(h5::chunk_dims({8, 300000, 128}, 2) == Dims{3, 300000, 128});  // 586 MiB: 3 heads per chunk
+  CHECK(h5::chunk_dims({1, 1 << 20, 256}, 4) == Dims{1, 1 << 18, 256});  // 1 GiB in one head
+  for (const Dims& dims : {Dims{8, 300000, 128}, Dims{1, 1 << 20, 256}, Dims{64, 70000, 128}})
+    CHECK(h5::element_count(h5::chunk_dims(dims, 2)) * 2 <= h5::kMaxChunkBytes);
+}
+
+TEST_CASE("trace: h5py reads K/V as float16", "[trace]") {
+  if (std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") != 0) {
+    WARN("SKIPPED: /usr/bin/python3 cannot import h5py");
+    return;
+  }
+  TempTrace tmp("h5py");
+  Fixture fx;
+  fx.write_all(tmp.path);
+  // The one-liner documented in docs/trace-format.md ("Read it from Python").
+  std::string command =
+      "/usr/bin/python3 -c \"import h5py,sys; d=h5py.File(sys.argv[1],'r')['prompts/000000/layers/0/keys']; "
+      "print(d.dtype, d.shape)\" '" + tmp.path.string() + "' 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  char buffer[256];
+  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
+  int status = ::pclose(pipe);
+  INFO(output);
+  REQUIRE(status == 0);
+  CHECK(output == "float16 (2, 13, 8)\n");
+
+  // Storage layout: one chunk per (prompt, layer) dataset and one per layer of W_o.
+  command = "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File(sys.argv[1],'r'); "
+            "print(f['prompts/000000/layers/0/keys'].chunks, f['model/w_o'].chunks, f['model/w_o'].compression)\" '" +
+            tmp.path.string() + "' 2>&1";
+  pipe = ::popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  output.clear();
+  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
+  REQUIRE(::pclose(pipe) == 0);
+  CHECK(output == "(2, 13, 8) (1, 16, 32) gzip\n");
+}

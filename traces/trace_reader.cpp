@@ -1,0 +1,303 @@
+#include "traces/trace_reader.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <system_error>
+
+#include "core/error.hpp"
+#include "core/half.hpp"
+#include "traces/hdf5_handle.hpp"
+#include "traces/hdf5_io.hpp"
+
+namespace kvsim {
+
+using h5::Dims;
+using h5::Handle;
+
+struct TraceReader::Impl {
+  Handle file;
+  Handle half_type;
+};
+
+namespace {
+
+void check_finite(std::span<const float> data, const std::string& file, const std::string& object) {
+  for (std::size_t i = 0; i < data.size(); ++i)
+    if (!std::isfinite(data[i]))
+      fail<TraceError>(file, ": ", object, " holds a non-finite value (", data[i], ") at flat index ", i);
+}
+
+std::vector<float> read_f32(hid_t parent, const std::string& name, const Dims& dims, const std::string& file,
+                            const std::string& object) {
+  Handle dset = h5::open_dataset(parent, name, file, object);
+  std::vector<float> out(h5::element_count(dims));
+  h5::read_dataset(dset.get(), H5T_NATIVE_FLOAT, H5T_FLOAT, dims, out.data(), file, object);
+  return out;
+}
+
+std::vector<std::int32_t> read_i32(hid_t parent, const std::string& name, const Dims& dims, const std::string& file,
+                                   const std::string& object) {
+  Handle dset = h5::open_dataset(parent, name, file, object);
+  std::vector<std::int32_t> out(h5::element_count(dims));
+  h5::read_dataset(dset.get(), H5T_NATIVE_INT32, H5T_INTEGER, dims, out.data(), file, object);
+  return out;
+}
+
+std::vector<half_bits> read_half(hid_t parent, const std::string& name, hid_t half_type, const Dims& dims,
+                                 const std::string& file, const std::string& object) {
+  Handle dset = h5::open_dataset(parent, name, file, object);
+  std::vector<half_bits> out(h5::element_count(dims));
+  h5::read_dataset(dset.get(), half_type, H5T_FLOAT, dims, out.data(), file, object);
+  return out;
+}
+
+// Converts outside the library lock; checks Inf/NaN on the bits (exponent all ones).
+std::vector<float> half_to_checked_float(const std::vector<half_bits>& bits, const std::string& file,
+                                         const std::string& object) {
+  for (std::size_t i = 0; i < bits.size(); ++i)
+    if ((bits[i] & 0x7C00) == 0x7C00)
+      fail<TraceError>(file, ": ", object, " holds a non-finite value (", half_to_float(bits[i]), ") at flat index ",
+                       i);
+  std::vector<float> out(bits.size());
+  half_to_float(bits, out);
+  return out;
+}
+
+std::string prompt_object(const std::string& id) { return "/prompts/" + id; }
+
+}  // namespace
+
+TraceReader::TraceReader(std::filesystem::path path)
+    : path_(std::move(path)), file_label_(path_.string()), impl_(std::make_unique<Impl>()) {
+  const std::string& f = file_label_;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path_, ec)) fail<TraceError>(f, ": no such trace file");
+
+  h5::LibraryLock lock(h5::library_mutex());
+  h5::silence_errors();
+  htri_t is_hdf5 = H5Fis_hdf5(f.c_str());
+  if (is_hdf5 < 0) {
+    std::string detail = h5::error_detail();
+    fail<TraceError>(f, ": cannot be read", detail.empty() ? "" : " (HDF5: " + detail + ")");
+  }
+  if (is_hdf5 == 0) fail<TraceError>(f, ": not an HDF5 file");
+  impl_->file = h5::file_handle(H5Fopen(f.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!impl_->file) {
+    std::string detail = h5::error_detail();
+    fail<TraceError>(f, ": cannot be opened (truncated or corrupt?)", detail.empty() ? "" : " (HDF5: " + detail + ")");
+  }
+  impl_->half_type = h5::make_half_type();
+  hid_t root = impl_->file.get();
+
+  if (!h5::has_attr(root, "format") || h5::read_string_attr(root, "format", f, "/") != kTraceFormatName)
+    fail<TraceError>(f, ": not a kvsim trace (root attribute format is not \"", kTraceFormatName, "\")");
+  int version = h5::read_int_attr(root, "format_version", f, "/");
+  if (version != kTraceFormatVersion)
+    fail<TraceError>(f, ": format_version ", version, " is not supported (this kvsim reads ", kTraceFormatVersion, ")");
+  producer_.version = h5::read_string_attr(root, "producer_version", f, "/");
+  producer_.git_sha = h5::read_string_attr(root, "producer_git_sha", f, "/");
+  producer_.backend = h5::read_string_attr(root, "backend", f, "/");
+  producer_.created_utc = h5::read_string_attr(root, "created_utc", f, "/");
+
+  {
+    const std::string object = "/model";
+    Handle g = h5::open_group(root, "model", f, object);
+    hid_t m = g.get();
+    model_.arch = h5::read_string_attr(m, "arch", f, object);
+    model_.n_layers = h5::read_int_attr(m, "n_layers", f, object);
+    model_.n_heads = h5::read_int_attr(m, "n_heads", f, object);
+    model_.n_kv_heads = h5::read_int_attr(m, "n_kv_heads", f, object);
+    model_.head_dim = h5::read_int_attr(m, "head_dim", f, object);
+    model_.hidden = h5::read_int_attr(m, "hidden", f, object);
+    model_.vocab = h5::read_int_attr(m, "vocab", f, object);
+    model_.rope_theta = h5::read_double_attr(m, "rope_theta", f, object);
+    model_.rope_style = h5::read_string_attr(m, "rope_style", f, object);
+    model_.norm_eps = h5::read_double_attr(m, "norm_eps", f, object);
+    model_.source = h5::read_string_attr(m, "source", f, object);
+    if (model_.n_layers <= 0 || model_.n_heads <= 0 || model_.n_kv_heads <= 0 || model_.head_dim <= 0 ||
+        model_.hidden <= 0 || model_.n_heads % model_.n_kv_heads != 0)
+      fail<TraceError>(f, ": /model has an invalid shape (n_layers ", model_.n_layers, ", n_heads ", model_.n_heads,
+                       ", n_kv_heads ", model_.n_kv_heads, ", head_dim ", model_.head_dim, ", hidden ", model_.hidden,
+                       ")");
+    // Fail fast on the model datasets' shapes rather than in the middle of a simulation.
+    Dims w_o_dims{static_cast<hsize_t>(model_.n_layers), static_cast<hsize_t>(model_.hidden),
+                  static_cast<hsize_t>(model_.n_heads) * static_cast<hsize_t>(model_.head_dim)};
+    for (auto [name, dims] : {std::pair{"w_o", w_o_dims}, std::pair{"final_norm", Dims{w_o_dims[1]}}}) {
+      std::string ds_object = object + "/" + name;
+      Handle dset = h5::open_dataset(m, name, f, ds_object);
+      Dims got = h5::dataset_dims(dset.get(), f, ds_object);
+      if (got != dims)
+        fail<TraceError>(f, ": ", ds_object, " has shape ", h5::dims_to_string(got), ", expected ",
+                         h5::dims_to_string(dims));
+    }
+  }
+
+  Handle prompts = h5::open_group(root, "prompts", f, "/prompts");
+  std::vector<std::string> ids;
+  auto collect = [](hid_t, const char* name, const H5L_info_t*, void* out) -> herr_t {
+    static_cast<std::vector<std::string>*>(out)->emplace_back(name);
+    return 0;
+  };
+  if (H5Literate(prompts.get(), H5_INDEX_NAME, H5_ITER_INC, nullptr, collect, &ids) < 0)
+    h5::fail_hdf5(f, "/prompts", ": cannot list prompts");
+  std::sort(ids.begin(), ids.end());
+  for (const std::string& id : ids) {
+    const std::string object = prompt_object(id);
+    Handle g = h5::open_group(prompts.get(), id, f, object);
+    hid_t p = g.get();
+    // A prompt being written (or cut off by a crash) has complete=0: invisible to readers.
+    if (!h5::has_attr(p, "complete") || h5::read_int_attr(p, "complete", f, object) != 1) continue;
+    PromptMeta meta;
+    meta.id = id;
+    meta.n_prompt = h5::read_int_attr(p, "n_prompt", f, object);
+    meta.n_cont = h5::read_int_attr(p, "n_cont", f, object);
+    meta.window = h5::read_int_attr(p, "window", f, object);
+    meta.topk = h5::read_int_attr(p, "topk", f, object);
+    meta.task = h5::read_string_attr(p, "task", f, object);
+    meta.source = h5::read_string_attr(p, "source", f, object);
+    meta.sample_id = h5::read_string_attr(p, "sample_id", f, object);
+    meta.truncated_from = h5::read_int_attr(p, "truncated_from", f, object);
+    if (meta.n_prompt <= 0 || meta.n_cont < 0 || meta.window < 0 || meta.window > meta.n_prompt || meta.topk < 0)
+      fail<TraceError>(f, ": ", object, " has invalid sizes (n_prompt ", meta.n_prompt, ", n_cont ", meta.n_cont,
+                       ", window ", meta.window, ", topk ", meta.topk, ")");
+    prompts_.push_back(std::move(meta));
+  }
+}
+
+TraceReader::~TraceReader() {
+  h5::LibraryLock lock(h5::library_mutex());
+  impl_->half_type.close();
+  impl_->file.close();
+}
+
+const PromptMeta& TraceReader::prompt(std::size_t prompt_index) const {
+  if (prompt_index >= prompts_.size())
+    fail<TraceError>(file_label_, ": prompt index ", prompt_index, " out of range (", prompts_.size(),
+                     " complete prompts)");
+  return prompts_[prompt_index];
+}
+
+void TraceReader::check_layer(int layer) const {
+  if (layer < 0 || layer >= model_.n_layers)
+    fail<TraceError>(file_label_, ": layer ", layer, " out of range (n_layers ", model_.n_layers, ")");
+}
+
+PromptOutputs TraceReader::read_outputs(std::size_t prompt_index) const {
+  const PromptMeta& meta = prompt(prompt_index);
+  const std::string& f = file_label_;
+  const std::string object = prompt_object(meta.id);
+  auto T = static_cast<hsize_t>(meta.n_prompt), M = static_cast<hsize_t>(meta.n_cont);
+  auto K = static_cast<hsize_t>(meta.topk);
+  PromptOutputs out;
+  {
+    h5::LibraryLock lock(h5::library_mutex());
+    h5::silence_errors();
+    Handle g = h5::open_group(impl_->file.get(), object, f, object);
+    out.tokens = read_i32(g.get(), "tokens", {T + M}, f, object + "/tokens");                          // [T+M]
+    out.prompt_logprob = read_f32(g.get(), "prompt_logprob", {T}, f, object + "/prompt_logprob");        // [T]
+    out.cont_logprob = read_f32(g.get(), "cont_logprob", {M}, f, object + "/cont_logprob");              // [M]
+    out.cont_topk_ids = read_i32(g.get(), "cont_topk_ids", {M, K}, f, object + "/cont_topk_ids");        // [M, K]
+    out.cont_topk_logits = read_f32(g.get(), "cont_topk_logits", {M, K}, f, object + "/cont_topk_logits");  // [M, K]
+    out.cont_logsumexp = read_f32(g.get(), "cont_logsumexp", {M}, f, object + "/cont_logsumexp");        // [M]
+  }
+  check_finite(out.prompt_logprob, f, object + "/prompt_logprob");
+  check_finite(out.cont_logprob, f, object + "/cont_logprob");
+  check_finite(out.cont_topk_logits, f, object + "/cont_topk_logits");
+  check_finite(out.cont_logsumexp, f, object + "/cont_logsumexp");
+  return out;
+}
+
+LayerRecord TraceReader::read_layer(std::size_t prompt_index, int layer) const {
+  const PromptMeta& meta = prompt(prompt_index);
+  check_layer(layer);
+  const std::string& f = file_label_;
+  const std::string object = prompt_object(meta.id) + "/layers/" + std::to_string(layer);
+  auto G = static_cast<hsize_t>(model_.n_kv_heads), H = static_cast<hsize_t>(model_.n_heads);
+  auto d = static_cast<hsize_t>(model_.head_dim), T = static_cast<hsize_t>(meta.n_prompt);
+  auto M = static_cast<hsize_t>(meta.n_cont), W = static_cast<hsize_t>(meta.window);
+  std::vector<half_bits> keys, values, q_window, q_cont;
+  LayerRecord rec;
+  {
+    h5::LibraryLock lock(h5::library_mutex());
+    h5::silence_errors();
+    Handle g = h5::open_group(impl_->file.get(), object, f, object);
+    hid_t half = impl_->half_type.get();
+    keys = read_half(g.get(), "keys", half, {G, T + M, d}, f, object + "/keys");              // [n_kv_heads, T+M, d]
+    values = read_half(g.get(), "values", half, {G, T + M, d}, f, object + "/values");        // [n_kv_heads, T+M, d]
+    q_window = read_half(g.get(), "q_window", half, {H, W, d}, f, object + "/q_window");      // [n_heads, W, d]
+    q_cont = read_half(g.get(), "q_cont", half, {H, M, d}, f, object + "/q_cont");            // [n_heads, M, d]
+    rec.attn_colsum = read_f32(g.get(), "attn_colsum", {H, T}, f, object + "/attn_colsum");  // [n_heads, T]
+  }
+  rec.keys = half_to_checked_float(keys, f, object + "/keys");
+  rec.values = half_to_checked_float(values, f, object + "/values");
+  rec.q_window = half_to_checked_float(q_window, f, object + "/q_window");
+  rec.q_cont = half_to_checked_float(q_cont, f, object + "/q_cont");
+  check_finite(rec.attn_colsum, f, object + "/attn_colsum");
+  return rec;
+}
+
+std::vector<float> TraceReader::read_w_o(int layer) const {
+  check_layer(layer);
+  const std::string& f = file_label_;
+  const std::string object = "/model/w_o";
+  auto L = static_cast<hsize_t>(model_.n_layers), hidden = static_cast<hsize_t>(model_.hidden);
+  auto q_dim = static_cast<hsize_t>(model_.n_heads) * static_cast<hsize_t>(model_.head_dim);
+  std::vector<float> out(static_cast<std::size_t>(hidden * q_dim));  // [hidden, n_heads*head_dim]
+  {
+    h5::LibraryLock lock(h5::library_mutex());
+    h5::silence_errors();
+    Handle dset = h5::open_dataset(impl_->file.get(), object, f, object);
+    Dims dims = h5::dataset_dims(dset.get(), f, object);
+    if (dims != Dims{L, hidden, q_dim})
+      fail<TraceError>(f, ": ", object, " has shape ", h5::dims_to_string(dims), ", expected ",
+                       h5::dims_to_string({L, hidden, q_dim}));
+    // Select [layer, :, :]: exactly one chunk.
+    Handle file_space = h5::dataspace_handle(H5Dget_space(dset.get()));
+    const hsize_t start[3] = {static_cast<hsize_t>(layer), 0, 0};
+    const hsize_t count[3] = {1, hidden, q_dim};
+    Handle mem_space = h5::dataspace_handle(H5Screate_simple(3, count, nullptr));
+    if (!file_space || !mem_space ||
+        H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr) < 0 ||
+        H5Dread(dset.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, out.data()) < 0)
+      h5::fail_hdf5(f, object, ": cannot read layer " + std::to_string(layer));
+  }
+  check_finite(out, f, object);
+  return out;
+}
+
+std::vector<float> TraceReader::read_final_norm() const {
+  const std::string& f = file_label_;
+  std::vector<float> out;
+  {
+    h5::LibraryLock lock(h5::library_mutex());
+    h5::silence_errors();
+    Handle g = h5::open_group(impl_->file.get(), "model", f, "/model");
+    out = read_f32(g.get(), "final_norm", {static_cast<hsize_t>(model_.hidden)}, f, "/model/final_norm");  // [hidden]
+  }
+  check_finite(out, f, "/model/final_norm");
+  return out;
+}
+
+bool TraceReader::has_dataset(std::size_t prompt_index, std::string_view name) const {
+  const PromptMeta& meta = prompt(prompt_index);
+  std::string object = prompt_object(meta.id);
+  h5::LibraryLock lock(h5::library_mutex());
+  h5::silence_errors();
+  // H5Lexists needs every intermediate link to exist: check the path one component at a time.
+  hid_t root = impl_->file.get();
+  std::size_t pos = 0;
+  while (pos <= name.size()) {
+    std::size_t next = name.find('/', pos);
+    if (next == std::string_view::npos) next = name.size();
+    if (next == pos) return false;
+    object += "/";
+    object += name.substr(pos, next - pos);
+    if (!h5::link_exists(root, object)) return false;
+    pos = next + 1;
+  }
+  H5O_info_t info;
+  if (H5Oget_info_by_name(root, object.c_str(), &info, H5P_DEFAULT) < 0) return false;
+  return info.type == H5O_TYPE_DATASET;
+}
+
+}  // namespace kvsim

@@ -1,0 +1,55 @@
+#pragma once
+// Reads a kvsim trace (format v1, docs/trace-format.md) one (prompt, layer) at a time, so
+// memory does not grow with the number of prompts. Every read checks shapes against the
+// metadata and rejects NaN/Inf. Methods may be called from several threads: HDF5 calls are
+// serialized on the library lock (traces/hdf5_handle.hpp), conversions run outside it.
+#include <cstddef>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "traces/trace_types.hpp"
+
+namespace kvsim {
+
+class TraceReader {
+ public:
+  // Opens read-only. Throws TraceError for a missing, non-HDF5 or truncated file, another
+  // format, an unsupported format_version, or bad /model metadata.
+  explicit TraceReader(std::filesystem::path path);
+  TraceReader(const TraceReader&) = delete;
+  TraceReader& operator=(const TraceReader&) = delete;
+  ~TraceReader();
+
+  const std::filesystem::path& path() const { return path_; }
+  const ModelInfo& model() const { return model_; }
+  const TraceProducer& producer() const { return producer_; }
+  // Complete prompts only, sorted by id; prompt_index below indexes this vector.
+  const std::vector<PromptMeta>& prompts() const { return prompts_; }
+
+  PromptOutputs read_outputs(std::size_t prompt_index) const;
+  // K/V/Q converted from fp16 to fp32.
+  LayerRecord read_layer(std::size_t prompt_index, int layer) const;
+  // [hidden, n_heads*head_dim] of one layer.
+  std::vector<float> read_w_o(int layer) const;
+  // [hidden]
+  std::vector<float> read_final_norm() const;
+  // `name` is relative to /prompts/<id>, e.g. "cont_logprob" or "layers/0/keys".
+  bool has_dataset(std::size_t prompt_index, std::string_view name) const;
+
+ private:
+  struct Impl;
+  const PromptMeta& prompt(std::size_t prompt_index) const;
+  void check_layer(int layer) const;
+
+  std::filesystem::path path_;
+  std::string file_label_;
+  ModelInfo model_;
+  TraceProducer producer_;
+  std::vector<PromptMeta> prompts_;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kvsim

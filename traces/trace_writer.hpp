@@ -1,0 +1,79 @@
+#pragma once
+// Streams a kvsim trace (format v1, docs/trace-format.md) to disk one (prompt, layer) at a time.
+//
+// Atomic: everything goes to `path + ".partial"`; finish() renames it to `path`, so a file at
+// `path` is always a complete trace. Resumable: a writer constructed on an existing .partial
+// of the same model keeps its complete prompts (has_prompt() tells the tracer which to skip)
+// and deletes the half-written ones. Not thread-safe per object: one tracer drives one writer.
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <set>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/half.hpp"
+#include "traces/trace_types.hpp"
+
+namespace kvsim {
+
+struct WriterOptions {
+  int compression_level = 4;  // deflate 0..9; 0 stores uncompressed
+  bool shuffle = true;        // byte shuffle before deflate (only with compression)
+  bool overwrite = false;     // start fresh even when a .partial exists (its data is lost)
+};
+
+class TraceWriter {
+ public:
+  // w_o [L, hidden, n_heads*head_dim], final_norm [hidden]. created_utc is filled with the
+  // current time when empty. Throws TraceError when a .partial exists that cannot be resumed.
+  TraceWriter(std::filesystem::path path, const ModelInfo& model, const TraceProducer& producer,
+              std::span<const float> w_o, std::span<const float> final_norm, WriterOptions options = {});
+  TraceWriter(const TraceWriter&) = delete;
+  TraceWriter& operator=(const TraceWriter&) = delete;
+  // Without finish(): closes the file and leaves the .partial for a later resume.
+  ~TraceWriter();
+
+  // True when prompt `id` is complete in the file (written now or before a resume).
+  bool has_prompt(const std::string& id) const;
+  // True when this writer reopened an existing .partial.
+  bool resumed() const { return resumed_; }
+  const std::filesystem::path& partial_path() const { return partial_path_; }
+
+  // tokens [T+M]. Starts group /prompts/<meta.id> (complete=0 until end_prompt).
+  void begin_prompt(const PromptMeta& meta, std::span<const std::int32_t> tokens);
+  // Each layer 0..L-1 once, in any order, between begin_prompt and end_prompt.
+  void write_layer(int layer, const LayerView& view);
+  // Writes the per-prompt vectors (outputs.tokens may be empty; if not it must equal the
+  // tokens given to begin_prompt), marks the prompt complete and flushes the file.
+  void end_prompt(const PromptOutputs& outputs);
+
+  // Closes the file and renames .partial -> path (replacing an existing file at path).
+  void finish();
+
+ private:
+  struct Impl;
+  void create_fresh(const TraceProducer& producer, std::span<const float> w_o, std::span<const float> final_norm);
+  void resume();
+  void require_open(const char* what) const;
+
+  std::filesystem::path path_;
+  std::filesystem::path partial_path_;
+  std::string file_label_;  // partial path as text, for messages
+  ModelInfo model_;
+  WriterOptions options_;
+  bool resumed_ = false;
+  bool finished_ = false;
+  std::set<std::string> complete_;
+  std::unique_ptr<Impl> impl_;  // HDF5 handles: keeps <hdf5.h> out of this header
+
+  // State of the prompt between begin_prompt and end_prompt.
+  PromptMeta current_;
+  bool in_prompt_ = false;
+  std::vector<std::int32_t> current_tokens_;
+  std::vector<bool> layers_done_;
+  std::vector<half_bits> half_buffer_;  // reused across layers
+};
+
+}  // namespace kvsim
