@@ -1,16 +1,69 @@
-// kvsim: the command-line entry point. Subcommands live in cli/cmd_*.cpp.
+// kvsim: the command-line entry point. Subcommands live in cli/cmd_*.cpp; this file only
+// dispatches and turns errors into one line on stderr and a non-zero exit.
+#include <boost/program_options/errors.hpp>
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <vector>
 
+#include "cli/commands.hpp"
 #include "core/error.hpp"
 #include "core/version.hpp"
 
+namespace {
+
+struct Command {
+  const char* name;
+  int (*run)(const std::vector<std::string>&);
+  const char* summary;
+};
+
+const Command kCommands[] = {
+    {"trace", kvsim::cli::cmd_trace, "record a model's prefill over prompts into an HDF5 trace"},
+    {"inspect", kvsim::cli::cmd_inspect, "print a trace's model, prompts and dataset shapes"},
+    {"generate", kvsim::cli::cmd_generate, "greedy decoding from a prompt (checks a model loads and runs)"},
+};
+
+void usage(std::FILE* out) {
+  std::fprintf(out, "kvsim %s: offline KV-cache retention simulator\n\nusage: kvsim <command> [options]\n\ncommands:\n",
+               kvsim::kToolVersion);
+  for (const auto& c : kCommands) std::fprintf(out, "  %-10s %s\n", c.name, c.summary);
+  std::fprintf(out, "\n'kvsim <command> --help' lists a command's options.\n");
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  if (argc >= 2 && std::strcmp(argv[1], "--version") == 0) {
+  if (argc < 2) {
+    usage(stderr);
+    return 2;
+  }
+  const std::string name = argv[1];
+  if (name == "--version" || name == "version") {
     std::printf("kvsim %s (%s)\n", kvsim::kToolVersion, kvsim::kGitSha);
     return 0;
   }
-  std::fprintf(stderr, "usage: kvsim <command> [options]\n");
+  if (name == "--help" || name == "-h" || name == "help") {
+    usage(stdout);
+    return 0;
+  }
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  for (const auto& c : kCommands) {
+    if (name != c.name) continue;
+    try {
+      return c.run(args);
+    } catch (const kvsim::Error& e) {
+      std::fprintf(stderr, "kvsim %s: error: %s\n", c.name, e.what());
+      return 1;
+    } catch (const boost::program_options::error& e) {
+      std::fprintf(stderr, "kvsim %s: %s (see 'kvsim %s --help')\n", c.name, e.what(), c.name);
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "kvsim %s: internal error: %s\n", c.name, e.what());
+      return 3;
+    }
+  }
+  std::fprintf(stderr, "kvsim: unknown command '%s'\n\n", name.c_str());
+  usage(stderr);
   return 2;
 }

@@ -1,0 +1,68 @@
+// kvsim inspect: what a trace holds (model, producer, prompts, dataset shapes), read through
+// the same reader the simulator uses, so a trace that inspects cleanly also replays.
+#include <cstdio>
+#include <numeric>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "traces/trace_reader.hpp"
+
+namespace kvsim::cli {
+
+int cmd_inspect(const std::vector<std::string>& args) {
+  std::string path;
+  bool all_prompts = false;
+  po::options_description opts("inspect options");
+  opts.add_options()("trace", po::value(&path)->required(), "trace file (.h5)")
+      ("all", po::bool_switch(&all_prompts), "list every prompt (default: the first 20)");
+  po::positional_options_description pos;
+  pos.add("trace", 1);
+  if (!parse("inspect", "Prints a trace's model, prompts and dataset shapes.", opts, args, &pos)) return 0;
+
+  TraceReader reader(path);
+  const ModelInfo& m = reader.model();
+  const TraceProducer& p = reader.producer();
+  std::printf("trace    %s (kvsim-trace v%d)\n", path.c_str(), kTraceFormatVersion);
+  std::printf("producer kvsim %s (%s), backend %s, created %s\n", p.version.c_str(), p.git_sha.c_str(),
+              p.backend.c_str(), p.created_utc.c_str());
+  std::printf("model    %s: %d layers, %d heads, %d KV heads (group %d), head_dim %d, hidden %d, vocab %d\n",
+              m.arch.c_str(), m.n_layers, m.n_heads, m.n_kv_heads, m.n_heads / m.n_kv_heads, m.head_dim, m.hidden,
+              m.vocab);
+  std::printf("         rope %s theta %g, norm_eps %g\n         source %s\n", m.rope_style.c_str(), m.rope_theta,
+              m.norm_eps, m.source.c_str());
+  std::printf("         /model/w_o [%d, %d, %d] f32, /model/final_norm [%d] f32\n", m.n_layers, m.hidden,
+              m.n_heads * m.head_dim, m.hidden);
+  const auto& prompts = reader.prompts();
+  std::printf("prompts  %zu\n", prompts.size());
+  std::printf("  %-8s %-22s %6s %5s %4s %4s %9s %9s  %s\n", "id", "task", "T", "M", "W", "K", "trunc", "mean_nll",
+              "sample");
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    if (!all_prompts && i == 20) {
+      std::printf("  ... %zu more (--all lists them)\n", prompts.size() - 20);
+      break;
+    }
+    const PromptMeta& q = prompts[i];
+    const PromptOutputs out = reader.read_outputs(i);
+    // Mean next-token NLL over the prompt (position 0 has no prediction).
+    const double nll = q.n_prompt > 1 ? -std::accumulate(out.prompt_logprob.begin() + 1, out.prompt_logprob.end(), 0.0) /
+                                            (q.n_prompt - 1)
+                                      : 0.0;
+    std::printf("  %-8s %-22s %6d %5d %4d %4d %9d %9.4f  %s\n", q.id.c_str(), q.task.c_str(), q.n_prompt, q.n_cont,
+                q.window, q.topk, q.truncated_from, nll, q.sample_id.c_str());
+  }
+  if (!prompts.empty()) {
+    const PromptMeta& q = prompts[0];
+    const int N = q.n_prompt + q.n_cont;
+    std::printf("datasets of /prompts/%s (every prompt has the same set):\n", q.id.c_str());
+    std::printf("  tokens [%d] i32, prompt_logprob [%d] f32, cont_logprob [%d] f32, cont_logsumexp [%d] f32\n", N,
+                q.n_prompt, q.n_cont, q.n_cont);
+    std::printf("  cont_topk_ids [%d, %d] i32, cont_topk_logits [%d, %d] f32\n", q.n_cont, q.topk, q.n_cont, q.topk);
+    std::printf("  layers/<0..%d>/keys [%d, %d, %d] f16, values [%d, %d, %d] f16\n", m.n_layers - 1, m.n_kv_heads, N,
+                m.head_dim, m.n_kv_heads, N, m.head_dim);
+    std::printf("  layers/<l>/q_window [%d, %d, %d] f16, q_cont [%d, %d, %d] f16, attn_colsum [%d, %d] f32\n",
+                m.n_heads, q.window, m.head_dim, m.n_heads, q.n_cont, m.head_dim, m.n_heads, q.n_prompt);
+  }
+  return 0;
+}
+
+}  // namespace kvsim::cli

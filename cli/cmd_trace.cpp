@@ -1,0 +1,161 @@
+// kvsim trace: one prefill per prompt on the CPU, recorded into an HDF5 trace (format v1).
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "core/error.hpp"
+#include "core/version.hpp"
+#include "traces/trace_writer.hpp"
+#include "tracer/inputs.hpp"
+#include "tracer/recorder.hpp"
+
+namespace kvsim::cli {
+
+namespace {
+
+class WriterSink : public PromptSink {
+ public:
+  explicit WriterSink(TraceWriter& w) : writer_(w) {}
+  void layer(int l, const LayerView& view) override { writer_.write_layer(l, view); }
+  void outputs(const PromptOutputs& outputs) override { writer_.end_prompt(outputs); }
+
+ private:
+  TraceWriter& writer_;
+};
+
+ModelInfo model_info(const Model& m) {
+  const ModelConfig& c = m.config;
+  ModelInfo info;
+  info.arch = c.arch;
+  info.n_layers = c.n_layers;
+  info.n_heads = c.n_heads;
+  info.n_kv_heads = c.n_kv_heads;
+  info.head_dim = c.head_dim;
+  info.hidden = c.hidden;
+  info.vocab = c.vocab;
+  info.rope_theta = c.rope_theta;
+  info.rope_style = rope_style_name(c.rope_style);
+  info.norm_eps = c.norm_eps;
+  info.source = m.source;
+  return info;
+}
+
+std::string prompt_id(std::size_t index) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%06zu", index);
+  return buf;
+}
+
+}  // namespace
+
+int cmd_trace(const std::vector<std::string>& args) {
+  std::string model_path, tokenizer_path, out_path, task, tmpl;
+  std::vector<std::string> inputs;
+  int window, cont_len, prompt_len, max_len, topk, limit, threads, compression;
+  bool overwrite = false;
+  po::options_description opts("trace options");
+  opts.add_options()
+      ("model,m", po::value(&model_path)->required(), "checkpoint: llama2.c .bin, or a HF directory (config.json + safetensors)")
+      ("tokenizer", po::value(&tokenizer_path), "tokenizer.bin / tokenizer.json (default: found beside the model)")
+      ("input,i", po::value(&inputs)->multitoken()->required(), "input files: text (.txt), or LongBench/RULER .jsonl")
+      ("out,o", po::value(&out_path)->required(), "output trace file (.h5); written as OUT.partial, renamed when complete")
+      ("window,w", po::value(&window)->default_value(32), "observation window W: queries of the last W prompt positions")
+      ("cont-len", po::value(&cont_len)->default_value(32), "text inputs: continuation tokens M per prompt")
+      ("prompt-len", po::value(&prompt_len)->default_value(512), "text inputs: prompt tokens T per chunk (BOS included)")
+      ("max-len", po::value(&max_len)->default_value(0), "JSONL inputs: truncate longer prompts in the middle (0 = no limit)")
+      ("topk", po::value(&topk)->default_value(64), "top-K logits recorded per continuation position")
+      ("limit", po::value(&limit)->default_value(0), "at most this many prompts per input file (0 = all)")
+      ("task", po::value(&task), "task label (default: the input file's stem)")
+      ("template", po::value(&tmpl), "LongBench prompt template with {context} and {input}")
+      ("compression", po::value(&compression)->default_value(4), "deflate level 0-9 (0 = none)")
+      ("overwrite", po::bool_switch(&overwrite), "replace an existing OUT (and discard OUT.partial)")
+      ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)");
+  po::positional_options_description pos;
+  pos.add("input", -1);
+  if (!parse("trace", "Records one CPU prefill per prompt into an HDF5 trace.", opts, args, &pos)) return 0;
+  auto thread_limit = limit_threads(threads);
+  if (window <= 0) fail<InputError>("--window must be positive, got ", window);
+  if (topk <= 0) fail<InputError>("--topk must be positive, got ", topk);
+  if (compression < 0 || compression > 9) fail<InputError>("--compression must be in 0..9, got ", compression);
+  if (std::filesystem::exists(out_path) && !overwrite)
+    fail<InputError>(out_path, ": already exists (pass --overwrite to replace it)");
+
+  const Model model = load_model(model_path);
+  const auto tokenizer = resolve_tokenizer(model_path, tokenizer_path, model.config.vocab);
+  if (tokenizer->vocab_size() > model.config.vocab)
+    fail<ModelError>(model_path, ": tokenizer has ", tokenizer->vocab_size(), " tokens, the model only ", model.config.vocab);
+  if (topk > model.config.vocab) fail<InputError>("--topk ", topk, " exceeds the vocabulary (", model.config.vocab, ")");
+
+  // Every input is read and tokenized before any work starts (fail fast).
+  InputOptions io;
+  io.prompt_len = prompt_len;
+  io.cont_len = cont_len;
+  io.max_len = max_len;
+  io.limit = limit;
+  io.task = task;
+  if (!tmpl.empty()) io.longbench_template = tmpl;
+  std::vector<PromptSpec> prompts;
+  for (const auto& in : inputs) {
+    auto p = load_prompts(in, *tokenizer, io);
+    for (auto& s : p) prompts.push_back(std::move(s));
+  }
+  std::size_t truncated = 0, total_tokens = 0;
+  for (const auto& p : prompts) {
+    truncated += p.truncated_from > p.n_prompt;
+    total_tokens += p.tokens.size();
+  }
+  std::fprintf(stderr, "[trace] %s: %zu prompts, %zu tokens (%zu truncated in the middle)\n", model.source.c_str(),
+               prompts.size(), total_tokens, truncated);
+
+  std::vector<float> w_o;  // [L, hidden, n_heads*head_dim]
+  for (const auto& l : model.layers) w_o.insert(w_o.end(), l.wo.data(), l.wo.data() + l.wo.size());
+  const std::vector<float> final_norm(model.final_norm.data(), model.final_norm.data() + model.final_norm.size());
+  TraceProducer producer{kToolVersion, kGitSha, "cpu", utc_now_iso8601()};
+  WriterOptions wo;
+  wo.compression_level = compression;
+  wo.overwrite = overwrite;
+  TraceWriter writer(out_path, model_info(model), producer, w_o, final_norm, wo);
+
+  CpuForward fwd(model);
+  RecordOptions ro;
+  ro.window = window;
+  ro.topk = topk;
+  Progress progress("trace", prompts.size());
+  std::size_t done_tokens = 0, resumed = 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const PromptSpec& p = prompts[i];
+    const std::string id = prompt_id(i);
+    if (writer.has_prompt(id)) {
+      ++resumed;
+      continue;
+    }
+    PromptMeta meta;
+    meta.id = id;
+    meta.n_prompt = p.n_prompt;
+    meta.n_cont = static_cast<int>(p.tokens.size()) - p.n_prompt;
+    meta.window = std::min(window, p.n_prompt);
+    meta.topk = topk;
+    meta.task = p.task;
+    meta.source = p.source;
+    meta.sample_id = p.sample_id;
+    meta.truncated_from = p.truncated_from;
+    writer.begin_prompt(meta, std::vector<std::int32_t>(p.tokens.begin(), p.tokens.end()));
+    WriterSink sink(writer);
+    record_prompt(fwd, p.tokens, p.n_prompt, ro, sink);
+    done_tokens += p.tokens.size();
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    char detail[96];
+    std::snprintf(detail, sizeof detail, "prompts, %.0f tok/s", secs > 0 ? done_tokens / secs : 0.0);
+    progress.update(i + 1, detail);
+  }
+  writer.finish();
+  char detail[160];
+  std::snprintf(detail, sizeof detail, "%zu prompts traced (%zu resumed from %s.partial) -> %s", prompts.size() - resumed,
+                resumed, out_path.c_str(), out_path.c_str());
+  progress.finish(detail);
+  return 0;
+}
+
+}  // namespace kvsim::cli

@@ -1,0 +1,10 @@
+#pragma once
+#include <string>
+#include <vector>
+
+namespace kvsim::cli {
+// Each returns the process exit code; errors propagate as kvsim::Error.
+int cmd_trace(const std::vector<std::string>& args);
+int cmd_inspect(const std::vector<std::string>& args);
+int cmd_generate(const std::vector<std::string>& args);
+}  // namespace kvsim::cli

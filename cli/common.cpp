@@ -1,0 +1,88 @@
+#include "cli/common.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <ctime>
+#include <iostream>
+
+#include "core/error.hpp"
+
+namespace kvsim::cli {
+
+std::optional<po::variables_map> parse(const std::string& command, const std::string& summary,
+                                       po::options_description& options, const std::vector<std::string>& args,
+                                       const po::positional_options_description* positional) {
+  options.add_options()("help,h", "show this help");
+  po::variables_map vm;
+  po::command_line_parser parser(args);
+  parser.options(options);
+  if (positional) parser.positional(*positional);
+  po::store(parser.run(), vm);
+  if (vm.count("help")) {
+    std::cout << "usage: kvsim " << command << " [options]\n" << summary << "\n\n" << options << "\n";
+    return std::nullopt;
+  }
+  po::notify(vm);
+  return vm;
+}
+
+std::unique_ptr<tbb::global_control> limit_threads(int threads) {
+  if (threads < 0) fail<InputError>("--threads must be >= 0, got ", threads);
+  if (threads == 0) return nullptr;
+  return std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, threads);
+}
+
+std::unique_ptr<Tokenizer> resolve_tokenizer(const std::filesystem::path& model_path, const std::string& explicit_path,
+                                             int vocab) {
+  namespace fs = std::filesystem;
+  if (!explicit_path.empty()) return load_tokenizer(explicit_path);
+  std::vector<fs::path> candidates;
+  if (fs::is_directory(model_path)) {
+    candidates.push_back(model_path / "tokenizer.json");
+  } else {
+    const fs::path dir = model_path.parent_path().empty() ? fs::path(".") : model_path.parent_path();
+    candidates.push_back(dir / "tokenizer.bin");
+    candidates.push_back(dir / ("tok" + std::to_string(vocab) + ".bin"));
+  }
+  for (const auto& c : candidates)
+    if (fs::exists(c)) return load_tokenizer(c);
+  std::string tried;
+  for (const auto& c : candidates) tried += (tried.empty() ? "" : ", ") + c.string();
+  fail<ModelError>(model_path.string(), ": no tokenizer found (looked for ", tried, "); pass --tokenizer");
+}
+
+Progress::Progress(std::string label, std::size_t total)
+    : label_(std::move(label)), total_(total), tty_(::isatty(2) != 0), start_(std::chrono::steady_clock::now()) {}
+
+void Progress::update(std::size_t done, const std::string& detail) {
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  const double eta = done > 0 ? secs * static_cast<double>(total_ - done) / static_cast<double>(done) : 0.0;
+  char line[512];
+  std::snprintf(line, sizeof line, "[%s] %zu/%zu %s, %.1fs elapsed, ETA %.0fs", label_.c_str(), done, total_,
+                detail.c_str(), secs, eta);
+  if (tty_) {
+    std::fprintf(stderr, "\r%-100s", line);
+    std::fflush(stderr);
+  } else {
+    const int decile = total_ ? static_cast<int>(10 * done / total_) : 10;
+    if (decile != last_decile_) std::fprintf(stderr, "%s\n", line);
+    last_decile_ = decile;
+  }
+}
+
+void Progress::finish(const std::string& detail) {
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+  std::fprintf(stderr, "%s[%s] done: %s in %.1fs\n", tty_ ? "\r" : "", label_.c_str(), detail.c_str(), secs);
+}
+
+std::string utc_now_iso8601() {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return buf;
+}
+
+}  // namespace kvsim::cli

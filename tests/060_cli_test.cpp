@@ -1,0 +1,207 @@
+// The kvsim executable end to end: trace → read back, resume, h5py, and the error paths
+// (one clear message, non-zero exit, no output file).
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <cstdio>
+#include <fstream>
+
+#include <hdf5.h>
+
+#include "core/rng.hpp"
+#include "support/shared.hpp"
+#include "traces/trace_reader.hpp"
+#include "traces/trace_writer.hpp"
+#include "tracer/cpu_forward.hpp"
+#include "tracer/recorder.hpp"
+
+using namespace kvsim;
+
+namespace {
+
+struct RunResult {
+  int status;
+  std::string output;  // stdout + stderr
+};
+
+RunResult run(const std::string& args) {
+  const std::string cmd = std::string(KVSIM_BINARY) + " " + args + " 2>&1";
+  RunResult r{0, {}};
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  while (std::fgets(buf.data(), buf.size(), p)) r.output += buf.data();
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+int count_lines_with(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (std::size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
+  return n;
+}
+
+class WriterSink : public PromptSink {
+ public:
+  explicit WriterSink(TraceWriter& w) : w_(w) {}
+  void layer(int l, const LayerView& v) override { w_.write_layer(l, v); }
+  void outputs(const PromptOutputs& o) override { w_.end_prompt(o); }
+
+ private:
+  TraceWriter& w_;
+};
+
+}  // namespace
+
+TEST_CASE("trace: keys/values read back equal the forward pass's cache within fp16 rounding", "[cli][trace]") {
+  ModelConfig c;
+  c.n_layers = 3, c.n_heads = 6, c.n_kv_heads = 2, c.head_dim = 16, c.hidden = 48, c.ffn_hidden = 64, c.vocab = 97;
+  const Model m = random_model(c, 5);
+  Rng rng(3);
+  std::vector<int> tokens(200);
+  for (auto& t : tokens) t = static_cast<int>(rng.below(c.vocab));
+  const int T = 170, M = 30;
+  test::TempDir tmp;
+  ModelInfo info;
+  info.arch = "llama", info.n_layers = 3, info.n_heads = 6, info.n_kv_heads = 2, info.head_dim = 16;
+  info.hidden = 48, info.vocab = 97, info.rope_style = "rotate_half";
+  std::vector<float> w_o;
+  for (const auto& l : m.layers) w_o.insert(w_o.end(), l.wo.data(), l.wo.data() + l.wo.size());
+  const std::vector<float> fn(m.final_norm.data(), m.final_norm.data() + c.hidden);
+  {
+    TraceWriter w(tmp / "t.h5", info, TraceProducer{"test", "none", "cpu", ""}, w_o, fn);
+    PromptMeta meta;
+    meta.id = "000000", meta.n_prompt = T, meta.n_cont = M, meta.window = 16, meta.topk = 8, meta.truncated_from = T;
+    w.begin_prompt(meta, std::vector<std::int32_t>(tokens.begin(), tokens.end()));
+    WriterSink sink(w);
+    RecordOptions ro;
+    ro.window = 16, ro.topk = 8;
+    record_prompt(CpuForward(m), tokens, T, ro, sink);
+    w.finish();
+  }
+  CpuForward fwd(m);
+  KvCache cache(c, 200);
+  fwd.forward(tokens, cache);
+  TraceReader r(tmp / "t.h5");
+  REQUIRE(r.prompts().size() == 1);
+  for (int l = 0; l < 3; ++l) {
+    const LayerRecord rec = r.read_layer(0, l);
+    REQUIRE(rec.keys.size() == 2u * 200 * 16);
+    for (std::size_t i = 0; i < rec.keys.size(); ++i) {
+      // binary16 round to nearest: |error| <= 2^-11 |x| (plus the subnormal step 2^-24).
+      REQUIRE(std::abs(rec.keys[i] - cache.keys(l)[i]) <= std::abs(cache.keys(l)[i]) * 0x1p-11f + 0x1p-24f);
+      REQUIRE(std::abs(rec.values[i] - cache.values(l)[i]) <= std::abs(cache.values(l)[i]) * 0x1p-11f + 0x1p-24f);
+    }
+    CHECK(rec.q_window.size() == 6u * 16 * 16);
+    CHECK(rec.attn_colsum.size() == 6u * T);
+  }
+  const PromptOutputs out = r.read_outputs(0);
+  CHECK(out.cont_topk_ids.size() == static_cast<std::size_t>(M) * 8);
+  // The continuation token's log-prob is bounded by the top-1 logit minus logsumexp.
+  for (int j = 0; j < M; ++j) CHECK(out.cont_logprob[j] <= out.cont_topk_logits[j * 8] - out.cont_logsumexp[j] + 1e-5f);
+}
+
+TEST_CASE("kvsim trace on stories260K: trace, inspect, h5py, resume", "[cli][shared]") {
+  const auto model = test::shared_path("models/stories260K/stories260K.bin");
+  const auto text = test::shared_path("data/tinystories_valid_subset/tinystories_val.txt");
+  KVSIM_REQUIRE_SHARED(model);
+  test::TempDir tmp;
+  const std::string out = (tmp / "s.h5").string();
+  const std::string base = "trace --model " + model.string() + " --input " + text.string() +
+                           " --prompt-len 128 --cont-len 16 --window 16 --threads 2 --out " + out;
+  RunResult r = run(base + " --limit 2");
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  REQUIRE(std::filesystem::exists(out));
+  CHECK_FALSE(std::filesystem::exists(out + ".partial"));
+  r = run("inspect " + out);
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Catch::Contains("5 layers, 8 heads, 4 KV heads"));
+  CHECK_THAT(r.output, Catch::Contains("keys [4, 144, 8] f16"));
+  // An interrupted run leaves OUT.partial; the next run resumes without redoing its prompts.
+  std::filesystem::rename(out, out + ".partial");
+  r = run(base + " --limit 4");
+  REQUIRE(r.status == 0);
+  CHECK_THAT(r.output, Catch::Contains("2 prompts traced (2 resumed"));
+  TraceReader reader(out);
+  CHECK(reader.prompts().size() == 4);
+  // The documented h5py one-liner (docs/trace-format.md) opens a trace kvsim wrote.
+  if (std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") != 0) {
+    WARN("SKIPPED: python3-h5py is not installed");
+    return;
+  }
+  const std::string py = "/usr/bin/python3 -c \"import h5py; f = h5py.File('" + out +
+                         "', 'r'); k = f['prompts/000003/layers/4/keys']; print(f.attrs['format'], k.dtype, k.shape)\"";
+  FILE* p = ::popen(py.c_str(), "r");
+  std::array<char, 256> buf{};
+  std::string line = std::fgets(buf.data(), buf.size(), p) ? buf.data() : "";
+  ::pclose(p);
+  CHECK(line == "kvsim-trace float16 (4, 144, 8)\n");
+}
+
+TEST_CASE("kvsim trace: bad inputs give one clear error, a non-zero exit and no output", "[cli][errors]") {
+  test::TempDir tmp;
+  const std::string out = (tmp / "o.h5").string();
+  std::ofstream(tmp / "in.txt") << "Once upon a time there was a cat.";
+  const std::string in = (tmp / "in.txt").string();
+  auto expect_error = [&](const std::string& args, const std::string& needle) {
+    const RunResult r = run(args);
+    INFO(args << "\n" << r.output);
+    CHECK(r.status != 0);
+    CHECK_THAT(r.output, Catch::Contains(needle));
+    CHECK(count_lines_with(r.output, "error") == 1);
+    CHECK_FALSE(std::filesystem::exists(out));
+    CHECK_FALSE(std::filesystem::exists(out + ".partial"));
+  };
+  expect_error("trace --model " + (tmp / "none.bin").string() + " --input " + in + " --out " + out,
+               "none.bin: no such file");
+  // A checkpoint cut short.
+  const auto model = test::shared_path("models/stories260K/stories260K.bin");
+  if (std::filesystem::exists(model)) {
+    std::ifstream src(model, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(src)), {});
+    std::ofstream(tmp / "cut.bin", std::ios::binary).write(bytes.data(), 100000);
+    expect_error("trace --model " + (tmp / "cut.bin").string() + " --input " + in + " --out " + out, "truncated");
+    // A HF checkpoint without tokenizer.json (stories260K-hf ships none).
+    expect_error("trace --model " + test::shared_path("models/stories260K-hf").string() + " --input " + in +
+                     " --out " + out,
+                 "no tokenizer found");
+    std::ofstream(tmp / "empty.txt") << "";
+    expect_error("trace --model " + model.string() + " --input " + (tmp / "empty.txt").string() + " --out " + out,
+                 "empty prompt");
+  }
+  const RunResult unknown = run("trace --model x --input y --out z --bogus 3");
+  CHECK(unknown.status == 2);
+  CHECK_THAT(unknown.output, Catch::Contains("bogus"));
+}
+
+TEST_CASE("kvsim inspect: a trace of another format version is refused", "[cli][errors]") {
+  test::TempDir tmp;
+  ModelInfo info;
+  info.arch = "llama", info.n_layers = 1, info.n_heads = 1, info.n_kv_heads = 1, info.head_dim = 2;
+  info.hidden = 2, info.vocab = 4, info.rope_style = "rotate_half";
+  {
+    TraceWriter w(tmp / "v.h5", info, TraceProducer{"t", "t", "cpu", ""}, std::vector<float>(4, 0.5f),
+                  std::vector<float>(2, 1.0f));
+    w.finish();
+  }
+  RunResult r = run("inspect " + (tmp / "v.h5").string());
+  CHECK(r.status == 0);
+  CHECK_THAT(r.output, Catch::Contains("prompts  0"));
+  {  // A future format version: the reader must refuse it, not misread it.
+    hid_t f = H5Fopen((tmp / "v.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    REQUIRE(f >= 0);
+    hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
+    int version = 7;
+    REQUIRE(H5Awrite(a, H5T_NATIVE_INT, &version) >= 0);
+    H5Aclose(a);
+    H5Fclose(f);
+  }
+  r = run("inspect " + (tmp / "v.h5").string());
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Catch::Contains("v.h5: format_version 7 is not supported (this kvsim reads 1)"));
+  std::ofstream(tmp / "junk.h5") << "not an hdf5 file";
+  r = run("inspect " + (tmp / "junk.h5").string());
+  CHECK(r.status == 1);
+  CHECK_THAT(r.output, Catch::Contains("junk.h5"));
+}
