@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every benchmark of bench/ with the arguments docs/perf.md quotes. `make bench` calls it.
+# Run from the repository root on an otherwise idle machine; figures drift ±20% run to run,
+# so compare the ratios printed within one run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=build/release
+threads=${KVSIM_BENCH_THREADS:-2}
+echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) $(nproc) cores"
+"$bin/bench_gemm" "$threads"
+"$bin/bench_prefill" "$threads" 2048 3
+"$bin/bench_prefill" "$threads" 512 3
+for b in "$bin"/bench_*; do
+  case "$(basename "$b")" in bench_gemm|bench_prefill) continue ;; esac
+  "$b" --threads "$threads"
+done
