@@ -60,7 +60,7 @@ int cmd_trace(const std::vector<std::string>& args) {
       ("tokenizer", po::value(&tokenizer_path), "tokenizer.bin / tokenizer.json (default: found beside the model)")
       ("input,i", po::value(&inputs)->multitoken()->required(), "input files: text (.txt), or LongBench/RULER .jsonl")
       ("out,o", po::value(&out_path)->required(), "output trace file (.h5); written as OUT.partial, renamed when complete")
-      ("window,w", po::value(&window)->default_value(32), "observation window W: queries of the last W prompt positions")
+      ("window,w", po::value(&window)->default_value(64), "observation window W: queries of the last W prompt positions")
       ("cont-len", po::value(&cont_len)->default_value(32), "text inputs: continuation tokens M per prompt")
       ("prompt-len", po::value(&prompt_len)->default_value(512), "text inputs: prompt tokens T per chunk (BOS included)")
       ("max-len", po::value(&max_len)->default_value(0), "JSONL inputs: truncate longer prompts in the middle (0 = no limit)")

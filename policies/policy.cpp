@@ -1,0 +1,83 @@
+#include "policies/policy.hpp"
+
+#include <algorithm>
+#include <tbb/parallel_for.h>
+
+#include "core/error.hpp"
+#include "policies/score_utils.hpp"
+
+namespace kvsim {
+
+PolicyNeeds merge(const PolicyNeeds& a, const PolicyNeeds& b) {
+  PolicyNeeds m;
+  m.window = std::max(a.window, b.window);
+  m.colsum = a.colsum || b.colsum;
+  m.cont_attn = a.cont_attn || b.cont_attn;
+  m.w_o = a.w_o || b.w_o;
+  m.prompt_logprob = a.prompt_logprob || b.prompt_logprob;
+  return m;
+}
+
+std::vector<int> ScoredPolicy::layer_budgets(const PromptView& view, int B) const {
+  return std::vector<int>(view.n_layers, std::clamp(B, 0, view.T));
+}
+
+Selection ScoredPolicy::select(const PromptView& view, const BudgetPlan& plan) const {
+  const int L = view.n_layers, Hkv = view.n_kv_heads, T = view.T;
+  std::vector<float> scores(static_cast<std::size_t>(L) * Hkv * T);
+  score(view, scores);
+  const int nb = static_cast<int>(plan.per_head.size());
+  Selection s(nb, 1, L, Hkv, T);
+  tbb::parallel_for(0, L * Hkv, [&](int lg) {
+    order_by_score(std::span<const float>(scores).subspan(static_cast<std::size_t>(lg) * T, T),
+                   s.order(0, lg / Hkv, lg % Hkv));
+  });
+  for (int b = 0; b < nb; ++b) {
+    const std::vector<int> per_layer = layer_budgets(view, plan.per_head[b]);
+    KVSIM_CHECK(static_cast<int>(per_layer.size()) == L, spec());
+    for (int l = 0; l < L; ++l)
+      for (int g = 0; g < Hkv; ++g) s.count(b, l, g) = std::clamp(per_layer[l], 0, T);
+  }
+  return s;
+}
+
+namespace {
+
+std::string canonical_spec(const PolicySpec& spec, const ParamReader& params, const Policy* inner) {
+  std::string s = spec.name;
+  if (inner) s += "(" + inner->spec() + ")";
+  const std::string p = params.canonical();
+  if (!p.empty()) s += ":" + p;
+  return s;
+}
+
+}  // namespace
+
+std::unique_ptr<Policy> make_policy(const PolicySpec& spec) {
+  for (const auto& info : policy_registry()) {
+    if (info.name != spec.name) continue;
+    std::unique_ptr<ScoredPolicy> inner;
+    if (info.wraps) {
+      if (!spec.inner) fail<InputError>("policy ", spec.name, " wraps a scorer: write it as ", spec.name, "(snapkv)");
+      std::unique_ptr<Policy> p = make_policy(*spec.inner);
+      if (auto* scored = dynamic_cast<ScoredPolicy*>(p.get())) {
+        p.release();
+        inner.reset(scored);
+      } else {
+        fail<InputError>("policy ", spec.name, ": '", p->spec(), "' has no per-token score to wrap");
+      }
+    } else if (spec.inner) {
+      fail<InputError>("policy ", spec.name, " takes no inner policy");
+    }
+    const ParamReader params(spec, info.params);
+    std::string canonical = canonical_spec(spec, params, inner.get());
+    return info.make(PolicyArgs{std::move(canonical), params, std::move(inner)});
+  }
+  std::string names;
+  for (const auto& info : policy_registry()) names += (names.empty() ? "" : ", ") + info.name;
+  fail<InputError>("unknown policy '", spec.name, "' (known: ", names, ")");
+}
+
+std::unique_ptr<Policy> make_policy(std::string_view spec) { return make_policy(parse_policy_spec(spec)); }
+
+}  // namespace kvsim

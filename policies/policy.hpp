@@ -1,0 +1,86 @@
+#pragma once
+// The retention policy interface. A policy decides once, at the end of prefill, which prompt
+// tokens each (layer, KV head) keeps, for every budget of a sweep (see selection.hpp).
+// A new policy is a file pair, one line in registry.cpp and one test file (STYLE.md habit 1);
+// docs/adding-a-policy.md walks through one.
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "policies/prompt_view.hpp"
+#include "policies/selection.hpp"
+#include "policies/spec.hpp"
+
+namespace kvsim {
+
+// What a policy reads beyond keys/values; the simulator checks the trace has it before any
+// work starts and derives the attention only when some policy needs it.
+struct PolicyNeeds {
+  int window = 0;          // window queries used (<= the trace's W); > 0 means window_attn is read
+  bool colsum = false;     // attn_colsum (H2O)
+  bool cont_attn = false;  // continuation attention (oracle: future information)
+  bool w_o = false;        // output projection (CriticalKV, LaProx)
+  bool prompt_logprob = false;
+};
+PolicyNeeds merge(const PolicyNeeds& a, const PolicyNeeds& b);
+
+class Policy {
+ public:
+  virtual ~Policy() = default;
+  // Canonical spec, every parameter written out, e.g. "snapkv:window=64,kernel=5,pool=avg,reduce=mean".
+  const std::string& spec() const { return spec_; }
+  virtual PolicyNeeds needs() const { return {}; }
+  // False only for `full`, the reference that ignores the budget.
+  virtual bool respects_budget() const { return true; }
+  // Kept sets for every budget of the plan. Called concurrently for different prompts and
+  // policies: implementations are const and keep no state.
+  virtual Selection select(const PromptView& view, const BudgetPlan& plan) const = 0;
+
+ protected:
+  explicit Policy(std::string spec) : spec_(std::move(spec)) {}
+
+ private:
+  std::string spec_;
+};
+
+// A policy that keeps, per (layer, KV head), the top of one score vector: the common case.
+// Its kept sets are nested across budgets. Wrappers (adakv, criticalkv) take any of these.
+class ScoredPolicy : public Policy {
+ public:
+  // Scores [L, Hkv, T], higher = keep; protected tokens (sinks, window) +inf.
+  virtual void score(const PromptView& view, std::span<float> scores) const = 0;
+  Selection select(const PromptView& view, const BudgetPlan& plan) const override;
+
+ protected:
+  using Policy::Policy;
+  // Per-layer budgets (tokens per KV head) for an average budget B, each in [0, T], summing
+  // to at most L·B. Default: B in every layer.
+  virtual std::vector<int> layer_budgets(const PromptView& view, int B) const;
+};
+
+// What a registry factory receives.
+struct PolicyArgs {
+  std::string spec;  // canonical spec of the policy being built
+  const ParamReader& params;
+  std::unique_ptr<ScoredPolicy> inner;  // wrapped scorer (wrappers only)
+};
+
+// Registry entry: name, parameters with defaults, and a factory.
+struct PolicyInfo {
+  std::string name;
+  std::string summary;  // one line, citing the paper it follows
+  std::vector<ParamInfo> params;
+  bool wraps = false;  // takes an inner scorer: name(inner):params
+  std::function<std::unique_ptr<Policy>(PolicyArgs args)> make;
+};
+
+// Every policy, one line each in registry.cpp.
+const std::vector<PolicyInfo>& policy_registry();
+// Parses and builds one policy; throws InputError on an unknown policy or parameter, or a
+// bad parameter value, before any work starts.
+std::unique_ptr<Policy> make_policy(const PolicySpec& spec);
+std::unique_ptr<Policy> make_policy(std::string_view spec);
+
+}  // namespace kvsim

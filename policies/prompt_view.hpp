@@ -1,0 +1,39 @@
+#pragma once
+// What a retention policy sees of one prompt: read-only fp32 views of every layer, plus the
+// attention derived once per (prompt, layer) by the simulator and shared by all policies.
+// Policies never see HDF5 (STYLE.md). Index letters: l layer, h query head, g KV head,
+// i token, T prompt length, M continuation length, W recorded window, d head_dim, D hidden.
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace kvsim {
+
+struct LayerData {
+  std::span<const float> keys;         // [Hkv, T+M, d] post-RoPE
+  std::span<const float> values;       // [Hkv, T+M, d]
+  std::span<const float> q_window;     // [H, W, d]
+  std::span<const float> q_cont;       // [H, M, d]
+  std::span<const float> attn_colsum;  // [H, T] Σ over prompt queries
+  std::span<const float> w_o;          // [D, H*d] this layer's output projection
+  // Derived by the simulator:
+  std::span<const float> window_attn;  // [H, W, T] softmax of window queries over prompt keys (causal)
+  std::span<const float> cont_attn;    // [H, M, T+M] softmax of continuation queries (causal)
+};
+
+struct PromptView {
+  std::string id;
+  std::string task;
+  int n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, hidden = 0;
+  int T = 0;  // prompt tokens
+  int M = 0;  // continuation tokens
+  int W = 0;  // recorded window (queries T-W..T-1)
+  std::vector<LayerData> layers;          // [L]
+  std::span<const float> prompt_logprob;  // [T], [0] = 0
+  std::uint64_t seed = 0;                 // per prompt; policies derive theirs from it
+
+  int group_size() const { return n_heads / n_kv_heads; }
+};
+
+}  // namespace kvsim

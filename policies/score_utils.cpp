@@ -1,0 +1,128 @@
+#include "policies/score_utils.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "core/error.hpp"
+
+namespace kvsim {
+
+GroupReduce parse_group_reduce(const ParamReader& p, const std::string& name) {
+  const std::string r = p.choice(name, kGroupReduceNames);
+  return r == "mean" ? GroupReduce::kMean : r == "max" ? GroupReduce::kMax : GroupReduce::kSum;
+}
+
+PoolKind parse_pool(const ParamReader& p, const std::string& name) {
+  return p.choice(name, {"avg", "max"}) == "avg" ? PoolKind::kAvg : PoolKind::kMax;
+}
+
+void window_mean_attention(const PromptView& v, int layer, int window, std::vector<float>& out) {
+  KVSIM_CHECK(window > 0 && window <= v.W, "window ", window, " vs recorded ", v.W);
+  const int H = v.n_heads, T = v.T, W = v.W;
+  const auto& a = v.layers[layer].window_attn;  // [H, W, T]
+  KVSIM_CHECK(a.size() == static_cast<std::size_t>(H) * W * T, "window attention not derived");
+  out.assign(static_cast<std::size_t>(H) * T, 0.0f);
+  for (int h = 0; h < H; ++h) {
+    float* o = out.data() + static_cast<std::size_t>(h) * T;
+    for (int r = W - window; r < W; ++r) {
+      const float* row = a.data() + (static_cast<std::size_t>(h) * W + r) * T;
+      for (int i = 0; i < T; ++i) o[i] += row[i];
+    }
+    const float inv = 1.0f / static_cast<float>(window);
+    for (int i = 0; i < T; ++i) o[i] *= inv;
+  }
+}
+
+void pool_same(std::span<float> x, int kernel, PoolKind kind) {
+  if (kernel <= 1) return;
+  const int n = static_cast<int>(x.size()), half = kernel / 2;
+  std::vector<float> src(x.begin(), x.end());
+  for (int i = 0; i < n; ++i) {
+    const int a = std::max(0, i - half), b = std::min(n - 1, i + half);
+    if (kind == PoolKind::kAvg) {
+      float s = 0.0f;
+      for (int j = a; j <= b; ++j) s += src[j];
+      x[i] = s / static_cast<float>(kernel);
+    } else {
+      float m = -std::numeric_limits<float>::infinity();
+      for (int j = a; j <= b; ++j) m = std::max(m, src[j]);
+      x[i] = m;
+    }
+  }
+}
+
+void reduce_group(std::span<const float> per_head, int H, int Hkv, int T, GroupReduce r, std::span<float> out) {
+  const int G = H / Hkv;
+  KVSIM_CHECK(per_head.size() == static_cast<std::size_t>(H) * T && out.size() == static_cast<std::size_t>(Hkv) * T);
+  for (int g = 0; g < Hkv; ++g) {
+    float* o = out.data() + static_cast<std::size_t>(g) * T;
+    for (int i = 0; i < T; ++i) o[i] = r == GroupReduce::kMax ? -std::numeric_limits<float>::infinity() : 0.0f;
+    for (int k = 0; k < G; ++k) {
+      const float* s = per_head.data() + static_cast<std::size_t>(g * G + k) * T;
+      for (int i = 0; i < T; ++i) o[i] = r == GroupReduce::kMax ? std::max(o[i], s[i]) : o[i] + s[i];
+    }
+    if (r == GroupReduce::kMean)
+      for (int i = 0; i < T; ++i) o[i] /= static_cast<float>(G);
+  }
+}
+
+void order_by_score(std::span<const float> scores, std::span<std::int32_t> order) {
+  KVSIM_CHECK(scores.size() == order.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+    return scores[a] > scores[b] || (scores[a] == scores[b] && a > b);
+  });
+}
+
+void protect_last(std::span<float> scores, int w) {
+  const int n = static_cast<int>(scores.size());
+  for (int i = std::max(0, n - w); i < n; ++i) scores[i] = std::numeric_limits<float>::infinity();
+}
+
+std::vector<int> allocate(const std::vector<double>& weights, const std::vector<int>& caps, long total) {
+  const std::size_t n = weights.size();
+  KVSIM_CHECK(caps.size() == n);
+  std::vector<int> out(n, 0);
+  std::vector<char> capped(n, 0);
+  long remaining = total;
+  // Repeatedly split what remains over the uncapped entries; entries that hit their cap are
+  // frozen and their excess flows to the others.
+  for (std::size_t round = 0; round <= n && remaining > 0; ++round) {
+    double wsum = 0;
+    for (std::size_t k = 0; k < n; ++k)
+      if (!capped[k]) wsum += std::max(0.0, weights[k]);
+    if (wsum <= 0) break;
+    std::vector<double> share(n, 0.0);
+    std::vector<int> add(n, 0);
+    long given = 0;
+    for (std::size_t k = 0; k < n; ++k)
+      if (!capped[k]) {
+        share[k] = static_cast<double>(remaining) * std::max(0.0, weights[k]) / wsum;
+        add[k] = static_cast<int>(std::floor(share[k]));
+        given += add[k];
+      }
+    // Largest remainders get the leftover units; ties to the lower index.
+    std::vector<std::size_t> idx;
+    for (std::size_t k = 0; k < n; ++k)
+      if (!capped[k]) idx.push_back(k);
+    std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) {
+      return share[a] - std::floor(share[a]) > share[b] - std::floor(share[b]);
+    });
+    for (std::size_t j = 0; j < idx.size() && given < remaining; ++j, ++given) ++add[idx[j]];
+    bool any_capped = false;
+    for (std::size_t k = 0; k < n; ++k) {
+      if (capped[k]) continue;
+      const int room = caps[k] - out[k];
+      const int take = std::min(add[k], room);
+      out[k] += take;
+      remaining -= take;
+      if (out[k] >= caps[k]) capped[k] = 1, any_capped = any_capped || add[k] >= room;
+    }
+    if (!any_capped) break;
+  }
+  return out;
+}
+
+}  // namespace kvsim

@@ -1,0 +1,117 @@
+#pragma once
+// Small synthetic prompts for policy and metric tests: random queries/keys/values of any
+// shape, with the column sums, window and continuation attention computed honestly from
+// them (a direct double-precision loop, independent of the simulator's GEMM path).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/rng.hpp"
+#include "policies/policy.hpp"
+#include "policies/prompt_tensors.hpp"
+
+namespace kvsim::test {
+
+struct PromptShape {
+  int L = 2, H = 4, Hkv = 2, d = 8, D = 16, T = 24, M = 4, W = 6;
+};
+
+// Causal softmax of one query (position pos) over keys 0..n-1, double precision.
+inline std::vector<double> reference_attention(const float* q, const float* k, int n, int pos, int d) {
+  std::vector<double> a(n, 0.0);
+  double mx = -1e300;
+  const int vis = std::min(n, pos + 1);
+  for (int j = 0; j < vis; ++j) {
+    double s = 0;
+    for (int e = 0; e < d; ++e) s += static_cast<double>(q[e]) * k[static_cast<std::size_t>(j) * d + e];
+    a[j] = s / std::sqrt(static_cast<double>(d));
+    mx = std::max(mx, a[j]);
+  }
+  double sum = 0;
+  for (int j = 0; j < vis; ++j) sum += (a[j] = std::exp(a[j] - mx));
+  for (int j = 0; j < vis; ++j) a[j] /= sum;
+  return a;
+}
+
+// Random prompt; `key_scale` sharpens attention. Every derived tensor is filled.
+inline PromptTensors random_prompt(const PromptShape& s, std::uint64_t seed, float key_scale = 1.5f) {
+  Rng rng(seed);
+  PromptTensors p;
+  p.id = "p";  // not "p" + to_string(): GCC 12 false -Wrestrict (GCC bug 105329)
+  p.id += std::to_string(seed);
+  p.task = "synthetic";
+  p.n_layers = s.L, p.n_heads = s.H, p.n_kv_heads = s.Hkv, p.head_dim = s.d, p.hidden = s.D;
+  p.T = s.T, p.M = s.M, p.W = s.W, p.seed = seed;
+  const int N = s.T + s.M, G = s.H / s.Hkv;
+  auto fill = [&](std::vector<float>& v, std::size_t n, float scale) {
+    v.resize(n);
+    for (auto& x : v) x = scale * static_cast<float>(rng.normal());
+  };
+  auto w_o = std::make_shared<std::vector<std::vector<float>>>();
+  for (int l = 0; l < s.L; ++l) {
+    LayerTensors ly;
+    fill(ly.keys, static_cast<std::size_t>(s.Hkv) * N * s.d, key_scale);
+    fill(ly.values, static_cast<std::size_t>(s.Hkv) * N * s.d, 1.0f);
+    std::vector<float> q;  // [H, N, d]: every position's query
+    fill(q, static_cast<std::size_t>(s.H) * N * s.d, 1.0f);
+    ly.q_window.resize(static_cast<std::size_t>(s.H) * s.W * s.d);
+    ly.q_cont.resize(static_cast<std::size_t>(s.H) * s.M * s.d);
+    ly.attn_colsum.assign(static_cast<std::size_t>(s.H) * s.T, 0.0f);
+    for (int h = 0; h < s.H; ++h) {
+      const float* qh = q.data() + static_cast<std::size_t>(h) * N * s.d;
+      std::copy_n(qh + static_cast<std::size_t>(s.T - s.W) * s.d, s.W * s.d, ly.q_window.data() + static_cast<std::size_t>(h) * s.W * s.d);
+      std::copy_n(qh + static_cast<std::size_t>(s.T) * s.d, s.M * s.d, ly.q_cont.data() + static_cast<std::size_t>(h) * s.M * s.d);
+      const float* k = ly.keys.data() + static_cast<std::size_t>(h / G) * N * s.d;
+      for (int pos = 0; pos < s.T; ++pos) {
+        const auto a = reference_attention(qh + static_cast<std::size_t>(pos) * s.d, k, s.T, pos, s.d);
+        for (int i = 0; i < s.T; ++i) ly.attn_colsum[static_cast<std::size_t>(h) * s.T + i] += static_cast<float>(a[i]);
+      }
+    }
+    p.layers.push_back(std::move(ly));
+    std::vector<float> wo;
+    fill(wo, static_cast<std::size_t>(s.D) * s.H * s.d, 0.3f);
+    w_o->push_back(std::move(wo));
+  }
+  p.w_o = w_o;
+  p.prompt_logprob.resize(s.T);
+  for (int i = 1; i < s.T; ++i) p.prompt_logprob[i] = -static_cast<float>(3.0 * rng.uniform());
+  p.derive_attention(true, true);
+  return p;
+}
+
+inline BudgetPlan plan_of(std::vector<int> budgets) { return BudgetPlan{std::move(budgets)}; }
+
+// The kept set of (b, l, g) as a sorted set.
+inline std::set<int> kept_set(const Selection& s, int b, int l, int g) {
+  const auto k = s.kept(b, l, g);
+  return {k.begin(), k.end()};
+}
+
+// The invariants every policy must meet on a prompt, for every budget of the plan: a valid
+// selection (permutations, counts in range), total kept <= B·L·Hkv, no duplicates, kept ⊆
+// prompt, and the last `protected_window` tokens kept per (layer, KV head) whenever the
+// per-head count allows (count >= window).
+inline void check_policy_invariants(const Policy& policy, const PromptTensors& p, const BudgetPlan& plan,
+                                    int protected_window = 0) {
+  const Selection s = policy.select(p.view(), plan);
+  REQUIRE_NOTHROW(check_selection(s, plan, policy.spec(), policy.respects_budget()));
+  for (int b = 0; b < s.n_budgets(); ++b) {
+    if (policy.respects_budget()) CHECK(s.total_kept(b) <= static_cast<long>(plan.per_head[b]) * p.n_layers * p.n_kv_heads);
+    for (int l = 0; l < p.n_layers; ++l)
+      for (int g = 0; g < p.n_kv_heads; ++g) {
+        const auto kept = s.kept(b, l, g);
+        const std::set<int> uniq(kept.begin(), kept.end());
+        CHECK(uniq.size() == kept.size());
+        for (int i : kept) CHECK((i >= 0 && i < p.T));
+        if (protected_window > 0 && static_cast<int>(kept.size()) >= protected_window)
+          for (int i = p.T - protected_window; i < p.T; ++i) CHECK(uniq.count(i) == 1);
+      }
+  }
+}
+
+}  // namespace kvsim::test
