@@ -42,8 +42,7 @@ inline std::vector<double> reference_attention(const float* q, const float* k, i
 inline PromptTensors random_prompt(const PromptShape& s, std::uint64_t seed, float key_scale = 1.5f) {
   Rng rng(seed);
   PromptTensors p;
-  p.id = "p";  // not "p" + to_string(): GCC 12 false -Wrestrict (GCC bug 105329)
-  p.id += std::to_string(seed);
+  p.id = std::to_string(seed);  // (assigning a literal here trips GCC 12's false -Wrestrict, bug 105329)
   p.task = "synthetic";
   p.n_layers = s.L, p.n_heads = s.H, p.n_kv_heads = s.Hkv, p.head_dim = s.d, p.hidden = s.D;
   p.T = s.T, p.M = s.M, p.W = s.W, p.seed = seed;
