@@ -1,0 +1,50 @@
+#pragma once
+// Per-(prompt, layer) metrics of a kept set, on the continuation queries (DESIGN.md §5,
+// docs/metrics.md). For continuation position t, query head h (KV head g) and kept prompt
+// set S of g, with a_j = the full-cache attention of the query on key j (prompt and
+// continuation keys up to t), z_P = Σ_{j<T} a_j, o = Σ_j a_j v_j (normalised by Σ_j a_j):
+//   o_S     = Σ_{j∈S∪cont} a_j v_j / Σ_{j∈S∪cont} a_j       (softmax renormalised over S)
+//   δ_h     = o_S − o
+//   out_err       = mean_t ‖W_O δ_t‖ / ‖W_O o_t‖   (δ_t, o_t: all heads concatenated, [H*d])
+//   out_err_value = mean_t ‖δ_t‖ / ‖o_t‖
+//   recall        = mean_{h,t} Σ_{j∈S} a_j / z_P
+// Computed for every budget of a Selection at once: along a kept order the sums are prefix
+// sums, so each head walks its order once (from the front for small kept counts, from the
+// back — summing the dropped tokens, δ = (o·z_D − n_D)/(Z − z_D) — for large ones). A head
+// that keeps every prompt token has δ = 0 exactly.
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "policies/prompt_view.hpp"
+#include "policies/selection.hpp"
+
+namespace kvsim {
+
+// What every policy's metrics on one (prompt, layer) share; computed once.
+struct LayerReference {
+  int layer = 0;
+  std::vector<float> o;         // [M, H*d] full-cache attention output per position, heads concatenated
+  std::vector<float> z_total;   // [H, M] Σ_j a_j over all visible keys (1 up to rounding)
+  std::vector<float> z_prompt;  // [H, M] Σ_{j<T} a_j
+  std::vector<float> n_cont;    // [H, M, d] Σ_{T<=j<=T+t} a_j v_j
+  std::vector<float> z_cont;    // [H, M] Σ_{T<=j<=T+t} a_j
+  std::vector<float> o_norm;    // [M] ‖o_t‖
+  std::vector<float> wo_norm;   // [M] ‖W_O o_t‖
+  double flops = 0;
+};
+LayerReference layer_reference(const PromptView& view, int layer);
+
+struct LayerMetrics {
+  double out_err = 0;        // W_O space
+  double out_err_value = 0;  // value space
+  double recall = 0;
+  long kept = 0;             // Σ over KV heads of kept prompt tokens
+};
+
+// Metrics of every budget of `selection` on one layer: out [n_budgets]. Returns the floating
+// point operations spent (for the benchmark's GFLOP/s).
+double layer_metrics(const PromptView& view, const LayerReference& ref, const Selection& selection,
+                     std::span<LayerMetrics> out);
+
+}  // namespace kvsim

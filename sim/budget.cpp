@@ -1,0 +1,88 @@
+#include "sim/budget.hpp"
+
+#include <cmath>
+#include <cstdlib>
+#include <sstream>
+
+#include "core/error.hpp"
+
+namespace kvsim {
+
+BudgetSweep BudgetSweep::tokens(std::vector<int> budgets) {
+  if (budgets.empty()) fail<InputError>("--budget: no budgets given");
+  BudgetSweep s;
+  for (int b : budgets) {
+    if (b < 1) fail<InputError>("--budget: budget ", b, " must be at least 1 token per KV head");
+    s.labels_.push_back(std::to_string(b));
+  }
+  s.tokens_ = std::move(budgets);
+  return s;
+}
+
+BudgetSweep BudgetSweep::ratios(std::vector<double> ratios) {
+  if (ratios.empty()) fail<InputError>("--ratio: no ratios given");
+  BudgetSweep s;
+  for (double r : ratios) {
+    if (!(r >= 0.0 && r < 1.0)) fail<InputError>("--ratio: compression ratio ", r, " must be in [0, 1)");
+    std::ostringstream os;
+    os << "r" << r;
+    s.labels_.push_back(os.str());
+  }
+  s.ratios_ = std::move(ratios);
+  return s;
+}
+
+namespace {
+
+std::vector<std::string> split_commas(const std::string& text) {
+  std::vector<std::string> out;
+  std::string cur;
+  for (char c : text + ",") {
+    if (c == ',' || c == ' ') {
+      if (!cur.empty()) out.push_back(cur);
+      cur.clear();
+    } else {
+      cur += c;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+BudgetSweep BudgetSweep::parse(const std::string& budgets, const std::string& ratios) {
+  if (!budgets.empty() && !ratios.empty()) fail<InputError>("give --budget or --ratio, not both");
+  if (budgets.empty() && ratios.empty()) fail<InputError>("no budgets: give --budget 64,128 or --ratio 0.5");
+  if (!budgets.empty()) {
+    std::vector<int> v;
+    for (const auto& p : split_commas(budgets)) {
+      char* end = nullptr;
+      const long x = std::strtol(p.c_str(), &end, 10);
+      if (*end != '\0' || x > (1L << 30) || x < -(1L << 30)) fail<InputError>("--budget: '", p, "' is not an integer");
+      v.push_back(static_cast<int>(x));
+    }
+    return tokens(std::move(v));
+  }
+  std::vector<double> v;
+  for (const auto& p : split_commas(ratios)) {
+    char* end = nullptr;
+    const double x = std::strtod(p.c_str(), &end);
+    if (*end != '\0') fail<InputError>("--ratio: '", p, "' is not a number");
+    v.push_back(x);
+  }
+  return BudgetSweep::ratios(std::move(v));
+}
+
+BudgetPlan BudgetSweep::resolve(int T, const std::string& where) const {
+  BudgetPlan plan;
+  for (int b : tokens_) {
+    if (b > T)
+      fail<InputError>(where, ": budget ", b, " tokens per KV head is larger than the prompt (T = ", T,
+                       "); use budgets <= T or --ratio");
+    plan.per_head.push_back(b);
+  }
+  for (double r : ratios_) plan.per_head.push_back(std::max(1, static_cast<int>(std::lround((1.0 - r) * T))));
+  return plan;
+}
+
+}  // namespace kvsim

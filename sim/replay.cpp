@@ -1,0 +1,114 @@
+#include "sim/replay.hpp"
+
+#include <tbb/parallel_for.h>
+
+#include "core/error.hpp"
+#include "core/hash.hpp"
+#include "core/rng.hpp"
+#include "policies/prompt_tensors.hpp"
+
+namespace kvsim {
+
+Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
+  if (options_.traces.empty()) fail<InputError>("no trace files given");
+  if (options_.policies.empty()) fail<InputError>("no policies given");
+  for (const auto& spec : options_.policies) {
+    policies_.push_back(make_policy(spec));
+    needs_ = merge(needs_, policies_.back()->needs());
+  }
+  for (const auto& path : options_.traces) {
+    readers_.push_back(std::make_unique<TraceReader>(path));
+    const TraceReader& r = *readers_.back();
+    const std::string file = path.string();
+    if (r.prompts().empty()) fail<InputError>(file, ": the trace holds no complete prompt");
+    for (std::size_t p = 0; p < r.prompts().size(); ++p) {
+      const PromptMeta& m = r.prompts()[p];
+      const std::string where = file + ": prompt " + m.id;
+      options_.budgets.resolve(m.n_prompt, where);
+      if (m.n_cont < 1)
+        fail<InputError>(where, ": no continuation tokens (n_cont = 0); the output metrics need the continuation queries");
+      if (needs_.window > m.window) {
+        std::string who;
+        for (const auto& pol : policies_)
+          if (pol->needs().window > m.window) who = pol->spec();
+        fail<InputError>(where, ": records a window of ", m.window, " queries but ", who, " needs ", needs_.window,
+                         " (trace with --window ", needs_.window, " or lower the policy's window)");
+      }
+    }
+    // Datasets every prompt has in a v1 trace, but that a foreign or damaged file may lack.
+    if (needs_.colsum && !r.has_dataset(0, "layers/0/attn_colsum"))
+      fail<InputError>(file, ": dataset /prompts/", r.prompts()[0].id, "/layers/0/attn_colsum is missing (needed by h2o)");
+    auto w_o = std::make_shared<std::vector<std::vector<float>>>();
+    for (int l = 0; l < r.model().n_layers; ++l) w_o->push_back(r.read_w_o(l));
+    w_o_.push_back(std::move(w_o));
+  }
+}
+
+Replay::~Replay() = default;
+
+std::size_t Replay::total_prompts() const {
+  std::size_t n = 0;
+  for (const auto& r : readers_) n += r->prompts().size();
+  return n;
+}
+
+PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const {
+  const TraceReader& reader = *readers_[trace];
+  const PromptMeta& meta = reader.prompts()[prompt];
+  const ModelInfo& model = reader.model();
+  const std::string file = options_.traces[trace].string();
+
+  PromptTensors pt;
+  pt.id = meta.id, pt.task = meta.task;
+  pt.n_layers = model.n_layers, pt.n_heads = model.n_heads, pt.n_kv_heads = model.n_kv_heads;
+  pt.head_dim = model.head_dim, pt.hidden = model.hidden;
+  pt.T = meta.n_prompt, pt.M = meta.n_cont, pt.W = meta.window;
+  // The seed depends on the file name and prompt id, not on the order of the command line.
+  const std::string key = options_.traces[trace].filename().string() + "/" + meta.id;
+  pt.seed = derive_seed(options_.seed, hash_bytes(std::as_bytes(std::span(key.data(), key.size()))));
+  pt.w_o = w_o_[trace];
+  pt.layers.resize(model.n_layers);
+  tbb::parallel_for(0, model.n_layers, [&](int l) {
+    LayerRecord rec = reader.read_layer(prompt, l);
+    LayerTensors& ly = pt.layers[l];
+    ly.keys = std::move(rec.keys), ly.values = std::move(rec.values);
+    ly.q_window = std::move(rec.q_window), ly.q_cont = std::move(rec.q_cont);
+    ly.attn_colsum = std::move(rec.attn_colsum);
+  });
+  if (needs_.prompt_logprob) pt.prompt_logprob = reader.read_outputs(prompt).prompt_logprob;
+  pt.derive_attention(needs_.window > 0, true);
+  const PromptView view = pt.view();
+
+  PromptResult result;
+  result.trace = trace, result.meta = &meta;
+  result.n_layers = model.n_layers, result.n_kv_heads = model.n_kv_heads, result.head_dim = model.head_dim;
+  const BudgetPlan plan = options_.budgets.resolve(meta.n_prompt, file + ": prompt " + meta.id);
+  result.budget_tokens = plan.per_head;
+
+  const int P = static_cast<int>(policies_.size()), L = model.n_layers, B = static_cast<int>(plan.per_head.size());
+  std::vector<Selection> selections(P);
+  tbb::parallel_for(0, P, [&](int p) {
+    selections[p] = policies_[p]->select(view, plan);
+    check_selection(selections[p], plan, policies_[p]->spec(), policies_[p]->respects_budget());
+  });
+  std::vector<LayerReference> refs(L);
+  tbb::parallel_for(0, L, [&](int l) { refs[l] = layer_reference(view, l); });
+  result.metrics.resize(static_cast<std::size_t>(P) * L * B);
+  std::vector<double> flops(static_cast<std::size_t>(P) * L, 0.0);
+  tbb::parallel_for(0, P * L, [&](int pl) {
+    const int p = pl / L, l = pl % L;
+    flops[pl] = layer_metrics(view, refs[l], selections[p],
+                              std::span(result.metrics).subspan(static_cast<std::size_t>(pl) * B, B));
+  });
+  for (const auto& r : refs) result.flops += r.flops;
+  for (double f : flops) result.flops += f;
+  if (options_.keep_selections) result.selections = std::move(selections);
+  return result;
+}
+
+void Replay::run(const std::function<void(const PromptResult&)>& on_prompt) const {
+  for (std::size_t t = 0; t < readers_.size(); ++t)
+    for (std::size_t p = 0; p < readers_[t]->prompts().size(); ++p) on_prompt(replay_prompt(t, p));
+}
+
+}  // namespace kvsim

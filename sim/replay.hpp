@@ -1,0 +1,72 @@
+#pragma once
+// The replay engine (DESIGN.md §7): traces × prompts × policies × budgets. One prompt at a
+// time (peak memory does not grow with the number of prompts): every (prompt, layer) is read
+// once and shared read-only; attention is derived once; each policy scores once and selects
+// for every budget from the same scores; metrics sweep budgets incrementally along the kept
+// orders. Parallel over policies, (layer, head) and (policy, layer) with oneTBB; every output
+// is computed by one task in a fixed order, so results do not depend on the thread count.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "metrics/layer_metrics.hpp"
+#include "policies/policy.hpp"
+#include "sim/budget.hpp"
+#include "traces/trace_reader.hpp"
+
+namespace kvsim {
+
+struct ReplayOptions {
+  std::vector<std::filesystem::path> traces;
+  std::vector<std::string> policies;  // spec strings
+  BudgetSweep budgets = BudgetSweep::tokens({64});
+  std::uint64_t seed = 0;             // mixed into every prompt's seed (random policy)
+  bool keep_selections = false;       // hand kept sets to the sink (--dump-kept)
+};
+
+// Everything computed for one prompt.
+struct PromptResult {
+  std::size_t trace = 0;  // index into ReplayOptions::traces
+  const PromptMeta* meta = nullptr;
+  int n_layers = 0, n_kv_heads = 0, head_dim = 0;
+  std::vector<int> budget_tokens;     // [B] resolved per-head budgets
+  std::vector<LayerMetrics> metrics;  // [P, L, B]
+  std::vector<Selection> selections;  // [P] when keep_selections
+  double flops = 0;                   // metric arithmetic, for benchmarks
+
+  const LayerMetrics& at(int p, int l, int b) const {
+    return metrics[(static_cast<std::size_t>(p) * n_layers + l) * budget_tokens.size() + b];
+  }
+};
+
+class Replay {
+ public:
+  // Opens every trace, builds every policy and checks, before any work: policy specs and
+  // parameters, datasets the policies need, recorded window vs policy windows, budgets vs
+  // every prompt's length, continuation present. Throws InputError/TraceError naming the file.
+  explicit Replay(ReplayOptions options);
+  ~Replay();
+
+  const ReplayOptions& options() const { return options_; }
+  const std::vector<std::unique_ptr<Policy>>& policies() const { return policies_; }
+  const TraceReader& trace(std::size_t i) const { return *readers_[i]; }
+  std::size_t total_prompts() const;
+
+  // Calls `on_prompt` for each prompt in order (trace order, then prompt order), from the
+  // calling thread.
+  void run(const std::function<void(const PromptResult&)>& on_prompt) const;
+  // One prompt (exposed for tests and benchmarks).
+  PromptResult replay_prompt(std::size_t trace, std::size_t prompt) const;
+
+ private:
+  ReplayOptions options_;
+  std::vector<std::unique_ptr<Policy>> policies_;
+  PolicyNeeds needs_;
+  std::vector<std::unique_ptr<TraceReader>> readers_;
+  std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_;  // per trace [L][D, H*d]
+};
+
+}  // namespace kvsim
