@@ -7,4 +7,6 @@ namespace kvsim::cli {
 int cmd_trace(const std::vector<std::string>& args);
 int cmd_inspect(const std::vector<std::string>& args);
 int cmd_generate(const std::vector<std::string>& args);
+int cmd_run(const std::vector<std::string>& args);
+int cmd_policies(const std::vector<std::string>& args);
 }  // namespace kvsim::cli

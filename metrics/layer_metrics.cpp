@@ -13,6 +13,21 @@ namespace {
 
 using RowMajorD = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
+// Reductions in a fixed order, in double. Not Eigen's .sum()/.norm() on maps: their
+// vectorised loops peel by the address's alignment, which depends on which thread's malloc
+// arena served the buffer, so the rounding (and the output bytes) would depend on the thread
+// count.
+double ordered_sum(const float* x, int n) {
+  double s = 0;
+  for (int i = 0; i < n; ++i) s += x[i];
+  return s;
+}
+double ordered_norm(const float* x, int n) {
+  double s = 0;
+  for (int i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
+  return std::sqrt(s);
+}
+
 struct Shape {
   int H, Hkv, G, d, D, T, M, N;
   explicit Shape(const PromptView& v)
@@ -44,8 +59,8 @@ LayerReference layer_reference(const PromptView& view, int layer) {
     nc.noalias() = a.rightCols(s.M) * v.bottomRows(s.M);
     for (int t = 0; t < s.M; ++t) {
       const std::size_t ht = static_cast<std::size_t>(h) * s.M + t;
-      r.z_prompt[ht] = a.row(t).head(s.T).sum();
-      r.z_cont[ht] = a.row(t).tail(s.M).sum();
+      r.z_prompt[ht] = static_cast<float>(ordered_sum(a.data() + static_cast<std::size_t>(t) * s.N, s.T));
+      r.z_cont[ht] = static_cast<float>(ordered_sum(a.data() + static_cast<std::size_t>(t) * s.N + s.T, s.M));
       r.z_total[ht] = r.z_prompt[ht] + r.z_cont[ht];
       o.row(t) /= r.z_total[ht];
     }
@@ -56,8 +71,8 @@ LayerReference layer_reference(const PromptView& view, int layer) {
   r.o_norm.resize(s.M);
   r.wo_norm.resize(s.M);
   for (int t = 0; t < s.M; ++t) {
-    r.o_norm[t] = o_all.row(t).norm();
-    r.wo_norm[t] = projected.row(t).norm();
+    r.o_norm[t] = static_cast<float>(ordered_norm(o_all.data() + static_cast<std::size_t>(t) * Hd, Hd));
+    r.wo_norm[t] = static_cast<float>(ordered_norm(projected.data() + static_cast<std::size_t>(t) * s.D, s.D));
   }
   r.flops = 2.0 * s.H * s.M * s.N * s.d + 2.0 * s.M * Hd * s.D;
   return r;
@@ -112,7 +127,7 @@ double layer_metrics(const PromptView& view, const LayerReference& ref, const Se
             gathered_v.row(j) = v.row(i);
           }
           acc.noalias() += gathered_a * gathered_v;
-          z += gathered_a.rowwise().sum();
+          for (int t = 0; t < s.M; ++t) z[t] += static_cast<float>(ordered_sum(&gathered_a(t, 0), k));
           flops += 2.0 * s.M * k * s.d;
         };
         // Recall: Σ_{j∈S} a_j along the order, always from the front so it is non-decreasing
@@ -163,8 +178,8 @@ double layer_metrics(const PromptView& view, const LayerReference& ref, const Se
     double e = 0, ev = 0;
     for (int t = 0; t < s.M; ++t) {
       const Eigen::Index row = static_cast<Eigen::Index>(b) * s.M + t;
-      if (ref.wo_norm[t] > 0) e += projected.row(row).norm() / ref.wo_norm[t];
-      if (ref.o_norm[t] > 0) ev += delta.row(row).norm() / ref.o_norm[t];
+      if (ref.wo_norm[t] > 0) e += ordered_norm(&projected(row, 0), s.D) / ref.wo_norm[t];
+      if (ref.o_norm[t] > 0) ev += ordered_norm(&delta(row, 0), Hd) / ref.o_norm[t];
     }
     out[b].out_err = s.M > 0 ? e / s.M : 0.0;
     out[b].out_err_value = s.M > 0 ? ev / s.M : 0.0;

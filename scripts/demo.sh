@@ -12,6 +12,6 @@ if [ ! -f "$model" ] || [ ! -f "$text" ]; then
 fi
 kvsim=build/release/kvsim
 mkdir -p out
-$kvsim trace --model "$model" --input "$text" --prompt-len 512 --cont-len 32 --window 32 --limit 16 \
+$kvsim trace --model "$model" --input "$text" --prompt-len 512 --cont-len 32 --window 64 --limit 16 \
   --out out/demo-stories260K.h5 --overwrite
 $kvsim inspect out/demo-stories260K.h5

@@ -10,6 +10,7 @@
 
 #include "core/rng.hpp"
 #include "support/shared.hpp"
+#include "support/trace_fixture.hpp"
 #include "traces/trace_reader.hpp"
 #include "traces/trace_writer.hpp"
 #include "tracer/cpu_forward.hpp"
@@ -19,37 +20,11 @@ using namespace kvsim;
 
 namespace {
 
-struct RunResult {
-  int status;
-  std::string output;  // stdout + stderr
-};
-
-RunResult run(const std::string& args) {
-  const std::string cmd = std::string(KVSIM_BINARY) + " " + args + " 2>&1";
-  RunResult r{0, {}};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  while (std::fgets(buf.data(), buf.size(), p)) r.output += buf.data();
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
 int count_lines_with(const std::string& text, const std::string& needle) {
   int n = 0;
   for (std::size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
   return n;
 }
-
-class WriterSink : public PromptSink {
- public:
-  explicit WriterSink(TraceWriter& w) : w_(w) {}
-  void layer(int l, const LayerView& v) override { w_.write_layer(l, v); }
-  void outputs(const PromptOutputs& o) override { w_.end_prompt(o); }
-
- private:
-  TraceWriter& w_;
-};
 
 }  // namespace
 
@@ -73,7 +48,7 @@ TEST_CASE("trace: keys/values read back equal the forward pass's cache within fp
     PromptMeta meta;
     meta.id = "000000", meta.n_prompt = T, meta.n_cont = M, meta.window = 16, meta.topk = 8, meta.truncated_from = T;
     w.begin_prompt(meta, std::vector<std::int32_t>(tokens.begin(), tokens.end()));
-    WriterSink sink(w);
+    test::WriterSink sink(w);
     RecordOptions ro;
     ro.window = 16, ro.topk = 8;
     record_prompt(CpuForward(m), tokens, T, ro, sink);
@@ -109,18 +84,18 @@ TEST_CASE("kvsim trace on stories260K: trace, inspect, h5py, resume", "[cli][sha
   const std::string out = (tmp / "s.h5").string();
   const std::string base = "trace --model " + model.string() + " --input " + text.string() +
                            " --prompt-len 128 --cont-len 16 --window 16 --threads 2 --out " + out;
-  RunResult r = run(base + " --limit 2");
+  test::CliResult r = test::run_cli(base + " --limit 2");
   INFO(r.output);
   REQUIRE(r.status == 0);
   REQUIRE(std::filesystem::exists(out));
   CHECK_FALSE(std::filesystem::exists(out + ".partial"));
-  r = run("inspect " + out);
+  r = test::run_cli("inspect " + out);
   REQUIRE(r.status == 0);
   CHECK_THAT(r.output, Catch::Contains("5 layers, 8 heads, 4 KV heads"));
   CHECK_THAT(r.output, Catch::Contains("keys [4, 144, 8] f16"));
   // An interrupted run leaves OUT.partial; the next run resumes without redoing its prompts.
   std::filesystem::rename(out, out + ".partial");
-  r = run(base + " --limit 4");
+  r = test::run_cli(base + " --limit 4");
   REQUIRE(r.status == 0);
   CHECK_THAT(r.output, Catch::Contains("2 prompts traced (2 resumed"));
   TraceReader reader(out);
@@ -145,7 +120,7 @@ TEST_CASE("kvsim trace: bad inputs give one clear error, a non-zero exit and no 
   std::ofstream(tmp / "in.txt") << "Once upon a time there was a cat.";
   const std::string in = (tmp / "in.txt").string();
   auto expect_error = [&](const std::string& args, const std::string& needle) {
-    const RunResult r = run(args);
+    const test::CliResult r = test::run_cli(args);
     INFO(args << "\n" << r.output);
     CHECK(r.status != 0);
     CHECK_THAT(r.output, Catch::Contains(needle));
@@ -170,7 +145,7 @@ TEST_CASE("kvsim trace: bad inputs give one clear error, a non-zero exit and no 
     expect_error("trace --model " + model.string() + " --input " + (tmp / "empty.txt").string() + " --out " + out,
                  "empty prompt");
   }
-  const RunResult unknown = run("trace --model x --input y --out z --bogus 3");
+  const test::CliResult unknown = test::run_cli("trace --model x --input y --out z --bogus 3");
   CHECK(unknown.status == 2);
   CHECK_THAT(unknown.output, Catch::Contains("bogus"));
 }
@@ -185,7 +160,7 @@ TEST_CASE("kvsim inspect: a trace of another format version is refused", "[cli][
                   std::vector<float>(2, 1.0f));
     w.finish();
   }
-  RunResult r = run("inspect " + (tmp / "v.h5").string());
+  test::CliResult r = test::run_cli("inspect " + (tmp / "v.h5").string());
   CHECK(r.status == 0);
   CHECK_THAT(r.output, Catch::Contains("prompts  0"));
   {  // A future format version: the reader must refuse it, not misread it.
@@ -197,11 +172,11 @@ TEST_CASE("kvsim inspect: a trace of another format version is refused", "[cli][
     H5Aclose(a);
     H5Fclose(f);
   }
-  r = run("inspect " + (tmp / "v.h5").string());
+  r = test::run_cli("inspect " + (tmp / "v.h5").string());
   CHECK(r.status == 1);
   CHECK_THAT(r.output, Catch::Contains("v.h5: format_version 7 is not supported (this kvsim reads 1)"));
   std::ofstream(tmp / "junk.h5") << "not an hdf5 file";
-  r = run("inspect " + (tmp / "junk.h5").string());
+  r = test::run_cli("inspect " + (tmp / "junk.h5").string());
   CHECK(r.status == 1);
   CHECK_THAT(r.output, Catch::Contains("junk.h5"));
 }

@@ -1,0 +1,201 @@
+#include "sim/run_output.hpp"
+
+#include <algorithm>
+#include <cinttypes>
+#include <fstream>
+
+#include "core/error.hpp"
+
+namespace kvsim {
+
+namespace {
+
+std::string fmt(double x) {
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.9g", x);
+  return buf;
+}
+
+std::FILE* open_write(const std::filesystem::path& p) {
+  std::FILE* f = std::fopen(p.c_str(), "wb");
+  if (!f) fail<InputError>(p.string(), ": cannot open for writing");
+  return f;
+}
+
+void close_checked(std::FILE*& f, const std::filesystem::path& p) {
+  if (!f) return;
+  const bool bad = std::ferror(f) != 0;
+  const bool close_failed = std::fclose(f) != 0;
+  f = nullptr;
+  if (bad || close_failed) fail<InputError>(p.string(), ": write failed (disk full?)");
+}
+
+}  // namespace
+
+void RunOutput::Sums::add(const Sums& s) {
+  n += s.n;
+  budget_tokens += s.budget_tokens, kept_per_head += s.kept_per_head, kept_bytes += s.kept_bytes;
+  out_err += s.out_err, out_err_value += s.out_err_value, recall += s.recall;
+}
+
+RunOutput::RunOutput(const Replay& replay, std::filesystem::path dir, bool overwrite, std::filesystem::path dump_kept)
+    : replay_(replay), dir_(std::move(dir)), dump_(std::move(dump_kept)) {
+  namespace fs = std::filesystem;
+  if (fs::exists(dir_) && !overwrite) fail<InputError>(dir_.string(), ": already exists (pass --overwrite to replace it)");
+  if (!dump_.empty() && fs::exists(dump_) && !overwrite)
+    fail<InputError>(dump_.string(), ": already exists (pass --overwrite to replace it)");
+  partial_ = dir_;
+  partial_ += ".partial";
+  fs::remove_all(partial_);
+  fs::create_directories(partial_);
+  layers_ = open_write(partial_ / "layers.csv");
+  std::fputs("trace,prompt,task,policy,budget,budget_tokens,layer,kept_tokens,kept_bytes,out_err,out_err_value,recall\n",
+             layers_);
+  if (!dump_.empty()) {
+    dump_partial_ = dump_;
+    dump_partial_ += ".partial";
+    kept_ = open_write(dump_partial_);
+    std::fputs("trace,prompt,policy,budget,layer,kv_head,count,kept\n", kept_);
+  }
+  const std::size_t pb = replay_.policies().size() * replay_.options().budgets.size();
+  overall_.assign(pb, Sums{});
+}
+
+RunOutput::~RunOutput() {
+  if (layers_) std::fclose(layers_);
+  if (kept_) std::fclose(kept_);
+  if (!finished_) {
+    std::error_code ec;
+    std::filesystem::remove_all(partial_, ec);
+    if (!dump_partial_.empty()) std::filesystem::remove(dump_partial_, ec);
+  }
+}
+
+void RunOutput::add(const PromptResult& r) {
+  const auto& opts = replay_.options();
+  const std::string trace = opts.traces[r.trace].filename().string();
+  const auto& labels = opts.budgets.labels();
+  const int P = static_cast<int>(replay_.policies().size()), B = static_cast<int>(r.budget_tokens.size()), L = r.n_layers;
+  const double kv_bytes_per_token = 2.0 * r.head_dim * 2.0;  // K and V, fp16
+  std::string rows;
+  auto& task = per_task_[r.meta->task];
+  if (task.empty()) task.assign(static_cast<std::size_t>(P) * B, Sums{});
+  for (int p = 0; p < P; ++p) {
+    const std::string& spec = replay_.policies()[p]->spec();
+    const std::string quoted = "\"" + spec + "\"";
+    for (int b = 0; b < B; ++b) {
+      Sums s;
+      s.n = 1;
+      s.budget_tokens = r.budget_tokens[b];
+      long kept_total = 0;
+      for (int l = 0; l < L; ++l) {
+        const LayerMetrics& m = r.at(p, l, b);
+        rows += trace + "," + r.meta->id + "," + r.meta->task + "," + quoted + "," + labels[b] + "," +
+                std::to_string(r.budget_tokens[b]) + "," + std::to_string(l) + "," + std::to_string(m.kept) + "," +
+                fmt(static_cast<double>(m.kept) * kv_bytes_per_token) + "," + fmt(m.out_err) + "," +
+                fmt(m.out_err_value) + "," + fmt(m.recall) + "\n";
+        kept_total += m.kept;
+        s.out_err += m.out_err / L, s.out_err_value += m.out_err_value / L, s.recall += m.recall / L;
+      }
+      s.kept_per_head = static_cast<double>(kept_total) / (static_cast<double>(L) * r.n_kv_heads);
+      s.kept_bytes = static_cast<double>(kept_total) * kv_bytes_per_token;
+      const std::size_t k = static_cast<std::size_t>(p) * B + b;
+      task[k].add(s);
+      overall_[k].add(s);
+      prompt_rows_ += "prompt," + trace + ":" + r.meta->id + "," + quoted + "," + labels[b] + ",1," +
+                      fmt(s.budget_tokens) + "," + fmt(s.kept_per_head) + "," + fmt(s.kept_bytes) + "," + fmt(s.out_err) +
+                      "," + fmt(s.out_err_value) + "," + fmt(s.recall) + "\n";
+      if (kept_ && !r.selections.empty()) {
+        const Selection& sel = r.selections[p];
+        std::string line;
+        for (int l = 0; l < L; ++l)
+          for (int g = 0; g < r.n_kv_heads; ++g) {
+            auto kept = sel.kept(b, l, g);
+            std::vector<std::int32_t> sorted(kept.begin(), kept.end());
+            std::sort(sorted.begin(), sorted.end());
+            line = trace + "," + r.meta->id + "," + quoted + "," + labels[b] + "," + std::to_string(l) + "," +
+                   std::to_string(g) + "," + std::to_string(sorted.size()) + ",";
+            for (std::size_t i = 0; i < sorted.size(); ++i) line += (i ? " " : "") + std::to_string(sorted[i]);
+            line += "\n";
+            std::fputs(line.c_str(), kept_);
+          }
+      }
+    }
+  }
+  std::fputs(rows.c_str(), layers_);
+}
+
+void RunOutput::write_summary_row(std::FILE* f, const std::string& scope, const std::string& name, int p, int b,
+                                  const Sums& s) {
+  const double n = std::max(1, s.n);
+  const std::string row = scope + "," + name + ",\"" + replay_.policies()[p]->spec() + "\"," +
+                          replay_.options().budgets.labels()[b] + "," + std::to_string(s.n) + "," +
+                          fmt(s.budget_tokens / n) + "," + fmt(s.kept_per_head / n) + "," + fmt(s.kept_bytes / n) + "," +
+                          fmt(s.out_err / n) + "," + fmt(s.out_err_value / n) + "," + fmt(s.recall / n) + "\n";
+  std::fputs(row.c_str(), f);
+}
+
+void RunOutput::finish(const nlohmann::json& manifest) {
+  namespace fs = std::filesystem;
+  close_checked(layers_, partial_ / "layers.csv");
+  close_checked(kept_, dump_partial_);
+  const int P = static_cast<int>(replay_.policies().size()), B = replay_.options().budgets.size();
+  std::FILE* f = open_write(partial_ / "summary.csv");
+  std::fputs("scope,name,policy,budget,n_prompts,budget_tokens,kept_per_head,kept_bytes,out_err,out_err_value,recall\n", f);
+  std::fputs(prompt_rows_.c_str(), f);
+  for (const auto& [task, sums] : per_task_)
+    for (int p = 0; p < P; ++p)
+      for (int b = 0; b < B; ++b) write_summary_row(f, "task", task, p, b, sums[static_cast<std::size_t>(p) * B + b]);
+  for (int p = 0; p < P; ++p)
+    for (int b = 0; b < B; ++b) write_summary_row(f, "all", "all", p, b, overall_[static_cast<std::size_t>(p) * B + b]);
+  close_checked(f, partial_ / "summary.csv");
+  {
+    std::ofstream m(partial_ / "manifest.json");
+    m << manifest.dump(2) << "\n";
+    if (!m) fail<InputError>((partial_ / "manifest.json").string(), ": write failed");
+  }
+  fs::remove_all(dir_);
+  fs::rename(partial_, dir_);
+  if (!dump_.empty()) fs::rename(dump_partial_, dump_);
+  finished_ = true;
+}
+
+std::string RunOutput::comparison_table() const {
+  const int P = static_cast<int>(replay_.policies().size()), B = replay_.options().budgets.size();
+  const auto& labels = replay_.options().budgets.labels();
+  std::size_t w = 6;
+  for (const auto& p : replay_.policies()) w = std::max(w, p->spec().size());
+  w = std::min<std::size_t>(w, 60);
+  std::string out;
+  char buf[128];
+  auto pad = [&](const std::string& s) { return s.size() >= w ? s.substr(0, w) : s + std::string(w - s.size(), ' '); };
+  out += pad("policy \\ budget");
+  for (const auto& l : labels) std::snprintf(buf, sizeof buf, " %10s", l.c_str()), out += buf;
+  out += "\n";
+  bool uneven = false;
+  for (int p = 0; p < P; ++p) {
+    out += pad(replay_.policies()[p]->spec());
+    for (int b = 0; b < B; ++b) {
+      const Sums& s = overall_[static_cast<std::size_t>(p) * B + b];
+      std::snprintf(buf, sizeof buf, " %10.4f", s.out_err / std::max(1, s.n));
+      out += buf;
+      if (replay_.policies()[p]->respects_budget() && s.kept_per_head + 1e-9 < s.budget_tokens) uneven = true;
+    }
+    out += "\n";
+  }
+  if (uneven) {
+    out += "\nmean kept tokens per KV head (where a policy keeps less than the budget):\n";
+    for (int p = 0; p < P; ++p) {
+      out += pad(replay_.policies()[p]->spec());
+      for (int b = 0; b < B; ++b) {
+        const Sums& s = overall_[static_cast<std::size_t>(p) * B + b];
+        std::snprintf(buf, sizeof buf, " %10.1f", s.kept_per_head / std::max(1, s.n));
+        out += buf;
+      }
+      out += "\n";
+    }
+  }
+  return out;
+}
+
+}  // namespace kvsim

@@ -1,0 +1,123 @@
+// The replay engine and `kvsim run` end to end, on traces of a random-weight model's real
+// prefill (no ../shared needed): exact zeros, thread-count determinism, fail-fast errors.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include "sim/replay.hpp"
+#include "support/shared.hpp"
+#include "support/trace_fixture.hpp"
+
+using namespace kvsim;
+
+namespace {
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+TEST_CASE("replay: full is exactly zero, budget T is zero for every policy, recall monotone", "[sim]") {
+  test::TempDir tmp;
+  const Model m = random_model(test::small_config(), 3);
+  test::TraceSpec spec;
+  test::write_model_trace(tmp / "a.h5", m, spec);
+  ReplayOptions ro;
+  ro.traces = {tmp / "a.h5"};
+  ro.policies = {"full", "random", "streamingllm", "knorm"};
+  ro.budgets = BudgetSweep::tokens({4, 8, 16, 24, 48});
+  const Replay replay(ro);
+  REQUIRE(replay.total_prompts() == 3);
+  int n = 0;
+  replay.run([&](const PromptResult& r) {
+    ++n;
+    for (int p = 0; p < 4; ++p)
+      for (int l = 0; l < r.n_layers; ++l) {
+        for (int b = 0; b < 5; ++b) {
+          const LayerMetrics& x = r.at(p, l, b);
+          if (p == 0 || b == 4) {
+            CHECK(x.out_err == 0.0);
+            CHECK(x.out_err_value == 0.0);
+            CHECK(x.recall == 1.0);
+          } else {
+            CHECK(x.out_err > 0.0);
+            CHECK(x.kept == r.budget_tokens[b] * r.n_kv_heads);
+          }
+          if (b > 0) CHECK(x.recall >= r.at(p, l, b - 1).recall);
+        }
+      }
+  });
+  CHECK(n == 3);
+}
+
+TEST_CASE("kvsim run: same bytes at 1 and 2 threads; dump-kept; comparison table", "[sim][cli]") {
+  test::TempDir tmp;
+  const Model m = random_model(test::small_config(), 4);
+  test::TraceSpec spec;
+  spec.n_prompts = 4;
+  test::write_model_trace(tmp / "a.h5", m, spec);
+  spec.seed = 9, spec.task = "other";
+  test::write_model_trace(tmp / "b.h5", m, spec);
+  const std::string base = "run " + (tmp / "a.h5").string() + " " + (tmp / "b.h5").string() +
+                           " --policies all --budget 4,8,16,48 --quiet";
+  const auto r1 = test::run_cli(base + " --threads 1 --out " + (tmp / "r1").string() + " --dump-kept " + (tmp / "k1.csv").string());
+  INFO(r1.output);
+  REQUIRE(r1.status == 0);
+  const auto r2 = test::run_cli(base + " --threads 2 --out " + (tmp / "r2").string() + " --dump-kept " + (tmp / "k2.csv").string());
+  REQUIRE(r2.status == 0);
+  for (const char* f : {"layers.csv", "summary.csv"}) CHECK(slurp(tmp / "r1" / f) == slurp(tmp / "r2" / f));
+  CHECK(slurp(tmp / "k1.csv") == slurp(tmp / "k2.csv"));
+  CHECK(r1.output.find("policy \\ budget") != std::string::npos);
+  CHECK(r1.output.find("full ") != std::string::npos);
+  // Rows: 2 traces × 4 prompts × P policies × 4 budgets × 3 layers, plus the header.
+  const std::string layers = slurp(tmp / "r1" / "layers.csv");
+  const auto lines = std::count(layers.begin(), layers.end(), '\n');
+  CHECK((lines - 1) % (2 * 4 * 4 * 3) == 0);
+  const std::string summary = slurp(tmp / "r1" / "summary.csv");
+  CHECK(summary.find("task,other,") != std::string::npos);
+  CHECK(summary.find("all,all,\"full\",48,8,48,48,") != std::string::npos);
+  CHECK(std::filesystem::exists(tmp / "r1" / "manifest.json"));
+  CHECK_FALSE(std::filesystem::exists(tmp / "r1.partial"));
+  // The kept dump: one line per (trace, prompt, policy, budget, layer, KV head).
+  const std::string kept = slurp(tmp / "k1.csv");
+  CHECK(kept.find("a.h5,000000,\"streamingllm:sink=4\",4,0,0,4,0 1 2 3\n") != std::string::npos);
+}
+
+TEST_CASE("kvsim run: bad inputs fail fast with one message and no output", "[sim][cli][errors]") {
+  test::TempDir tmp;
+  const Model m = random_model(test::small_config(), 5);
+  test::TraceSpec spec;
+  spec.W = 8;
+  test::write_model_trace(tmp / "a.h5", m, spec);
+  const std::string trace = (tmp / "a.h5").string();
+  const std::string out = (tmp / "out").string();
+  struct Case {
+    std::string args, message;
+  };
+  const std::vector<Case> cases = {
+      {"--policies nosuch --budget 8", "unknown policy 'nosuch'"},
+      {"--policies streamingllm:sinks=3 --budget 8", "unknown parameter 'sinks'"},
+      {"--policies full --budget 0", "budget 0 must be at least 1"},
+      {"--policies full --budget 49", "budget 49 tokens per KV head is larger than the prompt (T = 48)"},
+      {"--policies full --ratio 1.5", "must be in [0, 1)"},
+      {"--policies full", "no budgets"},
+  };
+  for (const auto& c : cases) {
+    const auto r = test::run_cli("run " + trace + " " + c.args + " --out " + out);
+    INFO(c.args << "\n" << r.output);
+    CHECK(r.status == 1);
+    CHECK(r.output.find(c.message) != std::string::npos);
+    CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+    CHECK_FALSE(std::filesystem::exists(out));
+    CHECK_FALSE(std::filesystem::exists(out + ".partial"));
+  }
+  const auto missing = test::run_cli("run " + (tmp / "nope.h5").string() + " --budget 8 --out " + out);
+  CHECK(missing.status == 1);
+  CHECK(missing.output.find("nope.h5") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(out));
+}

@@ -1,0 +1,89 @@
+#pragma once
+// Traces for tests without ../shared: a random-weight model's real prefill, recorded with the
+// tracer's own code and written with the trace writer. And a runner for the kvsim executable.
+#include <array>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+#include <vector>
+
+#include "core/rng.hpp"
+#include "traces/trace_writer.hpp"
+#include "tracer/cpu_forward.hpp"
+#include "tracer/recorder.hpp"
+
+namespace kvsim::test {
+
+struct CliResult {
+  int status;
+  std::string output;  // stdout + stderr
+};
+
+inline CliResult run_cli(const std::string& args) {
+  const std::string cmd = std::string(KVSIM_BINARY) + " " + args + " 2>&1";
+  CliResult r{0, {}};
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf;
+  while (std::fgets(buf.data(), buf.size(), p)) r.output += buf.data();
+  const int st = ::pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+class WriterSink : public PromptSink {
+ public:
+  explicit WriterSink(TraceWriter& w) : w_(w) {}
+  void layer(int l, const LayerView& v) override { w_.write_layer(l, v); }
+  void outputs(const PromptOutputs& o) override { w_.end_prompt(o); }
+
+ private:
+  TraceWriter& w_;
+};
+
+inline ModelInfo model_info(const Model& m) {
+  const ModelConfig& c = m.config;
+  ModelInfo info;
+  info.arch = c.arch, info.n_layers = c.n_layers, info.n_heads = c.n_heads, info.n_kv_heads = c.n_kv_heads;
+  info.head_dim = c.head_dim, info.hidden = c.hidden, info.vocab = c.vocab, info.rope_theta = c.rope_theta;
+  info.rope_style = rope_style_name(c.rope_style), info.norm_eps = c.norm_eps, info.source = "random";
+  return info;
+}
+
+struct TraceSpec {
+  int n_prompts = 3, T = 48, M = 8, W = 16, topk = 8;
+  std::uint64_t seed = 1;
+  std::string task = "synthetic";
+};
+
+// Random token prompts through `m`, one trace file.
+inline void write_model_trace(const std::filesystem::path& path, const Model& m, const TraceSpec& s) {
+  std::vector<float> w_o;
+  for (const auto& l : m.layers) w_o.insert(w_o.end(), l.wo.data(), l.wo.data() + l.wo.size());
+  const std::vector<float> fn(m.final_norm.data(), m.final_norm.data() + m.config.hidden);
+  TraceWriter w(path, model_info(m), TraceProducer{"test", "none", "cpu", ""}, w_o, fn);
+  const CpuForward fwd(m);
+  Rng rng(s.seed);
+  for (int p = 0; p < s.n_prompts; ++p) {
+    std::vector<int> tokens(s.T + s.M);
+    for (auto& t : tokens) t = static_cast<int>(rng.below(m.config.vocab));
+    PromptMeta meta;
+    char id[16];
+    std::snprintf(id, sizeof id, "%06d", p);
+    meta.id = id, meta.n_prompt = s.T, meta.n_cont = s.M, meta.window = s.W, meta.topk = s.topk;
+    meta.truncated_from = s.T, meta.task = s.task, meta.source = "random", meta.sample_id = std::to_string(p);
+    w.begin_prompt(meta, std::vector<std::int32_t>(tokens.begin(), tokens.end()));
+    WriterSink sink(w);
+    RecordOptions ro;
+    ro.window = s.W, ro.topk = s.topk;
+    record_prompt(fwd, tokens, s.T, ro, sink);
+  }
+  w.finish();
+}
+
+inline ModelConfig small_config() {
+  ModelConfig c;
+  c.n_layers = 3, c.n_heads = 6, c.n_kv_heads = 2, c.head_dim = 16, c.hidden = 48, c.ffn_hidden = 64, c.vocab = 97;
+  return c;
+}
+
+}  // namespace kvsim::test
