@@ -9,4 +9,5 @@ int cmd_inspect(const std::vector<std::string>& args);
 int cmd_generate(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
 int cmd_policies(const std::vector<std::string>& args);
+int cmd_synth(const std::vector<std::string>& args);
 }  // namespace kvsim::cli

@@ -23,6 +23,7 @@ const Command kCommands[] = {
     {"inspect", kvsim::cli::cmd_inspect, "print a trace's model, prompts and dataset shapes"},
     {"run", kvsim::cli::cmd_run, "replay traces against retention policies x budgets; write metrics"},
     {"policies", kvsim::cli::cmd_policies, "list every retention policy with its parameters and defaults"},
+    {"synth", kvsim::cli::cmd_synth, "write a synthetic trace at a real model's shape (benchmarks, tests)"},
     {"generate", kvsim::cli::cmd_generate, "greedy decoding from a prompt (checks a model loads and runs)"},
 };
 
