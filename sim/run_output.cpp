@@ -57,6 +57,7 @@ RunOutput::RunOutput(const Replay& replay, std::filesystem::path dir, bool overw
     kept_ = open_write(dump_partial_);
     std::fputs("trace,prompt,policy,budget,layer,kv_head,count,kept\n", kept_);
   }
+  prompt_rows_ = open_write(partial_ / "summary.prompts");
   const std::size_t pb = replay_.policies().size() * replay_.options().budgets.size();
   overall_.assign(pb, Sums{});
 }
@@ -64,6 +65,7 @@ RunOutput::RunOutput(const Replay& replay, std::filesystem::path dir, bool overw
 RunOutput::~RunOutput() {
   if (layers_) std::fclose(layers_);
   if (kept_) std::fclose(kept_);
+  if (prompt_rows_) std::fclose(prompt_rows_);
   if (!finished_) {
     std::error_code ec;
     std::filesystem::remove_all(partial_, ec);
@@ -102,9 +104,10 @@ void RunOutput::add(const PromptResult& r) {
       const std::size_t k = static_cast<std::size_t>(p) * B + b;
       task[k].add(s);
       overall_[k].add(s);
-      prompt_rows_ += "prompt," + trace + ":" + r.meta->id + "," + quoted + "," + labels[b] + ",1," +
-                      fmt(s.budget_tokens) + "," + fmt(s.kept_per_head) + "," + fmt(s.kept_bytes) + "," + fmt(s.out_err) +
-                      "," + fmt(s.out_err_value) + "," + fmt(s.recall) + "\n";
+      const std::string prow = "prompt," + trace + ":" + r.meta->id + "," + quoted + "," + labels[b] + ",1," +
+                               fmt(s.budget_tokens) + "," + fmt(s.kept_per_head) + "," + fmt(s.kept_bytes) + "," +
+                               fmt(s.out_err) + "," + fmt(s.out_err_value) + "," + fmt(s.recall) + "\n";
+      std::fputs(prow.c_str(), prompt_rows_);
       if (kept_ && !r.selections.empty()) {
         const Selection& sel = r.selections[p];
         std::string line;
@@ -142,7 +145,15 @@ void RunOutput::finish(const nlohmann::json& manifest) {
   const int P = static_cast<int>(replay_.policies().size()), B = replay_.options().budgets.size();
   std::FILE* f = open_write(partial_ / "summary.csv");
   std::fputs("scope,name,policy,budget,n_prompts,budget_tokens,kept_per_head,kept_bytes,out_err,out_err_value,recall\n", f);
-  std::fputs(prompt_rows_.c_str(), f);
+  close_checked(prompt_rows_, partial_ / "summary.prompts");
+  {
+    std::FILE* in = std::fopen((partial_ / "summary.prompts").c_str(), "rb");
+    if (!in) fail<InputError>((partial_ / "summary.prompts").string(), ": cannot reopen");
+    char buf[1 << 16];
+    for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, in)) > 0;) std::fwrite(buf, 1, n, f);
+    std::fclose(in);
+    fs::remove(partial_ / "summary.prompts");
+  }
   for (const auto& [task, sums] : per_task_)
     for (int p = 0; p < P; ++p)
       for (int b = 0; b < B; ++b) write_summary_row(f, "task", task, p, b, sums[static_cast<std::size_t>(p) * B + b]);

@@ -45,7 +45,7 @@ class RunOutput {
   std::filesystem::path dir_, partial_, dump_, dump_partial_;
   std::FILE* layers_ = nullptr;
   std::FILE* kept_ = nullptr;
-  std::string prompt_rows_;                              // summary rows of scope "prompt", in order
+  std::FILE* prompt_rows_ = nullptr;                     // summary rows of scope "prompt", streamed to a side file
   std::map<std::string, std::vector<Sums>> per_task_;    // task -> [P*B]
   std::vector<Sums> overall_;                            // [P*B]
   bool finished_ = false;

@@ -81,7 +81,12 @@ TraceReader::TraceReader(std::filesystem::path path)
     fail<TraceError>(f, ": cannot be read", detail.empty() ? "" : " (HDF5: " + detail + ")");
   }
   if (is_hdf5 == 0) fail<TraceError>(f, ": not an HDF5 file");
-  impl_->file = h5::file_handle(H5Fopen(f.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  // Evict an object's metadata from HDF5's cache when it is closed: the simulator touches
+  // every prompt's groups once, and without this the cache keeps them all (memory would grow
+  // with the number of prompts, ~70 KB each).
+  h5::Handle fapl = h5::plist_handle(H5Pcreate(H5P_FILE_ACCESS));
+  if (!fapl || H5Pset_evict_on_close(fapl.get(), 1) < 0) h5::fail_hdf5(f, "/", ": cannot set file access properties");
+  impl_->file = h5::file_handle(H5Fopen(f.c_str(), H5F_ACC_RDONLY, fapl.get()));
   if (!impl_->file) {
     std::string detail = h5::error_detail();
     fail<TraceError>(f, ": cannot be opened (truncated or corrupt?)", detail.empty() ? "" : " (HDF5: " + detail + ")");
@@ -220,7 +225,10 @@ LayerRecord TraceReader::read_layer(std::size_t prompt_index, int layer) const {
   {
     h5::LibraryLock lock(h5::library_mutex());
     h5::silence_errors();
-    Handle g = h5::open_group(impl_->file.get(), object, f, object);
+    // One level at a time, so every group on the path is closed (and its metadata evicted).
+    Handle gp = h5::open_group(impl_->file.get(), prompt_object(meta.id), f, prompt_object(meta.id));
+    Handle gl = h5::open_group(gp.get(), "layers", f, prompt_object(meta.id) + "/layers");
+    Handle g = h5::open_group(gl.get(), std::to_string(layer), f, object);
     hid_t half = impl_->half_type.get();
     keys = read_half(g.get(), "keys", half, {G, T + M, d}, f, object + "/keys");              // [n_kv_heads, T+M, d]
     values = read_half(g.get(), "values", half, {G, T + M, d}, f, object + "/values");        // [n_kv_heads, T+M, d]
