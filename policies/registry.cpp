@@ -1,4 +1,6 @@
 // The policy registry: one line per policy (STYLE.md habit 1). `kvsim policies` prints it.
+#include "policies/adakv.hpp"
+#include "policies/criticalkv.hpp"
 #include "policies/full.hpp"
 #include "policies/h2o.hpp"
 #include "policies/knorm.hpp"
@@ -20,7 +22,9 @@ const std::vector<PolicyInfo>& policy_registry() {
       h2o_policy_info(),
       snapkv_policy_info(),
       pyramidkv_policy_info(),
+      adakv_policy_info(),
       tova_policy_info(),
+      criticalkv_policy_info(),
       oracle_policy_info(),
   };
   return registry;
