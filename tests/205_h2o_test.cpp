@@ -35,12 +35,8 @@ TEST_CASE("h2o invariants, nesting and determinism on GQA shapes", "[policies][h
   for (const auto& sh : test::gqa_shapes()) {
     const PromptTensors p = test::random_prompt(sh, 21 + sh.H);
     const auto plan = test::plan_of({1, 3, 6, 12, sh.T});
-    for (const char* spec : {"h2o:window=4", "h2o:window=4,reduce=max", "h2o:window=0,reduce=sum"}) {
-      const auto policy = make_policy(spec);
-      test::check_policy_invariants(*policy, p, plan, policy->spec().find("window=4") != std::string::npos ? 4 : 0);
-      test::check_nested(policy->select(p.view(), plan));
-      test::check_thread_independent(*policy, p, plan);
-    }
+    for (const auto& [spec, w] : {test::SpecWindow{"h2o:window=4", 4}, {"h2o:window=4,reduce=max", 4}, {"h2o:window=0,reduce=sum", 0}})
+      test::check_policy(*make_policy(spec), p, plan, w);
   }
 }
 

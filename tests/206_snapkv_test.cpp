@@ -124,13 +124,9 @@ TEST_CASE("snapkv invariants, nesting and determinism on GQA shapes", "[policies
   for (const auto& sh : test::gqa_shapes()) {
     const PromptTensors p = test::random_prompt(sh, 31 + sh.H);
     const auto plan = test::plan_of({2, 4, 7, 12, sh.T});
-    for (const char* spec : {"snapkv:window=4", "snapkv:window=4,kernel=7,pool=max,reduce=max", "snapkv:window=6,reduce=sum"}) {
-      const auto policy = make_policy(spec);
-      const int w = std::string(spec).find("window=6") != std::string::npos ? 6 : 4;
-      test::check_policy_invariants(*policy, p, plan, w);
-      test::check_nested(policy->select(p.view(), plan));
-      test::check_thread_independent(*policy, p, plan);
-    }
+    for (const auto& [spec, w] : {test::SpecWindow{"snapkv:window=4", 4}, {"snapkv:window=4,kernel=7,pool=max,reduce=max", 4},
+                                  {"snapkv:window=6,reduce=sum", 6}})
+      test::check_policy(*make_policy(spec), p, plan, w);
   }
 }
 

@@ -52,14 +52,13 @@ TEST_CASE("adakv invariants, nesting, determinism and uneven counts on GQA shape
   for (const auto& sh : test::gqa_shapes()) {
     const PromptTensors p = test::random_prompt(sh, 51 + sh.H, 3.0f);
     const auto plan = test::plan_of({2, 4, 5, 9, 14, sh.T});
-    for (const char* spec : {"adakv(snapkv:window=4)", "adakv(h2o:window=2,reduce=max):alpha=0.5", "adakv(knorm):alpha=0"}) {
-      const auto policy = make_policy(spec);
-      const int w = std::string(spec).find("snapkv") != std::string::npos ? 4 : std::string(spec).find("h2o") != std::string::npos ? 2 : 0;
-      test::check_policy_invariants(*policy, p, plan, w);
-      const Selection s = policy->select(p.view(), plan);
-      test::check_nested(s);
-      test::check_thread_independent(*policy, p, plan);
-      const int floor_at_9 = std::string(spec).find("alpha=0.5") != std::string::npos ? 4 : std::string(spec).find("alpha=0") != std::string::npos ? 0 : 1;
+    struct Case {
+      const char* spec;
+      int window, floor_at_9;  // ⌊alpha·9⌋
+    };
+    for (const auto& [spec, w, floor_at_9] : {Case{"adakv(snapkv:window=4)", 4, 1}, {"adakv(h2o:window=2,reduce=max):alpha=0.5", 2, 4},
+                                              {"adakv(knorm):alpha=0", 0, 0}}) {
+      const Selection s = test::check_policy(*make_policy(spec), p, plan, w);
       for (int b = 0; b < s.n_budgets(); ++b)
         for (int l = 0; l < sh.L; ++l) {
           CHECK(test::layer_kept(s, b, l) == static_cast<long>(sh.Hkv) * std::min(plan.per_head[b], sh.T));

@@ -152,6 +152,24 @@ inline void check_thread_independent(const Policy& policy, const PromptTensors& 
       for (int g = 0; g < p.n_kv_heads; ++g) CHECK(one.count(b, l, g) == many.count(b, l, g));
 }
 
+// The common checks of a policy on one prompt: the invariants (the last `window` tokens
+// protected), the same selection at any thread count and, where the policy promises it,
+// nested kept sets. Returns the selection for further checks.
+inline Selection check_policy(const Policy& policy, const PromptTensors& p, const BudgetPlan& plan, int window,
+                              bool nested = true) {
+  check_policy_invariants(policy, p, plan, window);
+  check_thread_independent(policy, p, plan);
+  Selection s = policy.select(p.view(), plan);
+  if (nested) check_nested(s);
+  return s;
+}
+
+// A spec with the number of recent tokens it protects.
+struct SpecWindow {
+  const char* spec;
+  int window;
+};
+
 // Σ over (l, g) of kept counts of layer l at budget b.
 inline long layer_kept(const Selection& s, int b, int l) {
   long n = 0;
