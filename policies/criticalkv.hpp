@@ -17,7 +17,11 @@
 // which stage 2 rescales, so kvpress can drop window tokens in stage 2; we do not).
 // The weighting assumes p's scores are non-negative (attention); with negative scores (knorm)
 // a larger norm lowers the rank, as in kvpress.
-// Stage 1 depends on B, so kept sets are not nested across budgets: one order per budget.
+// Stage 1 depends on B, so the priority order differs per budget: the Selection stores one
+// order per budget. The kept sets still nest when the layer budget grows with B (uniform
+// budgets): k1 = ⌊f·B⌋ and B − k1 both grow, a stage-1 token stays in the growing prefix of p's
+// order, and a stage-2 token keeps or improves its rank among the non-stage-1 tokens. Under
+// pyramidkv's layer budgets, which need not grow with B, nesting is not promised.
 // Needs w_o plus whatever p needs.
 #include "policies/policy.hpp"
 

@@ -15,8 +15,9 @@
 // each budget[l] is in [0, T]. Like kvpress, budget[l] counts the protected window.
 // Note the condition min >= w: with β = 20 it needs B >= 20·w (1280 tokens at w = 64); below
 // that PyramidKV is SnapKV, in kvpress as here.
-// Kept sets are nested across budgets within a layer only when budget[l] grows with B (it
-// does except where the formula switches branch).
+// The order is snapkv's, shared by all budgets, so kept sets are nested wherever budget[l]
+// grows with B; it can shrink where the formula switches branch (from the uniform fallback to
+// the pyramid the last layers drop from B to about B/β), so nesting is not promised.
 #include <vector>
 
 #include "policies/policy.hpp"
