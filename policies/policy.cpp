@@ -1,7 +1,6 @@
 #include "policies/policy.hpp"
 
 #include <algorithm>
-#include <tbb/parallel_for.h>
 
 #include "core/error.hpp"
 #include "policies/score_utils.hpp"
@@ -22,22 +21,28 @@ std::vector<int> ScoredPolicy::layer_budgets(const PromptView& view, int B) cons
   return std::vector<int>(view.n_layers, std::clamp(B, 0, view.T));
 }
 
+std::vector<std::vector<int>> ScoredPolicy::plan_layer_budgets(const PromptView& view, const BudgetPlan& plan) const {
+  std::vector<std::vector<int>> out;
+  for (int B : plan.per_head) {
+    std::vector<int> per_layer = layer_budgets(view, B);
+    KVSIM_CHECK(static_cast<int>(per_layer.size()) == view.n_layers, spec());
+    for (int& b : per_layer) b = std::clamp(b, 0, view.T);
+    out.push_back(std::move(per_layer));
+  }
+  return out;
+}
+
 Selection ScoredPolicy::select(const PromptView& view, const BudgetPlan& plan) const {
   const int L = view.n_layers, Hkv = view.n_kv_heads, T = view.T;
   std::vector<float> scores(static_cast<std::size_t>(L) * Hkv * T);
   score(view, scores);
   const int nb = static_cast<int>(plan.per_head.size());
   Selection s(nb, 1, L, Hkv, T);
-  tbb::parallel_for(0, L * Hkv, [&](int lg) {
-    order_by_score(std::span<const float>(scores).subspan(static_cast<std::size_t>(lg) * T, T),
-                   s.order(0, lg / Hkv, lg % Hkv));
-  });
-  for (int b = 0; b < nb; ++b) {
-    const std::vector<int> per_layer = layer_budgets(view, plan.per_head[b]);
-    KVSIM_CHECK(static_cast<int>(per_layer.size()) == L, spec());
+  order_rows(view, scores, s);
+  const auto budgets = plan_layer_budgets(view, plan);
+  for (int b = 0; b < nb; ++b)
     for (int l = 0; l < L; ++l)
-      for (int g = 0; g < Hkv; ++g) s.count(b, l, g) = std::clamp(per_layer[l], 0, T);
-  }
+      for (int g = 0; g < Hkv; ++g) s.count(b, l, g) = budgets[b][l];
   return s;
 }
 

@@ -52,12 +52,15 @@ class ScoredPolicy : public Policy {
   // Scores [L, Hkv, T], higher = keep; protected tokens (sinks, window) +inf.
   virtual void score(const PromptView& view, std::span<float> scores) const = 0;
   Selection select(const PromptView& view, const BudgetPlan& plan) const override;
+  // Per-layer budgets (tokens per KV head) for an average budget B, each in [0, T], summing
+  // to at most L·B. Default: min(B, T) in every layer. Public so that wrappers (adakv,
+  // criticalkv) keep the inner's layer allocation (AdaKV's "Ada-Pyramid").
+  virtual std::vector<int> layer_budgets(const PromptView& view, int B) const;
+  // layer_budgets for every budget of the plan, each clamped to [0, T]: [n_budgets][L].
+  std::vector<std::vector<int>> plan_layer_budgets(const PromptView& view, const BudgetPlan& plan) const;
 
  protected:
   using Policy::Policy;
-  // Per-layer budgets (tokens per KV head) for an average budget B, each in [0, T], summing
-  // to at most L·B. Default: B in every layer.
-  virtual std::vector<int> layer_budgets(const PromptView& view, int B) const;
 };
 
 // What a registry factory receives.

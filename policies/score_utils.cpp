@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 #include <numeric>
+#include <tbb/parallel_for.h>
 
 #include "core/error.hpp"
 
@@ -16,6 +17,19 @@ GroupReduce parse_group_reduce(const ParamReader& p, const std::string& name) {
 
 PoolKind parse_pool(const ParamReader& p, const std::string& name) {
   return p.choice(name, {"avg", "max"}) == "avg" ? PoolKind::kAvg : PoolKind::kMax;
+}
+
+int integer_at_least(const ParamReader& p, const std::string& name, int lo) {
+  const int x = p.integer(name);
+  if (x < lo) fail<InputError>("policy ", p.policy_name(), ": parameter ", name, " must be >= ", lo, ", got ", x);
+  return x;
+}
+
+double number_in(const ParamReader& p, const std::string& name, double lo, double hi) {
+  const double x = p.number(name);
+  if (std::isfinite(x) && x >= lo && x <= hi) return x;
+  if (std::isinf(hi)) fail<InputError>("policy ", p.policy_name(), ": parameter ", name, " must be a finite number >= ", lo, ", got ", x);
+  fail<InputError>("policy ", p.policy_name(), ": parameter ", name, " must be in [", lo, ", ", hi, "], got ", x);
 }
 
 void window_mean_attention(const PromptView& v, int layer, int window, std::vector<float>& out) {
@@ -76,9 +90,31 @@ void order_by_score(std::span<const float> scores, std::span<std::int32_t> order
   });
 }
 
+void order_rows(const PromptView& v, std::span<const float> scores, Selection& s) {
+  KVSIM_CHECK(scores.size() == static_cast<std::size_t>(v.n_layers) * v.n_kv_heads * v.T);
+  tbb::parallel_for(0, v.n_layers * v.n_kv_heads, [&](int lg) {
+    const int l = lg / v.n_kv_heads, g = lg % v.n_kv_heads;
+    order_by_score(score_row(scores, v, l, g), s.order(0, l, g));
+  });
+}
+
 void protect_last(std::span<float> scores, int w) {
   const int n = static_cast<int>(scores.size());
   for (int i = std::max(0, n - w); i < n; ++i) scores[i] = std::numeric_limits<float>::infinity();
+}
+
+void score_query_heads(const PromptView& v, GroupReduce r, int protect, std::span<float> scores,
+                       const HeadScoreFn& head_scores) {
+  const int H = v.n_heads, Hkv = v.n_kv_heads, T = v.T;
+  KVSIM_CHECK(scores.size() == static_cast<std::size_t>(v.n_layers) * Hkv * T);
+  tbb::parallel_for(0, v.n_layers, [&](int l) {
+    std::vector<float> per_head(static_cast<std::size_t>(H) * T, 0.0f);  // [H, T]
+    head_scores(l, per_head);
+    KVSIM_CHECK(per_head.size() == static_cast<std::size_t>(H) * T);
+    const std::span<float> out = scores.subspan(static_cast<std::size_t>(l) * Hkv * T, static_cast<std::size_t>(Hkv) * T);
+    reduce_group(per_head, H, Hkv, T, r, out);
+    for (int g = 0; g < Hkv; ++g) protect_last(score_row(scores, v, l, g), protect);
+  });
 }
 
 std::vector<int> allocate(const std::vector<double>& weights, const std::vector<int>& caps, long total) {

@@ -1,11 +1,14 @@
 #pragma once
 // Building blocks shared by the score-based policies (METHODS.md notation).
+#include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "policies/prompt_view.hpp"
+#include "policies/selection.hpp"
 #include "policies/spec.hpp"
 
 namespace kvsim {
@@ -16,6 +19,15 @@ enum class PoolKind { kAvg, kMax };
 GroupReduce parse_group_reduce(const ParamReader& p, const std::string& name = "reduce");
 PoolKind parse_pool(const ParamReader& p, const std::string& name = "pool");
 inline const std::vector<std::string> kGroupReduceNames = {"mean", "max", "sum"};
+// The `reduce` parameter every query-head scorer declares.
+inline ParamInfo reduce_param(const std::string& default_value = "mean") {
+  return {"reduce", default_value, "GQA: how a group's query-head scores become one KV-head score (mean|max|sum)"};
+}
+
+// Factory checks (InputError naming the policy and parameter): an integer >= lo; a finite
+// number in [lo, hi].
+int integer_at_least(const ParamReader& p, const std::string& name, int lo);
+double number_in(const ParamReader& p, const std::string& name, double lo, double hi);
 
 // Mean over the last `window` window queries of A_h[q, i]: out [H, T]. Requires window <= W.
 void window_mean_attention(const PromptView& v, int layer, int window, std::vector<float>& out);
@@ -32,8 +44,32 @@ void reduce_group(std::span<const float> per_head, int H, int Hkv, int T, GroupR
 // token (recency), so the order is total and deterministic.
 void order_by_score(std::span<const float> scores, std::span<std::int32_t> order);
 
+// Fills order 0 of every (layer, KV head) of s with order_by_score of its row of scores
+// [L, Hkv, T], in parallel (one task per row).
+void order_rows(const PromptView& v, std::span<const float> scores, Selection& s);
+
 // Sets the last w of the T scores to +inf (protected window tokens).
 void protect_last(std::span<float> scores, int w);
+
+// ⌊fraction·B⌋ for fraction in [0, 1], robust to the binary representation of the fraction
+// (0.29·100 is 28.999… in doubles; the result here is 29).
+inline int floor_fraction(double fraction, int B) {
+  return std::min(B, static_cast<int>(fraction * B + 1e-9));
+}
+
+// The (layer l, KV head g) row of scores [L, Hkv, T].
+template <typename F>
+std::span<F> score_row(std::span<F> scores, const PromptView& v, int l, int g) {
+  return scores.subspan((static_cast<std::size_t>(l) * v.n_kv_heads + g) * v.T, static_cast<std::size_t>(v.T));
+}
+
+// Scores [L, Hkv, T] of a query-head scorer: per layer (one task per layer, in parallel, so
+// the result does not depend on the thread count) head_scores(l, per_head) fills
+// per_head [H, T]; reduce_group turns it into [Hkv, T]; then the last `protect` tokens of
+// every (layer, KV head) score +inf.
+using HeadScoreFn = std::function<void(int layer, std::vector<float>& per_head)>;
+void score_query_heads(const PromptView& v, GroupReduce r, int protect, std::span<float> scores,
+                       const HeadScoreFn& head_scores);
 
 // Integer split of `total` over entries proportional to `weights`, each at most caps[k],
 // preserving the total when the caps allow it (largest remainders, then water-filling the

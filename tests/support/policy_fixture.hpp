@@ -9,6 +9,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <tbb/global_control.h>
 #include <vector>
 
 #include "core/rng.hpp"
@@ -111,6 +112,69 @@ inline void check_policy_invariants(const Policy& policy, const PromptTensors& p
           for (int i = p.T - protected_window; i < p.T; ++i) CHECK(uniq.count(i) == 1);
       }
   }
+}
+
+// Shapes the policy tests cover: GQA with G = 2, G = 3 (not a power of two) and G = 1.
+inline std::vector<PromptShape> gqa_shapes() {
+  std::vector<PromptShape> shapes(3);
+  shapes[1].H = 6, shapes[1].Hkv = 2, shapes[1].T = 30, shapes[1].W = 8;
+  shapes[2].L = 3, shapes[2].H = 3, shapes[2].Hkv = 3, shapes[2].T = 17, shapes[2].M = 3;
+  return shapes;
+}
+
+// Budgets in ascending order: every kept set of budget b contains that of budget b-1.
+inline void check_nested(const Selection& s) {
+  for (int b = 1; b < s.n_budgets(); ++b)
+    for (int l = 0; l < s.n_layers(); ++l)
+      for (int g = 0; g < s.n_kv_heads(); ++g) {
+        const std::set<int> small = kept_set(s, b - 1, l, g), large = kept_set(s, b, l, g);
+        CHECK(std::includes(large.begin(), large.end(), small.begin(), small.end()));
+      }
+}
+
+// The selection is the same at one thread and at the default thread count.
+inline void check_thread_independent(const Policy& policy, const PromptTensors& p, const BudgetPlan& plan) {
+  Selection one;
+  {
+    tbb::global_control serial(tbb::global_control::max_allowed_parallelism, 1);
+    one = policy.select(p.view(), plan);
+  }
+  const Selection many = policy.select(p.view(), plan);
+  REQUIRE(one.n_orders() == many.n_orders());
+  for (int o = 0; o < one.n_orders(); ++o)
+    for (int l = 0; l < p.n_layers; ++l)
+      for (int g = 0; g < p.n_kv_heads; ++g) {
+        const std::span<const std::int32_t> a = one.order(o, l, g), b = many.order(o, l, g);
+        CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+      }
+  for (int b = 0; b < one.n_budgets(); ++b)
+    for (int l = 0; l < p.n_layers; ++l)
+      for (int g = 0; g < p.n_kv_heads; ++g) CHECK(one.count(b, l, g) == many.count(b, l, g));
+}
+
+// The common checks of a policy on one prompt: the invariants (the last `window` tokens
+// protected), the same selection at any thread count and, where the policy promises it,
+// nested kept sets. Returns the selection for further checks.
+inline Selection check_policy(const Policy& policy, const PromptTensors& p, const BudgetPlan& plan, int window,
+                              bool nested = true) {
+  check_policy_invariants(policy, p, plan, window);
+  check_thread_independent(policy, p, plan);
+  Selection s = policy.select(p.view(), plan);
+  if (nested) check_nested(s);
+  return s;
+}
+
+// A spec with the number of recent tokens it protects.
+struct SpecWindow {
+  const char* spec;
+  int window;
+};
+
+// Σ over (l, g) of kept counts of layer l at budget b.
+inline long layer_kept(const Selection& s, int b, int l) {
+  long n = 0;
+  for (int g = 0; g < s.n_kv_heads(); ++g) n += s.count(b, l, g);
+  return n;
 }
 
 }  // namespace kvsim::test
