@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <hdf5.h>
 #include <sstream>
 
 #include "sim/replay.hpp"
@@ -26,31 +27,38 @@ TEST_CASE("replay: full is exactly zero, budget T is zero for every policy, reca
   test::TempDir tmp;
   const Model m = random_model(test::small_config(), 3);
   test::TraceSpec spec;
+  spec.T = 96, spec.W = 64;
   test::write_model_trace(tmp / "a.h5", m, spec);
   ReplayOptions ro;
   ro.traces = {tmp / "a.h5"};
-  ro.policies = {"full", "random", "streamingllm", "knorm"};
-  ro.budgets = BudgetSweep::tokens({4, 8, 16, 24, 48});
+  for (const auto& info : policy_registry()) ro.policies.push_back(info.wraps ? info.name + "(snapkv)" : info.name);
+  ro.budgets = BudgetSweep::tokens({4, 8, 16, 24, 70, 96});
   const Replay replay(ro);
   REQUIRE(replay.total_prompts() == 3);
+  const int P = static_cast<int>(ro.policies.size()), B = 6;
   int n = 0;
   replay.run([&](const PromptResult& r) {
     ++n;
-    for (int p = 0; p < 4; ++p)
+    for (int p = 0; p < P; ++p) {
+      INFO(ro.policies[p]);
       for (int l = 0; l < r.n_layers; ++l) {
-        for (int b = 0; b < 5; ++b) {
+        for (int b = 0; b < B; ++b) {
           const LayerMetrics& x = r.at(p, l, b);
-          if (p == 0 || b == 4) {
+          if (ro.policies[p] == "full" || b == B - 1) {
             CHECK(x.out_err == 0.0);
             CHECK(x.out_err_value == 0.0);
             CHECK(x.recall == 1.0);
           } else {
             CHECK(x.out_err > 0.0);
-            CHECK(x.kept == r.budget_tokens[b] * r.n_kv_heads);
           }
+          // Every policy here spends its whole budget except full (which ignores it).
+          if (ro.policies[p] != "full") CHECK(x.kept == r.budget_tokens[b] * r.n_kv_heads);
+          // Kept sets are nested across budgets for all these policies at these budgets
+          // (pyramidkv equals snapkv below its pyramid threshold, docs/policies.md).
           if (b > 0) CHECK(x.recall >= r.at(p, l, b - 1).recall);
         }
       }
+    }
   });
   CHECK(n == 3);
 }
@@ -59,12 +67,12 @@ TEST_CASE("kvsim run: same bytes at 1 and 2 threads; dump-kept; comparison table
   test::TempDir tmp;
   const Model m = random_model(test::small_config(), 4);
   test::TraceSpec spec;
-  spec.n_prompts = 4;
+  spec.n_prompts = 4, spec.T = 96, spec.W = 64;
   test::write_model_trace(tmp / "a.h5", m, spec);
   spec.seed = 9, spec.task = "other";
   test::write_model_trace(tmp / "b.h5", m, spec);
   const std::string base = "run " + (tmp / "a.h5").string() + " " + (tmp / "b.h5").string() +
-                           " --policies all --budget 4,8,16,48 --quiet";
+                           " --policies all --budget 4,8,16,96 --quiet";
   const auto r1 = test::run_cli(base + " --threads 1 --out " + (tmp / "r1").string() + " --dump-kept " + (tmp / "k1.csv").string());
   INFO(r1.output);
   REQUIRE(r1.status == 0);
@@ -80,7 +88,7 @@ TEST_CASE("kvsim run: same bytes at 1 and 2 threads; dump-kept; comparison table
   CHECK((lines - 1) % (2 * 4 * 4 * 3) == 0);
   const std::string summary = slurp(tmp / "r1" / "summary.csv");
   CHECK(summary.find("task,other,") != std::string::npos);
-  CHECK(summary.find("all,all,\"full\",48,8,48,48,") != std::string::npos);
+  CHECK(summary.find("all,all,\"full\",96,8,96,96,") != std::string::npos);
   CHECK(std::filesystem::exists(tmp / "r1" / "manifest.json"));
   CHECK_FALSE(std::filesystem::exists(tmp / "r1.partial"));
   // The kept dump: one line per (trace, prompt, policy, budget, layer, KV head).
@@ -116,6 +124,24 @@ TEST_CASE("kvsim run: bad inputs fail fast with one message and no output", "[si
     CHECK_FALSE(std::filesystem::exists(out));
     CHECK_FALSE(std::filesystem::exists(out + ".partial"));
   }
+  // A policy whose window exceeds the recorded one, and a trace missing a dataset a policy needs.
+  const auto window = test::run_cli("run " + trace + " --policies snapkv --budget 8 --out " + out);
+  CHECK(window.status == 1);
+  CHECK(window.output.find("records a window of 8 queries but snapkv:window=64") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(out));
+  std::filesystem::copy_file(tmp / "a.h5", tmp / "nocolsum.h5");
+  {
+    const hid_t f = H5Fopen((tmp / "nocolsum.h5").c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    REQUIRE(f >= 0);
+    REQUIRE(H5Ldelete(f, "/prompts/000000/layers/0/attn_colsum", H5P_DEFAULT) >= 0);
+    H5Fclose(f);
+  }
+  const auto nocolsum = test::run_cli("run " + (tmp / "nocolsum.h5").string() + " --policies h2o:window=4 --budget 8 --out " + out);
+  CHECK(nocolsum.status == 1);
+  CHECK(nocolsum.output.find("nocolsum.h5: dataset /prompts/000000/layers/0/attn_colsum is missing (needed by h2o)") !=
+        std::string::npos);
+  CHECK(std::count(nocolsum.output.begin(), nocolsum.output.end(), '\n') == 1);
+  CHECK_FALSE(std::filesystem::exists(out));
   const auto missing = test::run_cli("run " + (tmp / "nope.h5").string() + " --budget 8 --out " + out);
   CHECK(missing.status == 1);
   CHECK(missing.output.find("nope.h5") != std::string::npos);
