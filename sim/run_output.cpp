@@ -175,8 +175,11 @@ std::string RunOutput::comparison_table() const {
   const int P = static_cast<int>(replay_.policies().size()), B = replay_.options().budgets.size();
   const auto& labels = replay_.options().budgets.labels();
   std::size_t w = 6;
-  for (const auto& p : replay_.policies()) w = std::max(w, p->spec().size());
-  w = std::min<std::size_t>(w, 60);
+  // Rows are labelled with the specs as the user wrote them (the canonical spec, every
+  // parameter written out, is in the CSVs and the manifest).
+  const auto& names = replay_.options().policies;
+  for (const auto& n : names) w = std::max(w, n.size() + 1);
+  w = std::min<std::size_t>(std::max<std::size_t>(w, 16), 60);
   std::string out;
   char buf[128];
   auto pad = [&](const std::string& s) { return s.size() >= w ? s.substr(0, w) : s + std::string(w - s.size(), ' '); };
@@ -185,7 +188,7 @@ std::string RunOutput::comparison_table() const {
   out += "\n";
   bool uneven = false;
   for (int p = 0; p < P; ++p) {
-    out += pad(replay_.policies()[p]->spec());
+    out += pad(names[p]);
     for (int b = 0; b < B; ++b) {
       const Sums& s = overall_[static_cast<std::size_t>(p) * B + b];
       std::snprintf(buf, sizeof buf, " %10.4f", s.out_err / std::max(1, s.n));
@@ -197,7 +200,7 @@ std::string RunOutput::comparison_table() const {
   if (uneven) {
     out += "\nmean kept tokens per KV head (where a policy keeps less than the budget):\n";
     for (int p = 0; p < P; ++p) {
-      out += pad(replay_.policies()[p]->spec());
+      out += pad(names[p]);
       for (int b = 0; b < B; ++b) {
         const Sums& s = overall_[static_cast<std::size_t>(p) * B + b];
         std::snprintf(buf, sizeof buf, " %10.1f", s.kept_per_head / std::max(1, s.n));
