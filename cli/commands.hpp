@@ -10,4 +10,7 @@ int cmd_generate(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
 int cmd_policies(const std::vector<std::string>& args);
 int cmd_synth(const std::vector<std::string>& args);
+int cmd_compile(const std::vector<std::string>& args);
+int cmd_diff(const std::vector<std::string>& args);
+int cmd_transfer(const std::vector<std::string>& args);
 }  // namespace kvsim::cli

@@ -1,5 +1,7 @@
 // kvsim: the command-line entry point. Subcommands live in cli/cmd_*.cpp; this file only
-// dispatches and turns errors into one line on stderr and a non-zero exit.
+// dispatches and turns errors into one line on stderr and a non-zero exit: 1 for kvsim errors
+// (input, trace, model), 2 for usage, 4 for internal errors; 3 is reserved for `kvsim diff`'s
+// verdict "NEW is worse than OLD".
 #include <boost/program_options/errors.hpp>
 #include <cstdio>
 #include <cstring>
@@ -24,6 +26,9 @@ const Command kCommands[] = {
     {"run", kvsim::cli::cmd_run, "replay traces against retention policies x budgets; write metrics"},
     {"policies", kvsim::cli::cmd_policies, "list every retention policy with its parameters and defaults"},
     {"synth", kvsim::cli::cmd_synth, "write a synthetic trace at a real model's shape (benchmarks, tests)"},
+    {"compile", kvsim::cli::cmd_compile, "compile CompilerKV decision tables from traces (offline contextual bandit)"},
+    {"diff", kvsim::cli::cmd_diff, "compare two decision tables on traces; exit 3 when NEW is worse"},
+    {"transfer", kvsim::cli::cmd_transfer, "rank correlation and transfer cost between two decision tables"},
     {"generate", kvsim::cli::cmd_generate, "greedy decoding from a prompt (checks a model loads and runs)"},
 };
 
@@ -63,7 +68,7 @@ int main(int argc, char** argv) {
       return 2;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "kvsim %s: internal error: %s\n", c.name, e.what());
-      return 3;
+      return 4;  // 3 is `kvsim diff`'s verdict "NEW is worse", not an error
     }
   }
   std::fprintf(stderr, "kvsim: unknown command '%s'\n\n", name.c_str());

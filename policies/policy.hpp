@@ -32,6 +32,9 @@ class Policy {
   // Canonical spec, every parameter written out, e.g. "snapkv:window=64,kernel=5,pool=avg,reduce=mean".
   const std::string& spec() const { return spec_; }
   virtual PolicyNeeds needs() const { return {}; }
+  // Refuses (InputError) a model this policy cannot run on, e.g. a decision table compiled
+  // for another shape. The simulator calls it for every trace before any work (fail fast).
+  virtual void check_model(const ModelShape& shape) const {}
   // False only for `full`, the reference that ignores the budget.
   virtual bool respects_budget() const { return true; }
   // Kept sets for every budget of the plan. Called concurrently for different prompts and

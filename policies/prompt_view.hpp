@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "core/model_shape.hpp"
+
 namespace kvsim {
 
 struct LayerData {
@@ -34,6 +36,7 @@ struct PromptView {
   std::uint64_t seed = 0;                 // per prompt; policies derive theirs from it
 
   int group_size() const { return n_heads / n_kv_heads; }
+  ModelShape shape() const { return {n_layers, n_heads, n_kv_heads, head_dim, hidden}; }
 };
 
 }  // namespace kvsim

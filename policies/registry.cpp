@@ -1,9 +1,11 @@
 // The policy registry: one line per policy (STYLE.md habit 1). `kvsim policies` prints it.
 #include "policies/adakv.hpp"
+#include "policies/compilerkv.hpp"
 #include "policies/criticalkv.hpp"
 #include "policies/full.hpp"
 #include "policies/h2o.hpp"
 #include "policies/knorm.hpp"
+#include "policies/laprox.hpp"
 #include "policies/oracle.hpp"
 #include "policies/pyramidkv.hpp"
 #include "policies/random_policy.hpp"
@@ -25,6 +27,8 @@ const std::vector<PolicyInfo>& policy_registry() {
       adakv_policy_info(),
       tova_policy_info(),
       criticalkv_policy_info(),
+      laprox_policy_info(),
+      compilerkv_policy_info(),
       oracle_policy_info(),
   };
   return registry;

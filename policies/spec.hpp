@@ -35,6 +35,8 @@ class ParamReader {
   int integer(const std::string& name) const;
   double number(const std::string& name) const;
   std::string choice(const std::string& name, const std::vector<std::string>& allowed) const;
+  // The value as written (e.g. a file path).
+  const std::string& text(const std::string& name) const { return raw(name); }
   // "key=value,..." with every known parameter (defaults filled), in declaration order.
   std::string canonical() const;
   const std::string& policy_name() const { return policy_; }

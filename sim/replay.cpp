@@ -25,6 +25,14 @@ Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
     const TraceReader& r = *readers_.back();
     const std::string file = path.string();
     if (r.prompts().empty()) fail<InputError>(file, ": the trace holds no complete prompt");
+    const ModelInfo& mi = r.model();
+    for (const auto& pol : policies_) {
+      try {
+        pol->check_model({mi.n_layers, mi.n_heads, mi.n_kv_heads, mi.head_dim, mi.hidden});
+      } catch (const InputError& e) {
+        fail<InputError>(file, ": ", e.what());
+      }
+    }
     for (std::size_t p = 0; p < r.prompts().size(); ++p) {
       const PromptMeta& m = r.prompts()[p];
       const std::string where = file + ": prompt " + m.id;
@@ -42,9 +50,7 @@ Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
     // Datasets every prompt has in a v1 trace, but that a foreign or damaged file may lack.
     if (needs_.colsum && !r.has_dataset(0, "layers/0/attn_colsum"))
       fail<InputError>(file, ": dataset /prompts/", r.prompts()[0].id, "/layers/0/attn_colsum is missing (needed by h2o)");
-    auto w_o = std::make_shared<std::vector<std::vector<float>>>();
-    for (int l = 0; l < r.model().n_layers; ++l) w_o->push_back(r.read_w_o(l));
-    w_o_.push_back(std::move(w_o));
+    w_o_.push_back(read_all_w_o(r));
     classifier_.push_back(r.has_classifier() ? std::make_shared<const std::vector<float>>(r.read_classifier()) : nullptr);
     final_norm_.push_back(r.read_final_norm());
   }
@@ -58,21 +64,29 @@ std::size_t Replay::total_prompts() const {
   return n;
 }
 
-PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const {
-  const TraceReader& reader = *readers_[trace];
+std::shared_ptr<const std::vector<std::vector<float>>> read_all_w_o(const TraceReader& reader) {
+  auto w_o = std::make_shared<std::vector<std::vector<float>>>();
+  for (int l = 0; l < reader.model().n_layers; ++l) w_o->push_back(reader.read_w_o(l));
+  return w_o;
+}
+
+std::uint64_t prompt_seed(std::uint64_t seed, const std::filesystem::path& trace, const std::string& prompt_id) {
+  // The seed depends on the file name and prompt id, not on the order of the command line.
+  const std::string key = trace.filename().string() + "/" + prompt_id;
+  return derive_seed(seed, hash_bytes(std::as_bytes(std::span(key.data(), key.size()))));
+}
+
+PromptTensors load_prompt(const TraceReader& reader, std::size_t prompt, const PolicyNeeds& needs,
+                          std::shared_ptr<const std::vector<std::vector<float>>> w_o, std::uint64_t seed) {
   const PromptMeta& meta = reader.prompts()[prompt];
   const ModelInfo& model = reader.model();
-  const std::string file = options_.traces[trace].string();
-
   PromptTensors pt;
   pt.id = meta.id, pt.task = meta.task;
   pt.n_layers = model.n_layers, pt.n_heads = model.n_heads, pt.n_kv_heads = model.n_kv_heads;
   pt.head_dim = model.head_dim, pt.hidden = model.hidden;
   pt.T = meta.n_prompt, pt.M = meta.n_cont, pt.W = meta.window;
-  // The seed depends on the file name and prompt id, not on the order of the command line.
-  const std::string key = options_.traces[trace].filename().string() + "/" + meta.id;
-  pt.seed = derive_seed(options_.seed, hash_bytes(std::as_bytes(std::span(key.data(), key.size()))));
-  pt.w_o = w_o_[trace];
+  pt.seed = seed;
+  pt.w_o = std::move(w_o);
   pt.layers.resize(model.n_layers);
   tbb::parallel_for(0, model.n_layers, [&](int l) {
     LayerRecord rec = reader.read_layer(prompt, l);
@@ -81,8 +95,33 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
     ly.q_window = std::move(rec.q_window), ly.q_cont = std::move(rec.q_cont);
     ly.attn_colsum = std::move(rec.attn_colsum);
   });
-  if (needs_.prompt_logprob) pt.prompt_logprob = reader.read_outputs(prompt).prompt_logprob;
-  pt.derive_attention(needs_.window > 0, true);
+  if (needs.prompt_logprob) pt.prompt_logprob = reader.read_outputs(prompt).prompt_logprob;
+  pt.derive_attention(needs.window > 0, true);
+  return pt;
+}
+
+std::unique_ptr<LogitEstimator> make_logit_estimator(const TraceReader& reader, std::size_t prompt,
+                                                     const std::vector<float>* classifier,
+                                                     const std::vector<float>& final_norm) {
+  // The logit-space estimate needs the final residual and the classifier (optional datasets).
+  if (!classifier || !reader.has_dataset(prompt, "cont_residual")) return nullptr;
+  const PromptMeta& meta = reader.prompts()[prompt];
+  const ModelInfo& model = reader.model();
+  const PromptOutputs outs = reader.read_outputs(prompt);
+  LogitEstimateInput in;
+  in.T = meta.n_prompt, in.M = meta.n_cont, in.D = model.hidden, in.V = model.vocab, in.K = meta.topk;
+  in.cont_residual = outs.cont_residual, in.final_norm = final_norm, in.norm_eps = model.norm_eps;
+  in.classifier = *classifier, in.tokens = outs.tokens, in.cont_topk_ids = outs.cont_topk_ids;
+  return std::make_unique<LogitEstimator>(in);
+}
+
+PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const {
+  const TraceReader& reader = *readers_[trace];
+  const PromptMeta& meta = reader.prompts()[prompt];
+  const ModelInfo& model = reader.model();
+  const std::string file = options_.traces[trace].string();
+  const PromptTensors pt =
+      load_prompt(reader, prompt, needs_, w_o_[trace], prompt_seed(options_.seed, options_.traces[trace], meta.id));
   const PromptView view = pt.view();
 
   PromptResult result;
@@ -100,16 +139,7 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
   std::vector<LayerReference> refs(L);
   tbb::parallel_for(0, L, [&](int l) { refs[l] = layer_reference(view, l); });
 
-  // The logit-space estimate needs the final residual and the classifier (optional datasets).
-  std::unique_ptr<LogitEstimator> logit;
-  if (classifier_[trace] && reader.has_dataset(prompt, "cont_residual")) {
-    const PromptOutputs outs = reader.read_outputs(prompt);
-    LogitEstimateInput in;
-    in.T = meta.n_prompt, in.M = meta.n_cont, in.D = model.hidden, in.V = model.vocab, in.K = meta.topk;
-    in.cont_residual = outs.cont_residual, in.final_norm = final_norm_[trace], in.norm_eps = model.norm_eps;
-    in.classifier = *classifier_[trace], in.tokens = outs.tokens, in.cont_topk_ids = outs.cont_topk_ids;
-    logit = std::make_unique<LogitEstimator>(in);
-  }
+  const std::unique_ptr<LogitEstimator> logit = make_logit_estimator(reader, prompt, classifier_[trace].get(), final_norm_[trace]);
   const std::size_t md = static_cast<std::size_t>(meta.n_cont) * model.hidden;
   std::vector<float> wo_delta(logit ? static_cast<std::size_t>(P) * L * B * md : 0);  // [P, L, B, M, D]
 

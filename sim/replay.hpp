@@ -13,7 +13,9 @@
 #include <vector>
 
 #include "metrics/layer_metrics.hpp"
+#include "metrics/logit_estimate.hpp"
 #include "policies/policy.hpp"
+#include "policies/prompt_tensors.hpp"
 #include "sim/budget.hpp"
 #include "traces/trace_reader.hpp"
 
@@ -54,6 +56,22 @@ struct PromptResult {
 // recorded without /model/classifier and cont_residual it falls back to dnll_est_sum, which
 // is in other units (comparable within such traces only). 0 for the full cache.
 double estimated_delta_nll(const PromptResult& result, int p, int b);
+// W_O of every layer of a trace's model: [L][D, H*d].
+std::shared_ptr<const std::vector<std::vector<float>>> read_all_w_o(const TraceReader& reader);
+// A prompt's seed from the job seed, the trace's file name and the prompt id (not from the
+// order of the command line).
+std::uint64_t prompt_seed(std::uint64_t seed, const std::filesystem::path& trace, const std::string& prompt_id);
+// One prompt's tensors as policies and metrics see them: every layer read once (parallel over
+// layers), prompt_logprob when `needs` asks for it, the window attention derived when a
+// policy reads it and the continuation attention always (the metrics read it).
+PromptTensors load_prompt(const TraceReader& reader, std::size_t prompt, const PolicyNeeds& needs,
+                          std::shared_ptr<const std::vector<std::vector<float>>> w_o, std::uint64_t seed);
+
+// The logit-space Δ-NLL estimator of one prompt (docs/metrics.md), or null when the trace
+// lacks /model/classifier (pass null) or the prompt's cont_residual.
+std::unique_ptr<LogitEstimator> make_logit_estimator(const TraceReader& reader, std::size_t prompt,
+                                                     const std::vector<float>* classifier,
+                                                     const std::vector<float>& final_norm);
 
 class Replay {
  public:

@@ -1,0 +1,208 @@
+// kvsim compile / diff / transfer: CompilerKV decision tables (docs/tables.md).
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "core/error.hpp"
+#include "core/version.hpp"
+#include "sim/budget.hpp"
+#include "tables/analysis.hpp"
+#include "tables/compiler.hpp"
+
+namespace kvsim::cli {
+
+namespace {
+
+std::vector<int> parse_budgets(const std::string& text) {
+  const BudgetSweep sweep = BudgetSweep::parse(text, "");
+  std::vector<int> out;
+  for (const auto& label : sweep.labels()) out.push_back(std::stoi(label));
+  return out;
+}
+
+std::vector<std::filesystem::path> paths_of(const std::vector<std::string>& v) { return {v.begin(), v.end()}; }
+
+void stderr_line(const std::string& label, const std::string& line) { std::fprintf(stderr, "[%s] %s\n", label.c_str(), line.c_str()); }
+
+std::string num(double x, const char* f = "%.6f") {
+  if (std::isnan(x)) return "n/a";
+  char b[48];
+  std::snprintf(b, sizeof b, f, x);
+  return b;
+}
+
+std::string diff_table_text(const DiffReport& rep, const std::string& old_name, const std::string& new_name) {
+  std::ostringstream o;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-7s %-24s %6s %5s %12s %12s %12s %25s %s\n", "scope", "task", "budget", "n",
+                "reward_old", "reward_new", "new-old", "95% CI (bootstrap)", "verdict");
+  o << "OLD " << old_name << "\nNEW " << new_name << "\nreward = -estimated delta-NLL (higher is better)\n\n" << line;
+  for (const auto& r : rep.rows) {
+    const std::string ci = "[" + num(r.ci_lo) + ", " + num(r.ci_hi) + "]";
+    std::snprintf(line, sizeof line, "%-7s %-24s %6s %5d %12s %12s %12s %25s %s\n", r.scope.c_str(),
+                  r.task.empty() ? "-" : r.task.c_str(), r.budget ? std::to_string(r.budget).c_str() : "all", r.n,
+                  num(r.mean_old).c_str(), num(r.mean_new).c_str(), num(r.mean_diff).c_str(), ci.c_str(),
+                  r.regression ? "WORSE" : "ok");
+    o << line;
+  }
+  return o.str();
+}
+
+void write_diff_csv(const DiffReport& rep, const std::string& path) {
+  std::ofstream f(path);
+  if (!f) fail<InputError>(path, ": cannot open for writing");
+  f << "scope,task,budget,n,reward_old,reward_new,diff,ci_lo,ci_hi,regression\n";
+  for (const auto& r : rep.rows)
+    f << r.scope << "," << r.task << "," << r.budget << "," << r.n << "," << num(r.mean_old, "%.9g") << ","
+      << num(r.mean_new, "%.9g") << "," << num(r.mean_diff, "%.9g") << "," << num(r.ci_lo, "%.9g") << ","
+      << num(r.ci_hi, "%.9g") << "," << (r.regression ? 1 : 0) << "\n";
+  if (!f.flush()) fail<InputError>(path, ": write failed");
+}
+
+}  // namespace
+
+int cmd_compile(const std::vector<std::string>& args) {
+  std::vector<std::string> traces;
+  std::string budgets, out, learner;
+  int window, max_rounds, pulls, threads;
+  double lambda;
+  std::uint64_t seed;
+  std::size_t cache_mb;
+  bool overwrite = false;
+  po::options_description opts("compile options");
+  opts.add_options()("traces", po::value(&traces)->multitoken()->required(), "calibration trace files (.h5)")
+      ("budget,b", po::value(&budgets)->required(), "budgets (tokens per KV head) to compile, e.g. 16,32,64,128")
+      ("out,o", po::value(&out)->required(), "output table (JSON, docs/tables.md)")
+      ("learner", po::value(&learner)->default_value("cql"), "cql (exhaustive sweep + conservative Q) | ucb | thompson")
+      ("lambda", po::value(&lambda)->default_value(0.75), "cql: conservative weight")
+      ("max-rounds", po::value(&max_rounds)->default_value(6), "alternating head/gate rounds at most")
+      ("pulls", po::value(&pulls)->default_value(0), "ucb/thompson: evaluations per context (0 = 2 x arms)")
+      ("window", po::value(&window)->default_value(32), "compilerkv window the table is for")
+      ("seed", po::value(&seed)->default_value(0), "seed (ucb/thompson prompt orders and draws)")
+      ("cache-mb", po::value(&cache_mb)->default_value(4096), "memory for cached prompt tensors; beyond it prompts are re-read")
+      ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores); the table does not depend on it")
+      ("overwrite", po::bool_switch(&overwrite), "replace an existing OUT");
+  po::positional_options_description pos;
+  pos.add("traces", -1);
+  if (!parse("compile", "Compiles CompilerKV decision tables with an offline contextual bandit over simulator rewards.",
+             opts, args, &pos))
+    return 0;
+  auto tbb_limit = limit_threads(threads);
+  if (std::filesystem::exists(out) && !overwrite) fail<InputError>(out, ": already exists (pass --overwrite to replace it)");
+  CompileOptions co;
+  co.budgets = parse_budgets(budgets);
+  co.learner = learner, co.cql_lambda = lambda, co.max_rounds = max_rounds, co.pulls = pulls, co.seed = seed;
+  co.progress = [](const std::string& line) { stderr_line("compile", line); };
+  if (learner != "cql" && learner != "ucb" && learner != "thompson")
+    fail<InputError>("unknown learner '", learner, "' (cql|ucb|thompson)");
+  const auto t0 = std::chrono::steady_clock::now();
+  const EvalSet set(paths_of(traces), window, cache_mb << 20, co.progress);
+  const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CompileStats st;
+  DecisionTable table = compile_table(set, co, &st);
+  table.provenance["model"] = {{"n_layers", set.model().n_layers}, {"n_heads", set.model().n_heads},
+                               {"n_kv_heads", set.model().n_kv_heads}, {"head_dim", set.model().head_dim},
+                               {"hidden", set.model().hidden}};
+  table.provenance["tool"] = {{"name", "kvsim"}, {"version", kToolVersion}, {"git_sha", kGitSha}};
+  table.provenance["created_utc"] = utc_now_iso8601();
+  table.provenance["command"] = args;
+  table.provenance["threads"] = threads;
+  table.provenance["evaluations"]["load_seconds"] = load_s;
+  write_table(table, out);
+  std::printf("compiled %s: %zu prompts, budgets %s, learner %s, %d rounds (%s)\n", out.c_str(), set.size(),
+              budgets.c_str(), learner.c_str(), st.rounds, st.converged ? "converged" : "max rounds reached");
+  std::printf("%llu rewards (%llu distinct kept sets measured) in %.1f s: %.0f rewards/s; loading %.1f s\n",
+              static_cast<unsigned long long>(st.counters.decisions), static_cast<unsigned long long>(st.counters.measurements),
+              st.seconds, st.seconds > 0 ? static_cast<double>(st.counters.decisions) / st.seconds : 0.0, load_s);
+  std::printf("rewards: %s\n", set.reward_description().c_str());
+  return 0;
+}
+
+int cmd_diff(const std::vector<std::string>& args) {
+  std::vector<std::string> tables, traces;
+  std::string budgets, csv;
+  double tolerance;
+  int bootstrap, threads;
+  std::uint64_t seed;
+  std::size_t cache_mb;
+  po::options_description opts("diff options");
+  opts.add_options()("tables", po::value(&tables)->multitoken()->required(), "OLD NEW table files")
+      ("traces", po::value(&traces)->multitoken()->required(), "evaluation trace files")
+      ("budget,b", po::value(&budgets)->required(), "budgets (tokens per KV head)")
+      ("tolerance", po::value(&tolerance)->default_value(0.0), "NEW may be worse by this much reward (nats/token)")
+      ("bootstrap", po::value(&bootstrap)->default_value(1000), "bootstrap resamples for the 95% CI")
+      ("seed", po::value(&seed)->default_value(0), "bootstrap seed")
+      ("csv", po::value(&csv), "also write the summary rows to this CSV")
+      ("cache-mb", po::value(&cache_mb)->default_value(4096), "memory for cached prompt tensors")
+      ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)");
+  po::positional_options_description pos;
+  pos.add("tables", 2);
+  if (!parse("diff",
+             "Compares two decision tables on traces, paired per prompt. Exit 0: NEW not worse; exit 3: NEW worse than OLD "
+             "beyond --tolerance (95% CI upper end below -tolerance); 1/2: errors.",
+             opts, args, &pos))
+    return 0;
+  if (tables.size() != 2) fail<InputError>("diff takes two tables: OLD NEW");
+  auto tbb_limit = limit_threads(threads);
+  const DecisionTable old_t = read_table(tables[0]), new_t = read_table(tables[1]);
+  if (old_t.window != new_t.window) fail<InputError>("the tables were compiled with different windows (", old_t.window, ", ", new_t.window, ")");
+  const EvalSet set(paths_of(traces), old_t.window, cache_mb << 20);
+  const DiffReport rep = diff_tables(set, old_t, new_t, parse_budgets(budgets), tolerance, bootstrap, seed);
+  std::printf("%s", diff_table_text(rep, tables[0], tables[1]).c_str());
+  if (!csv.empty()) write_diff_csv(rep, csv);
+  std::printf("\n%s\n", rep.regression ? "NEW is worse than OLD beyond the tolerance (exit 3)" : "NEW is not worse than OLD");
+  return rep.regression ? 3 : 0;
+}
+
+int cmd_transfer(const std::vector<std::string>& args) {
+  std::vector<std::string> tables, traces;
+  std::string budgets;
+  int bootstrap, threads;
+  std::uint64_t seed;
+  std::size_t cache_mb;
+  po::options_description opts("transfer options");
+  opts.add_options()("tables", po::value(&tables)->multitoken()->required(), "A B: source and target tables")
+      ("traces", po::value(&traces)->multitoken(), "target traces: reward with A's table (mapped) vs B's own")
+      ("budget,b", po::value(&budgets), "budgets for --traces (default: B's budgets)")
+      ("bootstrap", po::value(&bootstrap)->default_value(1000), "bootstrap resamples for the 95% CI")
+      ("seed", po::value(&seed)->default_value(0), "bootstrap seed")
+      ("cache-mb", po::value(&cache_mb)->default_value(4096), "memory for cached prompt tensors")
+      ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)");
+  po::positional_options_description pos;
+  pos.add("tables", 2);
+  if (!parse("transfer", "Spearman correlation of two tables (per layer, overall), relative-depth mapping, transfer cost.",
+             opts, args, &pos))
+    return 0;
+  if (tables.size() != 2) fail<InputError>("transfer takes two tables: A B");
+  auto tbb_limit = limit_threads(threads);
+  const DecisionTable a = read_table(tables[0]), b = read_table(tables[1]);
+  std::printf("A %s: L=%d H=%d, budgets", tables[0].c_str(), a.model.n_layers, a.model.n_heads);
+  for (int x : a.budgets) std::printf(" %d", x);
+  std::printf("\nB %s: L=%d H=%d, budgets", tables[1].c_str(), b.model.n_layers, b.model.n_heads);
+  for (int x : b.budgets) std::printf(" %d", x);
+  std::printf("\n");
+  if (a.model.n_layers != b.model.n_layers) {
+    std::printf("depth mapping A -> B (relative depth l/(L-1), linear interpolation):\n");
+    for (int l = 0; l < b.model.n_layers; ++l) {
+      const double x = b.model.n_layers == 1 ? 0.0 : static_cast<double>(l) * (a.model.n_layers - 1) / (b.model.n_layers - 1);
+      std::printf("  B layer %d <- A layer %.3f\n", l, x);
+    }
+  }
+  std::printf("\nSpearman rank correlation (A mapped to B's depth vs B):\n%-5s %-7s %6s %8s\n", "part", "layer", "n", "rho");
+  for (const auto& c : table_correlations(a, b))
+    std::printf("%-5s %-7s %6d %8s\n", c.part.c_str(), c.layer < 0 ? "overall" : std::to_string(c.layer).c_str(), c.n,
+                num(c.rho, "%.3f").c_str());
+  if (!traces.empty()) {
+    const EvalSet set(paths_of(traces), b.window, cache_mb << 20);
+    const std::vector<int> bs = budgets.empty() ? b.budgets : parse_budgets(budgets);
+    const DiffReport rep = diff_tables(set, b, a, bs, 0.0, bootstrap, seed);
+    std::printf("\ntransfer cost on %zu target prompts (OLD = B's own table, NEW = A's table mapped):\n\n%s", set.size(),
+                diff_table_text(rep, tables[1], tables[0]).c_str());
+  }
+  return 0;
+}
+
+}  // namespace kvsim::cli

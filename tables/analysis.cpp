@@ -1,0 +1,176 @@
+#include "tables/analysis.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+#include <numeric>
+#include <tbb/parallel_for.h>
+
+#include "core/error.hpp"
+#include "core/rng.hpp"
+
+namespace kvsim {
+
+namespace {
+
+// Mean and seeded percentile bootstrap 95% CI of the paired differences, resampling prompts.
+void summarise(const std::vector<const PairedRecord*>& recs, int bootstrap, std::uint64_t seed, double tolerance,
+               PairedSummary& s) {
+  s.n = static_cast<int>(recs.size());
+  if (recs.empty()) return;
+  // Group records by prompt: the bootstrap resamples prompts (records of a prompt are paired).
+  std::map<std::size_t, std::vector<double>> by_prompt;
+  double so = 0, sn = 0;
+  for (const PairedRecord* r : recs) {
+    so += r->old_reward, sn += r->new_reward;
+    by_prompt[r->prompt].push_back(r->new_reward - r->old_reward);
+  }
+  s.mean_old = so / s.n, s.mean_new = sn / s.n, s.mean_diff = (sn - so) / s.n;
+  std::vector<std::pair<double, int>> groups;  // Σ d, count per prompt
+  for (const auto& [p, d] : by_prompt) groups.emplace_back(std::accumulate(d.begin(), d.end(), 0.0), static_cast<int>(d.size()));
+  Rng rng(seed);
+  std::vector<double> means(bootstrap);
+  for (int k = 0; k < bootstrap; ++k) {
+    double sum = 0;
+    long count = 0;
+    for (std::size_t j = 0; j < groups.size(); ++j) {
+      const auto& g = groups[rng.below(groups.size())];
+      sum += g.first, count += g.second;
+    }
+    means[k] = sum / static_cast<double>(count);
+  }
+  std::sort(means.begin(), means.end());
+  if (bootstrap > 0) {
+    s.ci_lo = means[static_cast<std::size_t>(std::floor(0.025 * (bootstrap - 1)))];
+    s.ci_hi = means[static_cast<std::size_t>(std::ceil(0.975 * (bootstrap - 1)))];
+  } else {
+    s.ci_lo = s.ci_hi = s.mean_diff;
+  }
+  s.regression = s.ci_hi < -tolerance;
+}
+
+std::vector<double> ranks(const std::vector<double>& x) {
+  std::vector<std::size_t> idx(x.size());
+  std::iota(idx.begin(), idx.end(), 0);
+  std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return x[a] < x[b]; });
+  std::vector<double> r(x.size());
+  for (std::size_t i = 0; i < idx.size();) {
+    std::size_t j = i;
+    while (j + 1 < idx.size() && x[idx[j + 1]] == x[idx[i]]) ++j;
+    const double avg = (static_cast<double>(i) + static_cast<double>(j)) / 2.0 + 1.0;
+    for (std::size_t k = i; k <= j; ++k) r[idx[k]] = avg;
+    i = j + 1;
+  }
+  return r;
+}
+
+}  // namespace
+
+double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+  KVSIM_CHECK(a.size() == b.size());
+  const std::size_t n = a.size();
+  if (n < 2) return std::numeric_limits<double>::quiet_NaN();
+  const std::vector<double> ra = ranks(a), rb = ranks(b);
+  const double ma = std::accumulate(ra.begin(), ra.end(), 0.0) / n, mb = std::accumulate(rb.begin(), rb.end(), 0.0) / n;
+  double sab = 0, saa = 0, sbb = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    sab += (ra[i] - ma) * (rb[i] - mb);
+    saa += (ra[i] - ma) * (ra[i] - ma);
+    sbb += (rb[i] - mb) * (rb[i] - mb);
+  }
+  if (saa <= 0 || sbb <= 0) return std::numeric_limits<double>::quiet_NaN();
+  return sab / std::sqrt(saa * sbb);
+}
+
+DiffReport diff_tables(const EvalSet& set, const DecisionTable& old_table, const DecisionTable& new_table,
+                       const std::vector<int>& budgets, double tolerance, int bootstrap, std::uint64_t seed) {
+  if (budgets.empty()) fail<InputError>("no budgets given");
+  if (bootstrap < 0) fail<InputError>("--bootstrap must be >= 0");
+  const DecisionTable a = map_table_to_model(old_table, set.model()), b = map_table_to_model(new_table, set.model());
+  if (a.window != set.window() || b.window != set.window())
+    fail<InputError>("the tables were compiled with windows ", a.window, " and ", b.window, ", the evaluation uses ", set.window());
+  for (std::size_t p = 0; p < set.size(); ++p)
+    for (int B : budgets)
+      if (B < 1 || B > set.prompt(p).state.T)
+        fail<InputError>("budget ", B, " is outside [1, T] for prompt ", set.prompt(p).meta->id);
+  const int P = static_cast<int>(set.size()), nb = static_cast<int>(budgets.size());
+  DiffReport rep;
+  rep.records.resize(static_cast<std::size_t>(P) * nb);
+  tbb::parallel_for(0, P, [&](int p) {
+    set.with_data(p, [&](const PromptEvalData& data) {
+      EvalCounters counters;
+      std::vector<LayerOutcome> outs;
+      for (int k = 0; k < nb; ++k) {
+        PairedRecord& r = rep.records[static_cast<std::size_t>(p) * nb + k];
+        r.prompt = p, r.budget = budgets[k];
+        r.old_reward = evaluate_table(set.prompt(p), data, a, budgets[k], outs, counters);
+        r.new_reward = evaluate_table(set.prompt(p), data, b, budgets[k], outs, counters);
+      }
+    });
+  });
+  auto add_row = [&](const std::string& scope, const std::string& task, int budget, std::uint64_t salt) {
+    PairedSummary s;
+    s.scope = scope, s.task = task, s.budget = budget;
+    std::vector<const PairedRecord*> recs;
+    for (const auto& r : rep.records)
+      if ((budget == 0 || r.budget == budget) && (task.empty() || set.prompt(r.prompt).meta->task == task)) recs.push_back(&r);
+    summarise(recs, bootstrap, derive_seed(seed, salt), tolerance, s);
+    if (scope != "task") rep.regression = rep.regression || s.regression;
+    rep.rows.push_back(s);
+  };
+  add_row("all", "", 0, 0);
+  for (int k = 0; k < nb; ++k) add_row("budget", "", budgets[k], 1 + k);
+  std::vector<std::string> tasks;
+  for (std::size_t p = 0; p < set.size(); ++p)
+    if (std::find(tasks.begin(), tasks.end(), set.prompt(p).meta->task) == tasks.end()) tasks.push_back(set.prompt(p).meta->task);
+  for (std::size_t t = 0; t < tasks.size(); ++t)
+    for (int k = 0; k < nb; ++k) add_row("task", tasks[t], budgets[k], 1000 + t * nb + k);
+  return rep;
+}
+
+std::vector<TransferCorrelation> table_correlations(const DecisionTable& a_in, const DecisionTable& b) {
+  const DecisionTable a = map_table_to_model(a_in, b.model);
+  const int L = b.model.n_layers, H = b.model.n_heads, nbins = kEntropyBins * kPerplexityBins;
+  std::vector<std::pair<int, int>> common;  // (index in a, index in b)
+  for (int i = 0; i < a.n_budgets(); ++i)
+    for (int j = 0; j < b.n_budgets(); ++j)
+      if (a.budgets[i] == b.budgets[j]) common.emplace_back(i, j);
+  if (common.empty()) fail<InputError>("the two tables share no budget");
+  // Gate bins learned in both (provenance gate_bins_seen; every bin when a table lacks it).
+  auto seen = [&](const DecisionTable& t) {
+    std::vector<char> s(nbins, 1);
+    if (t.provenance.contains("gate_bins_seen")) {
+      std::fill(s.begin(), s.end(), 0);
+      for (const auto& k : t.provenance["gate_bins_seen"]) s[std::clamp(k.get<int>(), 0, nbins - 1)] = 1;
+    }
+    return s;
+  };
+  const std::vector<char> seen_a = seen(a_in), seen_b = seen(b);
+  std::vector<TransferCorrelation> out;
+  for (const char* part : {"head", "gate"}) {
+    const bool head = std::string(part) == "head";
+    std::vector<double> all_a, all_b;
+    for (int l = 0; l < L; ++l) {
+      std::vector<double> xa, xb;
+      for (const auto& [ia, ib] : common) {
+        if (head) {
+          for (int h = 0; h < H; ++h) xa.push_back(a.head_at(ia, l, h)), xb.push_back(b.head_at(ib, l, h));
+        } else {
+          for (int k = 0; k < nbins; ++k) {
+            if (!seen_a[k] || !seen_b[k]) continue;
+            const int e = k / kPerplexityBins, q = k % kPerplexityBins;
+            xa.push_back(a.gate_at(ia, l, e, q)), xb.push_back(b.gate_at(ib, l, e, q));
+          }
+        }
+      }
+      out.push_back({part, l, static_cast<int>(xa.size()), spearman(xa, xb)});
+      all_a.insert(all_a.end(), xa.begin(), xa.end());
+      all_b.insert(all_b.end(), xb.begin(), xb.end());
+    }
+    out.push_back({part, -1, static_cast<int>(all_a.size()), spearman(all_a, all_b)});
+  }
+  return out;
+}
+
+}  // namespace kvsim

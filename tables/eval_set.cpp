@@ -1,0 +1,233 @@
+#include "tables/eval_set.hpp"
+
+#include <algorithm>
+#include <numeric>
+#include <tbb/parallel_for.h>
+
+#include "core/error.hpp"
+#include "core/hash.hpp"
+#include "policies/score_utils.hpp"
+#include "sim/replay.hpp"
+
+namespace kvsim {
+
+std::size_t PromptEvalData::bytes() const {
+  std::size_t n = 0;
+  for (const auto& ly : tensors.layers) n += (ly.values.size() + ly.cont_attn.size()) * sizeof(float);
+  for (const auto& r : refs) n += (r.o.size() + r.n_cont.size() + 4 * r.z_total.size()) * sizeof(float);
+  return n;
+}
+
+EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::size_t cache_bytes,
+                 const std::function<void(const std::string&)>& progress)
+    : paths_(std::move(traces)), window_(window) {
+  if (paths_.empty()) fail<InputError>("no trace files given");
+  if (window < 1) fail<InputError>("window must be >= 1, got ", window);
+  for (std::size_t t = 0; t < paths_.size(); ++t) {
+    readers_.push_back(std::make_unique<TraceReader>(paths_[t]));
+    const TraceReader& r = *readers_.back();
+    const std::string file = paths_[t].string();
+    const ModelInfo& m = r.model();
+    const ModelShape shape{m.n_layers, m.n_heads, m.n_kv_heads, m.head_dim, m.hidden};
+    if (t == 0) {
+      model_ = shape;
+    } else if (shape.n_layers != model_.n_layers || shape.n_heads != model_.n_heads ||
+               shape.n_kv_heads != model_.n_kv_heads || shape.head_dim != model_.head_dim) {
+      fail<InputError>(file, ": model shape differs from ", paths_[0].string(), " (one table is for one model)");
+    }
+    if (r.prompts().empty()) fail<InputError>(file, ": the trace holds no complete prompt");
+    for (const PromptMeta& pm : r.prompts()) {
+      if (pm.n_cont < 2) fail<InputError>(file, ": prompt ", pm.id, ": needs at least 2 continuation tokens, has ", pm.n_cont);
+      if (pm.window < window)
+        fail<InputError>(file, ": prompt ", pm.id, ": records a window of ", pm.window, " queries, compilerkv needs ", window);
+    }
+    w_o_.push_back(read_all_w_o(r));
+    classifier_.push_back(r.has_classifier() ? std::make_shared<const std::vector<float>>(r.read_classifier()) : nullptr);
+    final_norm_.push_back(r.read_final_norm());
+    hashes_.push_back(hex64(hash_file(paths_[t])));
+  }
+  std::size_t used = 0;
+  for (std::size_t t = 0; t < readers_.size(); ++t) {
+    for (std::size_t i = 0; i < readers_[t]->prompts().size(); ++i) {
+      EvalPrompt ep;
+      ep.trace = t, ep.index = i, ep.meta = &readers_[t]->prompts()[i];
+      std::shared_ptr<PromptEvalData> data = load(t, i, &ep.state);
+      if (!data->logit) logit_rewards_ = false;
+      if (used + data->bytes() <= cache_bytes) {
+        used += data->bytes();
+        ep.cached = std::move(data);
+      }
+      prompts_.push_back(std::move(ep));
+    }
+    if (progress)
+      progress(paths_[t].filename().string() + ": " + std::to_string(readers_[t]->prompts().size()) + " prompts loaded, " +
+               std::to_string(cached_prompts()) + " cached (" + std::to_string(used >> 20) + " MiB)");
+  }
+}
+
+EvalSet::~EvalSet() = default;
+
+std::size_t EvalSet::cached_prompts() const {
+  return static_cast<std::size_t>(std::count_if(prompts_.begin(), prompts_.end(), [](const EvalPrompt& p) { return p.cached != nullptr; }));
+}
+
+std::string EvalSet::reward_description() const {
+  return logit_rewards_ ? "-estimated_delta_nll: logit-space first-order estimate (dnll_est_logit, nats/token) of "
+                          "Sum_l W_O delta_l, metrics/logit_estimate.hpp"
+                        : "-estimated_delta_nll fallback: -Sum_l out_err_l (dnll_est_sum, unitless; the traces lack "
+                          "/model/classifier or cont_residual)";
+}
+
+nlohmann::json EvalSet::trace_provenance() const {
+  nlohmann::json a = nlohmann::json::array();
+  for (std::size_t t = 0; t < paths_.size(); ++t) {
+    const auto& r = *readers_[t];
+    a.push_back({{"path", paths_[t].string()},
+                 {"xxh3", hashes_[t]},
+                 {"prompts", r.prompts().size()},
+                 {"task", r.prompts().empty() ? "" : r.prompts()[0].task},
+                 {"model_source", r.model().source}});
+  }
+  return a;
+}
+
+std::string EvalSet::trace_set_hash() const {
+  std::vector<std::string> h = hashes_;
+  std::sort(h.begin(), h.end());
+  std::string all;
+  for (const auto& x : h) all += x;
+  return hex64(hash_bytes(std::as_bytes(std::span(all.data(), all.size()))));
+}
+
+std::shared_ptr<PromptEvalData> EvalSet::load(std::size_t t, std::size_t i, CompilerKvState* state) const {
+  const TraceReader& r = *readers_[t];
+  auto data = std::make_shared<PromptEvalData>();
+  PolicyNeeds needs;
+  needs.window = state ? window_ : 0;
+  needs.prompt_logprob = state != nullptr;
+  data->tensors = load_prompt(r, i, needs, w_o_[t], 0);
+  PromptTensors& pt = data->tensors;
+  if (state) *state = compilerkv_state(pt.view(), window_);
+  // Keep what measuring kept sets reads: values, continuation attention, W_O.
+  for (auto& ly : pt.layers) {
+    ly.keys = {}, ly.q_window = {}, ly.q_cont = {}, ly.attn_colsum = {}, ly.window_attn = {};
+  }
+  const PromptView full = pt.view();
+  data->layer_views.resize(pt.n_layers);
+  data->refs.resize(pt.n_layers);
+  tbb::parallel_for(0, pt.n_layers, [&](int l) {
+    PromptView v = full;
+    v.n_layers = 1;
+    v.layers = {full.layers[l]};
+    data->layer_views[l] = std::move(v);
+    data->refs[l] = layer_reference(data->layer_views[l], 0);
+  });
+  data->logit = make_logit_estimator(r, i, classifier_[t].get(), final_norm_[t]);
+  return data;
+}
+
+void EvalSet::with_data(std::size_t p, const std::function<void(const PromptEvalData&)>& fn) const {
+  const EvalPrompt& ep = prompts_[p];
+  if (ep.cached) return fn(*ep.cached);
+  const std::shared_ptr<const PromptEvalData> data = load(ep.trace, ep.index, nullptr);
+  fn(*data);
+}
+
+void evaluate_layer(const EvalPrompt& prompt, const PromptEvalData& data, int l, int B,
+                    std::span<const LayerDecision> decisions, std::vector<LayerOutcome>& out, EvalCounters& counters) {
+  const CompilerKvState& st = prompt.state;
+  const int T = st.T, Hkv = st.n_kv_heads, n = static_cast<int>(decisions.size());
+  const PromptView& view = data.layer_views[l];
+  // Kept sets, canonical (ascending token index), and which decisions share one.
+  std::vector<std::vector<std::int32_t>> kept(n);
+  std::vector<int> slot(n, -1), candidates(n);
+  std::vector<int> unique;  // decision index of each distinct kept set
+  std::vector<float> scores(T);
+  std::vector<std::int32_t> order(T);
+  for (int k = 0; k < n; ++k) {
+    compilerkv_layer_scores(st, l, decisions[k].head_w, scores);
+    const ElasticCount c = compilerkv_elastic_count(scores, st.window, decisions[k].tau, B);
+    candidates[k] = c.candidates;
+    // The top c.kept by (score, later token): the prefix of order_by_score, as the policy keeps.
+    std::iota(order.begin(), order.end(), 0);
+    auto better = [&](std::int32_t a, std::int32_t b) { return scores[a] > scores[b] || (scores[a] == scores[b] && a > b); };
+    if (c.kept < T) std::nth_element(order.begin(), order.begin() + c.kept, order.end(), better);
+    kept[k].assign(order.begin(), order.begin() + c.kept);
+    std::sort(kept[k].begin(), kept[k].end());
+    for (int u : unique)
+      if (kept[u] == kept[k]) slot[k] = slot[u];
+    if (slot[k] < 0) {
+      slot[k] = static_cast<int>(unique.size());
+      unique.push_back(k);
+    }
+  }
+  const int nu = static_cast<int>(unique.size());
+  Selection sel(nu, nu, 1, Hkv, T);
+  std::vector<char> in(T);
+  for (int u = 0; u < nu; ++u) {
+    const auto& ks = kept[unique[u]];
+    std::fill(in.begin(), in.end(), 0);
+    for (std::int32_t i : ks) in[i] = 1;
+    const std::span<std::int32_t> o = sel.order(u, 0, 0);
+    std::copy(ks.begin(), ks.end(), o.begin());
+    int pos = static_cast<int>(ks.size());
+    for (int i = 0; i < T; ++i)
+      if (!in[i]) o[pos++] = i;
+    for (int g = 0; g < Hkv; ++g) {
+      if (g > 0) std::copy(o.begin(), o.end(), sel.order(u, 0, g).begin());
+      sel.count(u, 0, g) = static_cast<int>(ks.size());
+    }
+  }
+  std::vector<LayerMetrics> metrics(nu);
+  const std::size_t md = static_cast<std::size_t>(view.M) * view.hidden;
+  std::vector<float> wo_delta(data.logit ? nu * md : 0);
+  layer_metrics(view, data.refs[l], sel, metrics, wo_delta);
+  out.resize(n);
+  for (int k = 0; k < n; ++k) {
+    LayerOutcome& o = out[k];
+    const int u = slot[k];
+    o.metrics = metrics[u];
+    o.kept = static_cast<int>(kept[k].size());
+    o.candidates = candidates[k];
+    if (data.logit)
+      o.wo_delta.assign(wo_delta.begin() + static_cast<std::ptrdiff_t>(u * md), wo_delta.begin() + static_cast<std::ptrdiff_t>((u + 1) * md));
+    else
+      o.wo_delta.clear();
+  }
+  counters.decisions += n;
+  counters.measurements += nu;
+}
+
+double prompt_reward(const PromptEvalData& data, std::span<const LayerOutcome* const> layers) {
+  if (!data.logit) {
+    double s = 0;  // estimated_delta_nll's fallback: Σ_l out_err_l
+    for (const LayerOutcome* o : layers) s += o->metrics.out_err;
+    return -s;
+  }
+  // Δr = Σ_l W_O δ_l in layer order, as the replay sums it.
+  std::vector<float> dr(layers[0]->wo_delta.size(), 0.0f);
+  for (const LayerOutcome* o : layers)
+    for (std::size_t i = 0; i < dr.size(); ++i) dr[i] += o->wo_delta[i];
+  return -data.logit->estimate(dr).dnll;
+}
+
+double evaluate_table(const EvalPrompt& prompt, const PromptEvalData& data, const DecisionTable& table, int B,
+                      std::vector<LayerOutcome>& outcomes, EvalCounters& counters) {
+  const int L = prompt.state.n_layers, H = prompt.state.n_heads;
+  KVSIM_CHECK(table.model.n_layers == L && table.model.n_heads == H, "table not mapped to the model");
+  const int tb = table.budget_index(B);
+  const int be = table.entropy_bin(prompt.state.entropy), bp = table.perplexity_bin(prompt.state.perplexity);
+  outcomes.resize(L);
+  std::vector<LayerOutcome> one;
+  for (int l = 0; l < L; ++l) {
+    const LayerDecision d{std::span<const float>(&table.head[(static_cast<std::size_t>(tb) * L + l) * H], H),
+                          table.gate_at(tb, l, be, bp)};
+    evaluate_layer(prompt, data, l, B, std::span(&d, 1), one, counters);
+    outcomes[l] = std::move(one[0]);
+  }
+  std::vector<const LayerOutcome*> ptrs;
+  for (const auto& o : outcomes) ptrs.push_back(&o);
+  return prompt_reward(data, ptrs);
+}
+
+}  // namespace kvsim

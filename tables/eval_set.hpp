@@ -1,0 +1,124 @@
+#pragma once
+// The prompts a decision table is compiled on (calibration) or judged by (diff, transfer), and
+// the evaluation of CompilerKV decisions on them (docs/tables.md, "Rewards").
+//
+// Per prompt, once: the CompilerKV state (utility u [L, Hkv, T], α entropy, window perplexity),
+// and what measuring a kept set needs: values, continuation attention, W_O, the per-layer
+// reference outputs and the logit-space Δ-NLL estimator (sim/replay.hpp). Those tensors are
+// cached in memory up to a byte cap; a prompt beyond the cap is read again from its trace
+// whenever it is evaluated (same results, slower).
+//
+// The reward of a prompt under a set of per-layer decisions at budget B is
+//   −estimated Δ-NLL = −LogitEstimator(Σ_l W_O δ_l).dnll        (nats per continuation token)
+// the estimate `kvsim run` reports as dnll_est_logit (estimated_delta_nll). On traces without
+// /model/classifier or cont_residual it falls back, as estimated_delta_nll does, to
+// −Σ_l out_err_l (dnll_est_sum, unitless).
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/model_shape.hpp"
+#include "metrics/layer_metrics.hpp"
+#include "metrics/logit_estimate.hpp"
+#include "policies/compilerkv.hpp"
+#include "policies/prompt_tensors.hpp"
+#include "tables/format/decision_table.hpp"
+#include "traces/trace_reader.hpp"
+
+namespace kvsim {
+
+// What measuring kept sets of one prompt needs (owning; cached or read for one use).
+struct PromptEvalData {
+  PromptTensors tensors;                  // values, continuation attention and W_O only
+  std::vector<PromptView> layer_views;    // [L] one-layer views (layer l of the prompt as layer 0)
+  std::vector<LayerReference> refs;       // [L] full-cache references, each of its one-layer view
+  std::unique_ptr<LogitEstimator> logit;  // null: the reward falls back to −Σ_l out_err
+  std::size_t bytes() const;
+};
+
+struct EvalPrompt {
+  std::size_t trace = 0, index = 0;  // trace file and prompt index in it
+  const PromptMeta* meta = nullptr;
+  CompilerKvState state;
+  std::shared_ptr<const PromptEvalData> cached;  // null when beyond the cache cap
+};
+
+// The decision for one layer: head weights [H] and the gate threshold.
+struct LayerDecision {
+  std::span<const float> head_w;
+  float tau = 0;
+};
+
+// The measured outcome of one layer's kept set.
+struct LayerOutcome {
+  LayerMetrics metrics;
+  int kept = 0;                  // tokens kept per KV head
+  int candidates = 0;            // w + |C|: the elastic set before the budget clamp
+  std::vector<float> wo_delta;   // [M, D] W_O δ_t (empty without a logit estimator)
+};
+
+struct EvalCounters {
+  std::uint64_t decisions = 0;     // layer decisions evaluated (arms)
+  std::uint64_t measurements = 0;  // distinct kept sets measured (identical ones are shared)
+};
+
+class EvalSet {
+ public:
+  // Opens every trace and loads every prompt's state; checks that all traces share one model
+  // shape, record at least `window` window queries, and have continuations. `progress` (may be
+  // empty) receives a line per loaded trace.
+  EvalSet(std::vector<std::filesystem::path> traces, int window, std::size_t cache_bytes,
+          const std::function<void(const std::string&)>& progress = {});
+  ~EvalSet();
+
+  const ModelShape& model() const { return model_; }
+  int window() const { return window_; }
+  std::size_t size() const { return prompts_.size(); }
+  const EvalPrompt& prompt(std::size_t p) const { return prompts_[p]; }
+  const std::vector<std::filesystem::path>& traces() const { return paths_; }
+  std::size_t cached_prompts() const;
+  // True when every prompt has the logit-space estimator (reward in nats per token).
+  bool logit_rewards() const { return logit_rewards_; }
+  // "estimated Δ-NLL (logit-space, nats/token)" or the fallback, for provenance.
+  std::string reward_description() const;
+  // [{path, xxh3, prompts, task}] and the hash of the whole set (order-independent).
+  nlohmann::json trace_provenance() const;
+  std::string trace_set_hash() const;
+
+  // Calls fn with prompt p's evaluation data: the cached copy, or one read for this call.
+  void with_data(std::size_t p, const std::function<void(const PromptEvalData&)>& fn) const;
+
+ private:
+  std::shared_ptr<PromptEvalData> load(std::size_t trace, std::size_t index, CompilerKvState* state) const;
+
+  std::vector<std::filesystem::path> paths_;
+  std::vector<std::unique_ptr<TraceReader>> readers_;
+  std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_;
+  std::vector<std::shared_ptr<const std::vector<float>>> classifier_;
+  std::vector<std::vector<float>> final_norm_;
+  std::vector<std::string> hashes_;
+  ModelShape model_;
+  int window_ = 0;
+  bool logit_rewards_ = true;
+  std::vector<EvalPrompt> prompts_;
+};
+
+// Measures layer l's kept set under each decision (budget B): out[k] for decisions[k].
+// Decisions that give the same kept set share one measurement.
+void evaluate_layer(const EvalPrompt& prompt, const PromptEvalData& data, int l, int B,
+                    std::span<const LayerDecision> decisions, std::vector<LayerOutcome>& out, EvalCounters& counters);
+
+// The reward (−estimated Δ-NLL) of one prompt whose layer l has outcome layers[l].
+double prompt_reward(const PromptEvalData& data, std::span<const LayerOutcome* const> layers);
+
+// The table's decisions for one prompt at budget B (nearest table budget, the prompt's bins):
+// outcomes [L] and the reward. The table must match the model (map_table_to_model first).
+double evaluate_table(const EvalPrompt& prompt, const PromptEvalData& data, const DecisionTable& table, int B,
+                      std::vector<LayerOutcome>& outcomes, EvalCounters& counters);
+
+}  // namespace kvsim

@@ -1,0 +1,289 @@
+#include "tables/format/decision_table.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include "core/error.hpp"
+
+namespace kvsim {
+
+namespace {
+
+double round9(double x) { return std::round(x * 1e9) / 1e9; }
+
+std::string shape_text(const ModelShape& m) {
+  return "L=" + std::to_string(m.n_layers) + ", H=" + std::to_string(m.n_heads) + ", Hkv=" + std::to_string(m.n_kv_heads);
+}
+
+// JSON text with every innermost array (numbers only) on one line.
+void write_compact(std::ostringstream& out, const nlohmann::json& j, int indent) {
+  const std::string pad(indent, ' '), inner(indent + 2, ' ');
+  if (j.is_array()) {
+    const bool leaf = std::all_of(j.begin(), j.end(), [](const nlohmann::json& x) { return !x.is_structured(); });
+    if (leaf || j.empty()) {
+      out << j.dump();
+      return;
+    }
+    out << "[\n";
+    for (std::size_t k = 0; k < j.size(); ++k) {
+      out << inner;
+      write_compact(out, j[k], indent + 2);
+      out << (k + 1 < j.size() ? ",\n" : "\n");
+    }
+    out << pad << "]";
+  } else if (j.is_object()) {
+    if (j.empty()) {
+      out << "{}";
+      return;
+    }
+    out << "{\n";
+    std::size_t k = 0;
+    for (auto it = j.begin(); it != j.end(); ++it, ++k) {
+      out << inner << nlohmann::json(it.key()).dump() << ": ";
+      write_compact(out, it.value(), indent + 2);
+      out << (k + 1 < j.size() ? ",\n" : "\n");
+    }
+    out << pad << "}";
+  } else {
+    out << j.dump();
+  }
+}
+
+nlohmann::json grid_json(const ArmGrid& g) { return {{"lo", g.lo}, {"hi", g.hi}, {"step", g.step}, {"count", g.count()}}; }
+
+template <typename T>
+T field(const nlohmann::json& j, const char* name, const std::string& where) {
+  if (!j.contains(name)) fail<InputError>(where, ": field '", name, "' is missing");
+  try {
+    return j.at(name).get<T>();
+  } catch (const nlohmann::json::exception& e) {
+    fail<InputError>(where, ": field '", name, "' has the wrong type (", e.what(), ")");
+  }
+}
+
+// Flattens a nested array of the given dimensions (row-major) into out; InputError on a shape mismatch.
+void flatten(const nlohmann::json& j, const std::vector<int>& dims, std::size_t level, std::vector<float>& out,
+             const std::string& where) {
+  if (!j.is_array() || static_cast<int>(j.size()) != dims[level])
+    fail<InputError>(where, ": expected an array of ", dims[level], " at depth ", level);
+  for (const auto& x : j) {
+    if (level + 1 < dims.size()) {
+      flatten(x, dims, level + 1, out, where);
+    } else {
+      if (!x.is_number()) fail<InputError>(where, ": non-number entry");
+      out.push_back(x.get<float>());
+    }
+  }
+}
+
+nlohmann::json nest(const std::vector<float>& flat, const std::vector<int>& dims) {
+  // Builds from the innermost dimension outwards.
+  std::vector<nlohmann::json> level;
+  for (float x : flat) level.push_back(round9(x));
+  for (std::size_t k = dims.size(); k-- > 0;) {
+    const int n = dims[k];
+    std::vector<nlohmann::json> up;
+    for (std::size_t i = 0; i < level.size(); i += n)
+      up.push_back(nlohmann::json(std::vector<nlohmann::json>(level.begin() + i, level.begin() + i + n)));
+    level = std::move(up);
+  }
+  return level.empty() ? nlohmann::json::array() : level[0];
+}
+
+int bin_of(const std::vector<double>& edges, double x, int n_bins) {
+  const int b = static_cast<int>(std::upper_bound(edges.begin(), edges.end(), x) - edges.begin());
+  return std::clamp(b, 0, n_bins - 1);
+}
+
+}  // namespace
+
+int ArmGrid::count() const { return static_cast<int>(std::floor((hi - lo) / step + 0.5)) + 1; }
+double ArmGrid::value(int k) const { return round9(lo + k * step); }
+int ArmGrid::nearest(double x) const { return std::clamp(static_cast<int>(std::lround((x - lo) / step)), 0, count() - 1); }
+
+DecisionTable DecisionTable::defaults(const ModelShape& model, std::vector<int> budgets, int window) {
+  DecisionTable t;
+  t.model = model;
+  t.window = window;
+  t.budgets = std::move(budgets);
+  std::sort(t.budgets.begin(), t.budgets.end());
+  t.budgets.erase(std::unique(t.budgets.begin(), t.budgets.end()), t.budgets.end());
+  const std::size_t nb = t.budgets.size();
+  t.head.assign(nb * model.n_layers * model.n_heads, static_cast<float>(kDefaultHeadWeight));
+  t.gate.assign(nb * model.n_layers * kEntropyBins * kPerplexityBins, static_cast<float>(kDefaultGate));
+  t.entropy_edges.assign(kEntropyBins - 1, std::numeric_limits<double>::infinity());
+  t.perplexity_edges.assign(kPerplexityBins - 1, std::numeric_limits<double>::infinity());
+  return t;
+}
+
+int DecisionTable::budget_index(int B) const {
+  KVSIM_CHECK(!budgets.empty());
+  int best = 0;
+  for (int k = 1; k < n_budgets(); ++k)
+    if (std::abs(budgets[k] - B) < std::abs(budgets[best] - B)) best = k;
+  return best;
+}
+
+int DecisionTable::entropy_bin(double entropy) const { return bin_of(entropy_edges, entropy, kEntropyBins); }
+int DecisionTable::perplexity_bin(double perplexity) const { return bin_of(perplexity_edges, perplexity, kPerplexityBins); }
+
+void DecisionTable::validate(const std::string& where) const {
+  const ModelShape& m = model;
+  if (m.n_layers < 1 || m.n_heads < 1 || m.n_kv_heads < 1 || m.n_heads % m.n_kv_heads != 0)
+    fail<InputError>(where, ": bad model shape (", shape_text(m), ")");
+  if (window < 1) fail<InputError>(where, ": window must be >= 1, got ", window);
+  if (budgets.empty()) fail<InputError>(where, ": no budgets");
+  for (std::size_t k = 0; k < budgets.size(); ++k)
+    if (budgets[k] < 1 || (k > 0 && budgets[k] <= budgets[k - 1]))
+      fail<InputError>(where, ": budgets must be positive and strictly ascending");
+  const std::size_t nb = budgets.size();
+  if (head.size() != nb * m.n_layers * m.n_heads) fail<InputError>(where, ": head table has ", head.size(), " entries");
+  if (gate.size() != nb * m.n_layers * kEntropyBins * kPerplexityBins)
+    fail<InputError>(where, ": gate table has ", gate.size(), " entries");
+  for (float x : head)
+    if (!std::isfinite(x) || x < 0) fail<InputError>(where, ": head weights must be finite and >= 0, got ", x);
+  for (float x : gate)
+    if (!std::isfinite(x)) fail<InputError>(where, ": gate thresholds must be finite, got ", x);
+  auto check_edges = [&](const std::vector<double>& e, int n, const char* name) {
+    if (static_cast<int>(e.size()) != n - 1) fail<InputError>(where, ": ", name, " must hold ", n - 1, " edges");
+    for (std::size_t k = 1; k < e.size(); ++k)
+      if (e[k] < e[k - 1]) fail<InputError>(where, ": ", name, " must be ascending");
+  };
+  check_edges(entropy_edges, kEntropyBins, "entropy_edges");
+  check_edges(perplexity_edges, kPerplexityBins, "perplexity_edges");
+}
+
+std::string table_to_json_text(const DecisionTable& t) {
+  const int L = t.model.n_layers, H = t.model.n_heads, nb = t.n_budgets();
+  auto edges = [](const std::vector<double>& e) {
+    nlohmann::json a = nlohmann::json::array();
+    for (double x : e) a.push_back(std::isinf(x) ? nlohmann::json("inf") : nlohmann::json(x));
+    return a;
+  };
+  // Key order as docs/tables.md lists the fields (nlohmann::json sorts keys; write by hand).
+  std::vector<std::pair<std::string, nlohmann::json>> fields = {
+      {"format", kTableFormatName},
+      {"format_version", kTableFormatVersion},
+      {"policy", "compilerkv"},
+      {"model",
+       {{"n_layers", L}, {"n_heads", H}, {"n_kv_heads", t.model.n_kv_heads}, {"head_dim", t.model.head_dim}, {"hidden", t.model.hidden}}},
+      {"window", t.window},
+      {"budgets", t.budgets},
+      {"head_arms", grid_json(t.head_arms)},
+      {"gate_arms", grid_json(t.gate_arms)},
+      {"defaults", {{"head", kDefaultHeadWeight}, {"gate", kDefaultGate}}},
+      {"bins", {{"entropy_edges", edges(t.entropy_edges)}, {"perplexity_edges", edges(t.perplexity_edges)}}},
+      {"head", nest(t.head, {nb, L, H})},
+      {"gate", nest(t.gate, {nb, L, kEntropyBins, kPerplexityBins})},
+      {"provenance", t.provenance},
+  };
+  std::ostringstream out;
+  out << "{\n";
+  for (std::size_t k = 0; k < fields.size(); ++k) {
+    out << "  " << nlohmann::json(fields[k].first).dump() << ": ";
+    write_compact(out, fields[k].second, 2);
+    out << (k + 1 < fields.size() ? ",\n" : "\n");
+  }
+  out << "}\n";
+  return out.str();
+}
+
+void write_table(const DecisionTable& table, const std::filesystem::path& path) {
+  table.validate(path.string());
+  std::filesystem::path partial = path;
+  partial += ".partial";
+  {
+    std::ofstream f(partial, std::ios::binary);
+    if (!f) fail<InputError>(partial.string(), ": cannot open for writing");
+    f << table_to_json_text(table);
+    if (!f.flush()) fail<InputError>(partial.string(), ": write failed (disk full?)");
+  }
+  std::filesystem::rename(partial, path);
+}
+
+DecisionTable read_table(const std::filesystem::path& path) {
+  const std::string where = path.string();
+  std::ifstream f(path, std::ios::binary);
+  if (!f) fail<InputError>(where, ": cannot open the decision table");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const nlohmann::json::exception& e) {
+    fail<InputError>(where, ": not JSON (", e.what(), ")");
+  }
+  if (!j.is_object() || j.value("format", std::string()) != kTableFormatName)
+    fail<InputError>(where, ": not a kvsim decision table (format must be \"", kTableFormatName, "\")");
+  const int version = field<int>(j, "format_version", where);
+  if (version != kTableFormatVersion)
+    fail<InputError>(where, ": table format_version ", version, " is not supported (this kvsim reads ", kTableFormatVersion, ")");
+  DecisionTable t;
+  const auto& m = j.at("model");
+  t.model.n_layers = field<int>(m, "n_layers", where + ": model");
+  t.model.n_heads = field<int>(m, "n_heads", where + ": model");
+  t.model.n_kv_heads = field<int>(m, "n_kv_heads", where + ": model");
+  t.model.head_dim = m.value("head_dim", 0);
+  t.model.hidden = m.value("hidden", 0);
+  t.window = field<int>(j, "window", where);
+  t.budgets = field<std::vector<int>>(j, "budgets", where);
+  auto grid = [&](const char* name) {
+    const auto& g = j.at(name);
+    return ArmGrid{field<double>(g, "lo", where), field<double>(g, "hi", where), field<double>(g, "step", where)};
+  };
+  if (j.contains("head_arms")) t.head_arms = grid("head_arms");
+  if (j.contains("gate_arms")) t.gate_arms = grid("gate_arms");
+  auto edges = [&](const char* name) {
+    std::vector<double> e;
+    for (const auto& x : j.at("bins").at(name)) e.push_back(x.is_string() ? std::numeric_limits<double>::infinity() : x.get<double>());
+    return e;
+  };
+  if (!j.contains("bins")) fail<InputError>(where, ": field 'bins' is missing");
+  t.entropy_edges = edges("entropy_edges");
+  t.perplexity_edges = edges("perplexity_edges");
+  const int nb = static_cast<int>(t.budgets.size()), L = t.model.n_layers, H = t.model.n_heads;
+  if (!j.contains("head") || !j.contains("gate")) fail<InputError>(where, ": fields 'head' and 'gate' are required");
+  flatten(j.at("head"), {nb, L, H}, 0, t.head, where + ": head [budgets, L, H]");
+  flatten(j.at("gate"), {nb, L, kEntropyBins, kPerplexityBins}, 0, t.gate, where + ": gate [budgets, L, 20, 4]");
+  if (j.contains("provenance")) t.provenance = j.at("provenance");
+  t.validate(where);
+  return t;
+}
+
+DecisionTable map_table_to_model(const DecisionTable& t, const ModelShape& target, bool allow_depth_map) {
+  if (t.model.n_heads != target.n_heads || t.model.n_kv_heads != target.n_kv_heads)
+    fail<InputError>("decision table compiled for ", shape_text(t.model), " cannot be used on a model with ",
+                     shape_text(target), ": the head counts differ and no head mapping is given");
+  if (t.model.n_layers == target.n_layers) return t;
+  if (!allow_depth_map)
+    fail<InputError>("decision table compiled for ", shape_text(t.model), " cannot be used on a model with ",
+                     shape_text(target), ": the depth differs (allow the relative-depth mapping to use it)");
+  const int Ls = t.model.n_layers, Lt = target.n_layers;
+  DecisionTable out = t;
+  out.model.n_layers = Lt;
+  out.provenance["depth_mapped_from"] = Ls;
+  const std::size_t nb = t.budgets.size();
+  const std::size_t head_row = t.model.n_heads, gate_row = static_cast<std::size_t>(kEntropyBins) * kPerplexityBins;
+  out.head.assign(nb * Lt * head_row, 0.0f);
+  out.gate.assign(nb * Lt * gate_row, 0.0f);
+  for (int l = 0; l < Lt; ++l) {
+    // Relative depth l/(Lt−1) in the source's layer coordinates.
+    const double x = Lt == 1 ? 0.0 : static_cast<double>(l) * (Ls - 1) / (Lt - 1);
+    const int l0 = std::min(static_cast<int>(std::floor(x)), Ls - 1), l1 = std::min(l0 + 1, Ls - 1);
+    const double f = x - l0;
+    auto mix = [&](const std::vector<float>& src, std::vector<float>& dst, std::size_t row) {
+      for (std::size_t b = 0; b < nb; ++b)
+        for (std::size_t k = 0; k < row; ++k) {
+          const double a = src[(b * Ls + l0) * row + k], c = src[(b * Ls + l1) * row + k];
+          dst[(b * Lt + l) * row + k] = static_cast<float>(round9((1 - f) * a + f * c));
+        }
+    };
+    mix(t.head, out.head, head_row);
+    mix(t.gate, out.gate, gate_row);
+  }
+  return out;
+}
+
+}  // namespace kvsim

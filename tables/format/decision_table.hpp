@@ -1,0 +1,79 @@
+#pragma once
+// CompilerKV decision tables: the data, the file format (JSON, docs/tables.md) and the
+// relative-depth mapping between models. The only code that reads or writes table files
+// (like traces/ for HDF5); the learners that fill tables live in tables/.
+//
+// Layouts (memory order):
+//   head [n_budgets, L, H]           reliability weight W_head[B, l, h] of query head h
+//   gate [n_budgets, L, 20, 4]       threshold T_gate[B, l, b_ent, b_ppl]
+// Bins: b = number of edges <= x (so x below the first edge is bin 0); 19 entropy edges
+// (20 bins), 3 perplexity edges (4 bins), ascending.
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/model_shape.hpp"
+
+namespace kvsim {
+
+inline constexpr const char* kTableFormatName = "kvsim-table";
+inline constexpr int kTableFormatVersion = 1;
+inline constexpr int kEntropyBins = 20;
+inline constexpr int kPerplexityBins = 4;
+inline constexpr double kDefaultHeadWeight = 1.0;
+inline constexpr double kDefaultGate = 0.8;
+
+// An arm grid lo, lo+step, ..., hi (values rounded to 1e-9 so they print as written).
+struct ArmGrid {
+  double lo = 0, hi = 0, step = 1;
+  int count() const;
+  double value(int k) const;
+  // The arm whose value is nearest to x.
+  int nearest(double x) const;
+};
+inline ArmGrid head_arm_grid() { return {0.8, 1.5, 0.025}; }  // 29 arms
+inline ArmGrid gate_arm_grid() { return {0.8, 1.0, 0.01}; }   // 21 arms
+
+struct DecisionTable {
+  ModelShape model;          // shape the table was compiled for (head_dim/hidden informative)
+  int window = 32;           // CompilerKV window the table was compiled with
+  std::vector<int> budgets;  // ascending, tokens per KV head
+  std::vector<float> head;   // [n_budgets, L, H]
+  std::vector<float> gate;   // [n_budgets, L, 20, 4]
+  std::vector<double> entropy_edges;     // [19] ascending
+  std::vector<double> perplexity_edges;  // [3] ascending
+  ArmGrid head_arms = head_arm_grid(), gate_arms = gate_arm_grid();
+  nlohmann::json provenance = nlohmann::json::object();  // docs/tables.md lists the fields
+
+  // Every weight 1.0, every threshold 0.8, edges at +inf (every prompt in bin (0, 0)).
+  static DecisionTable defaults(const ModelShape& model, std::vector<int> budgets, int window);
+
+  int n_budgets() const { return static_cast<int>(budgets.size()); }
+  float& head_at(int b, int l, int h) { return head[(static_cast<std::size_t>(b) * model.n_layers + l) * model.n_heads + h]; }
+  float head_at(int b, int l, int h) const { return head[(static_cast<std::size_t>(b) * model.n_layers + l) * model.n_heads + h]; }
+  float& gate_at(int b, int l, int e, int p) { return gate[((static_cast<std::size_t>(b) * model.n_layers + l) * kEntropyBins + e) * kPerplexityBins + p]; }
+  float gate_at(int b, int l, int e, int p) const { return gate[((static_cast<std::size_t>(b) * model.n_layers + l) * kEntropyBins + e) * kPerplexityBins + p]; }
+  // The index of the table budget nearest to B (ties: the smaller budget).
+  int budget_index(int B) const;
+  int entropy_bin(double entropy) const;
+  int perplexity_bin(double perplexity) const;
+  // Checks sizes, ascending budgets/edges and finite values; throws InputError naming `where`.
+  void validate(const std::string& where) const;
+};
+
+// Reads and validates a table file: format name and version, sizes, finite values. Throws
+// InputError naming the file and the field.
+DecisionTable read_table(const std::filesystem::path& path);
+// Writes atomically (path.partial, renamed). Inner arrays on one line, so a diff shows entries.
+void write_table(const DecisionTable& table, const std::filesystem::path& path);
+std::string table_to_json_text(const DecisionTable& table);
+
+// The table for a model of another shape. Same query and KV head counts required (a head
+// mapping is not supported: InputError); a different depth maps by relative depth: target
+// layer l sits at x = l/(L−1) of the depth and takes the linear interpolation of the source
+// layers at x·(L'−1) (entry by entry, head weights and thresholds). `allow_depth_map` false
+// refuses a depth change too.
+DecisionTable map_table_to_model(const DecisionTable& table, const ModelShape& target, bool allow_depth_map = true);
+
+}  // namespace kvsim

@@ -1,0 +1,237 @@
+// Decision tables: file format, relative-depth mapping, learners, compile determinism, the
+// diff regression gate and shape refusal (docs/tables.md).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <tbb/global_control.h>
+
+#include "sim/replay.hpp"
+#include "support/shared.hpp"
+#include "support/trace_fixture.hpp"
+#include "tables/analysis.hpp"
+#include "tables/compiler.hpp"
+#include "tables/learners.hpp"
+
+using namespace kvsim;
+
+namespace {
+
+std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+void write_text(const std::filesystem::path& p, const std::string& text) { std::ofstream(p, std::ios::binary) << text; }
+
+// Two small traces of a random-weight model (3 layers, 6 heads, 2 KV heads).
+struct Traces {
+  test::TempDir tmp;
+  std::filesystem::path a, b;
+  Traces() {
+    const Model m = random_model(test::small_config(), 5);
+    test::TraceSpec spec;
+    spec.n_prompts = 4, spec.T = 64, spec.M = 8, spec.W = 16;
+    a = tmp / "a.h5", b = tmp / "b.h5";
+    test::write_model_trace(a, m, spec);
+    spec.seed = 7, spec.task = "other";
+    test::write_model_trace(b, m, spec);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("tables: JSON round trip, format and version checks", "[tables]") {
+  test::TempDir tmp;
+  DecisionTable t = DecisionTable::defaults({3, 4, 2, 8, 32}, {32, 8, 16}, 4);
+  CHECK(t.budgets == std::vector<int>{8, 16, 32});
+  t.head_at(1, 2, 3) = 1.275f;
+  t.gate_at(2, 0, 5, 1) = 0.93f;
+  t.entropy_edges = quantile_edges({1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, kEntropyBins);
+  t.perplexity_edges = {1.5, 2.5, 3.5};
+  t.provenance["learner"] = {{"name", "cql"}};
+  write_table(t, tmp / "t.json");
+  const std::string text = slurp(tmp / "t.json");
+  CHECK(text.find("\"format\": \"kvsim-table\"") != std::string::npos);
+  CHECK(text.find("\"format_version\": 1") != std::string::npos);
+  const DecisionTable r = read_table(tmp / "t.json");
+  CHECK(r.head == t.head);
+  CHECK(r.gate == t.gate);
+  CHECK(r.entropy_edges == t.entropy_edges);
+  CHECK(r.perplexity_edges == t.perplexity_edges);
+  CHECK(r.head_at(1, 2, 3) == 1.275f);
+  CHECK(r.provenance["learner"]["name"] == "cql");
+  // Defaults: +inf edges put everything in bin 0; written as "inf".
+  const DecisionTable d = DecisionTable::defaults({1, 1, 1, 1, 1}, {4}, 2);
+  CHECK(d.entropy_bin(1e9) == 0);
+  CHECK(d.perplexity_bin(1e9) == 0);
+  write_table(d, tmp / "d.json");
+  CHECK(read_table(tmp / "d.json").entropy_edges == d.entropy_edges);
+  // Nearest budget, ties to the smaller.
+  CHECK(t.budget_index(12) == 0);
+  CHECK(t.budget_index(13) == 1);
+  CHECK(t.budget_index(1000) == 2);
+
+  std::string bad = text;
+  bad.replace(bad.find("\"format_version\": 1"), 19, "\"format_version\": 2");
+  write_text(tmp / "v2.json", bad);
+  CHECK_THROWS_WITH(read_table(tmp / "v2.json"), Catch::Contains("format_version 2 is not supported"));
+  write_text(tmp / "other.json", "{\"format\": \"something\"}");
+  CHECK_THROWS_WITH(read_table(tmp / "other.json"), Catch::Contains("not a kvsim decision table"));
+  bad = text;
+  bad.replace(bad.find("\"n_heads\": 4"), 12, "\"n_heads\": 5");
+  write_text(tmp / "shape.json", bad);
+  CHECK_THROWS_WITH(read_table(tmp / "shape.json"), Catch::Contains("head [budgets, L, H]"));
+  CHECK_THROWS_AS(read_table(tmp / "missing.json"), InputError);
+}
+
+TEST_CASE("tables: relative-depth mapping interpolates, head mismatch refused", "[tables]") {
+  DecisionTable t = DecisionTable::defaults({3, 2, 1, 4, 8}, {8}, 4);
+  // Layer values 1.0, 1.2, 1.4 (head 0) and thresholds 0.8, 0.9, 1.0.
+  for (int l = 0; l < 3; ++l) {
+    t.head_at(0, l, 0) = 1.0f + 0.2f * l;
+    for (int e = 0; e < kEntropyBins; ++e)
+      for (int q = 0; q < kPerplexityBins; ++q) t.gate_at(0, l, e, q) = 0.8f + 0.1f * l;
+  }
+  // 5 layers: relative depths 0, .25, .5, .75, 1 → source layers 0, .5, 1, 1.5, 2.
+  const DecisionTable m = map_table_to_model(t, {5, 2, 1, 4, 8});
+  const std::vector<float> expect = {1.0f, 1.1f, 1.2f, 1.3f, 1.4f};
+  for (int l = 0; l < 5; ++l) {
+    CHECK(m.head_at(0, l, 0) == Approx(expect[l]));
+    CHECK(m.head_at(0, l, 1) == Approx(1.0));
+    CHECK(m.gate_at(0, l, 3, 2) == Approx(0.8 + 0.05 * l));
+  }
+  // 2 layers: the ends.
+  const DecisionTable two = map_table_to_model(t, {2, 2, 1, 4, 8});
+  CHECK(two.head_at(0, 0, 0) == Approx(1.0));
+  CHECK(two.head_at(0, 1, 0) == Approx(1.4));
+  CHECK_THROWS_WITH(map_table_to_model(t, {3, 4, 1, 4, 8}), Catch::Contains("head counts differ"));
+  CHECK_THROWS_WITH(map_table_to_model(t, {3, 2, 2, 4, 8}), Catch::Contains("head counts differ"));
+  CHECK_THROWS_WITH(map_table_to_model(t, {5, 2, 1, 4, 8}, false), Catch::Contains("depth differs"));
+}
+
+TEST_CASE("tables: learners (CQL conservatism, ties keep the default), Spearman", "[tables]") {
+  // Uniform data: the argmax is the best mean.
+  ArmStats u(4);
+  for (int k = 0; k < 5; ++k) u.add(0, -1.0), u.add(1, -0.5), u.add(2, -0.7), u.add(3, -0.9);
+  CHECK(choose_arm(cql_fit(u, 0.75), 0) == 1);
+  CHECK(best_mean_arm(u, 0) == 1);
+  // Uneven data: arm 2 seen once with a slightly better reward than arm 1 seen 40 times;
+  // the conservative fit keeps the well-observed arm, the plain mean does not.
+  ArmStats e(3);
+  for (int k = 0; k < 40; ++k) e.add(1, -0.50);
+  for (int k = 0; k < 40; ++k) e.add(0, -0.60);
+  e.add(2, -0.45);
+  CHECK(best_mean_arm(e, 0) == 2);
+  CHECK(choose_arm(cql_fit(e, 0.75), 0) == 1);
+  const auto q = cql_fit(e, 0.75);
+  CHECK(q[1] > q[2]);
+  // Ties keep the default arm; no data keeps it too.
+  ArmStats t(5);
+  for (int a = 0; a < 5; ++a) t.add(a, -0.3);
+  CHECK(choose_arm(cql_fit(t, 0.75), 3) == 3);
+  CHECK(choose_arm(cql_fit(ArmStats(5), 0.75), 2) == 2);
+  // UCB pulls every arm once, the default first.
+  ArmStats s(3);
+  CHECK(ucb_pick(s, 1) == 1);
+  s.add(1, 0.0);
+  CHECK(ucb_pick(s, 1) == 0);
+
+  CHECK(spearman({1, 2, 3, 4}, {10, 20, 30, 40}) == Approx(1.0));
+  CHECK(spearman({1, 2, 3, 4}, {4, 3, 2, 1}) == Approx(-1.0));
+  CHECK(spearman({1, 2, 2, 3}, {1, 2, 3, 4}) == Approx(0.9486833));  // average ranks for the tie
+  CHECK(std::isnan(spearman({1, 1, 1}, {1, 2, 3})));
+}
+
+TEST_CASE("tables: compile is deterministic across thread counts; tables load in compilerkv", "[tables][compile]") {
+  Traces tr;
+  const EvalSet set({tr.a, tr.b}, 8, std::size_t(1) << 30);
+  REQUIRE(set.size() == 8);
+  CHECK(set.logit_rewards());
+  CompileOptions co;
+  co.budgets = {12, 24};
+  co.max_rounds = 2;
+  auto compile_at = [&](int threads, const std::string& learner) {
+    tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+    co.learner = learner;
+    CompileStats st;
+    DecisionTable t = compile_table(set, co, &st);
+    CHECK(st.counters.decisions > 0);
+    CHECK(st.counters.measurements <= st.counters.decisions);
+    return t;
+  };
+  for (const char* learner : {"cql", "ucb", "thompson"}) {
+    INFO(learner);
+    const DecisionTable one = compile_at(1, learner), two = compile_at(2, learner);
+    CHECK(one.head == two.head);
+    CHECK(one.gate == two.gate);
+    CHECK(one.entropy_edges == two.entropy_edges);
+    for (float x : one.head) CHECK((x >= 0.8f && x <= 1.5f));
+    for (float x : one.gate) CHECK((x >= 0.8f && x <= 1.0f));
+    CHECK(one.provenance["learner"]["name"] == learner);
+    CHECK(one.provenance["traces"].size() == 2);
+  }
+  // The compiled table replays through `kvsim run`'s engine.
+  test::TempDir tmp;
+  const DecisionTable t = compile_at(2, "cql");
+  write_table(t, tmp / "t.json");
+  ReplayOptions ro;
+  ro.traces = {tr.a};
+  ro.policies = {"compilerkv:window=8,table=" + (tmp / "t.json").string(), "compilerkv:window=8"};
+  ro.budgets = BudgetSweep::tokens({12, 24});
+  const Replay replay(ro);
+  replay.run([&](const PromptResult& r) {
+    for (int b = 0; b < 2; ++b) CHECK(r.at(0, 0, b).kept <= 12L * (b + 1) * r.n_kv_heads);
+  });
+  // The CQL table's reward on its calibration set is at least the default table's (each
+  // coordinate step only moves on evidence of a better reward).
+  const DiffReport rep = diff_tables(set, DecisionTable::defaults(set.model(), {12, 24}, 8), t, {12, 24}, 0.0, 200, 1);
+  CHECK(rep.rows[0].mean_diff >= -1e-9);
+}
+
+TEST_CASE("kvsim diff: exit 0 against itself, 3 for a damaged table; wrong shape refused", "[tables][cli]") {
+  Traces tr;
+  test::TempDir tmp;
+  const std::string traces = tr.a.string() + " " + tr.b.string();
+  const auto c = test::run_cli("compile " + traces + " --budget 12,24 --window 8 --max-rounds 1 --out " + (tmp / "t.json").string());
+  INFO(c.output);
+  REQUIRE(c.status == 0);
+  CHECK(c.output.find("rewards/s") != std::string::npos);
+  const auto same = test::run_cli("diff " + (tmp / "t.json").string() + " " + (tmp / "t.json").string() + " --traces " +
+                                  traces + " --budget 12,24 --csv " + (tmp / "d.csv").string());
+  INFO(same.output);
+  CHECK(same.status == 0);
+  CHECK(same.output.find("NEW is not worse") != std::string::npos);
+  CHECK(slurp(tmp / "d.csv").rfind("scope,task,budget,n,reward_old", 0) == 0);
+  // Damage: every threshold far above any score keeps the window only.
+  DecisionTable t = read_table(tmp / "t.json");
+  for (float& x : t.gate) x = 50.0f;
+  write_table(t, tmp / "damaged.json");
+  const auto worse = test::run_cli("diff " + (tmp / "t.json").string() + " " + (tmp / "damaged.json").string() +
+                                   " --traces " + traces + " --budget 12,24");
+  INFO(worse.output);
+  CHECK(worse.status == 3);
+  CHECK(worse.output.find("WORSE") != std::string::npos);
+  // The reverse direction is an improvement: exit 0.
+  CHECK(test::run_cli("diff " + (tmp / "damaged.json").string() + " " + (tmp / "t.json").string() + " --traces " + traces +
+                      " --budget 12,24").status == 0);
+  // A table for another model shape: refused with one clear line, exit 1.
+  write_table(DecisionTable::defaults({3, 4, 2, 16, 48}, {12}, 8), tmp / "wrong.json");
+  const auto wrong = test::run_cli("diff " + (tmp / "t.json").string() + " " + (tmp / "wrong.json").string() + " --traces " +
+                                   traces + " --budget 12");
+  CHECK(wrong.status == 1);
+  CHECK(wrong.output.find("head counts differ") != std::string::npos);
+  const auto run = test::run_cli("run " + tr.a.string() + " --policies compilerkv:window=8,table=" + (tmp / "wrong.json").string() +
+                                 " --budget 12 --quiet --out " + (tmp / "r").string());
+  CHECK(run.status == 1);
+  CHECK(run.output.find("a.h5: decision table compiled for L=3, H=4, Hkv=2 cannot be used") != std::string::npos);
+  CHECK(!std::filesystem::exists(tmp / "r"));
+  // transfer: a table against itself correlates perfectly where it varies.
+  const auto tf = test::run_cli("transfer " + (tmp / "t.json").string() + " " + (tmp / "t.json").string());
+  INFO(tf.output);
+  CHECK(tf.status == 0);
+  CHECK(tf.output.find("Spearman") != std::string::npos);
+}
