@@ -130,11 +130,16 @@ class Compiler {
     for (int j = 0; j < L_; ++j) ptrs[j] = &base[static_cast<std::size_t>(b) * L_ + j];
     rewards.resize(n);
     const int Bp = std::min(B, ep.state.T);
+    // The task reward depends on the kept set only: once per distinct set.
+    std::vector<double> by_set(n, std::numeric_limits<double>::quiet_NaN());
     for (int k = 0; k < n; ++k) {
-      ptrs[l] = &outs[k];
-      double r = prompt_reward(data, ptrs);
-      if (ph == Phase::kGate) r -= static_cast<double>(std::max(0, outs[k].candidates - Bp)) / ep.state.T;
+      double& r = by_set[outs[k].set_id];
+      if (std::isnan(r)) {
+        ptrs[l] = &outs[k];
+        r = prompt_reward(data, ptrs);
+      }
       rewards[k] = r;
+      if (ph == Phase::kGate) rewards[k] -= static_cast<double>(std::max(0, outs[k].candidates - Bp)) / ep.state.T;
     }
   }
 

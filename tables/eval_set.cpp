@@ -189,6 +189,7 @@ void evaluate_layer(const EvalPrompt& prompt, const PromptEvalData& data, int l,
     o.metrics = metrics[u];
     o.kept = static_cast<int>(kept[k].size());
     o.candidates = candidates[k];
+    o.set_id = u;
     if (data.logit)
       o.wo_delta.assign(wo_delta.begin() + static_cast<std::ptrdiff_t>(u * md), wo_delta.begin() + static_cast<std::ptrdiff_t>((u + 1) * md));
     else

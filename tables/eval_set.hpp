@@ -59,6 +59,7 @@ struct LayerOutcome {
   LayerMetrics metrics;
   int kept = 0;                  // tokens kept per KV head
   int candidates = 0;            // w + |C|: the elastic set before the budget clamp
+  int set_id = 0;                // decisions of one evaluate_layer call with equal set_id kept the same set
   std::vector<float> wo_delta;   // [M, D] W_O δ_t (empty without a logit estimator)
 };
 

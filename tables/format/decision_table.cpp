@@ -14,6 +14,9 @@ namespace kvsim {
 namespace {
 
 double round9(double x) { return std::round(x * 1e9) / 1e9; }
+// Table entries are stored as float (7 significant digits); written rounded to 1e-6 so that
+// grid values (steps of 0.025 and 0.01) print as written.
+double round6(double x) { return std::round(x * 1e6) / 1e6; }
 
 std::string shape_text(const ModelShape& m) {
   return "L=" + std::to_string(m.n_layers) + ", H=" + std::to_string(m.n_heads) + ", Hkv=" + std::to_string(m.n_kv_heads);
@@ -83,7 +86,7 @@ void flatten(const nlohmann::json& j, const std::vector<int>& dims, std::size_t 
 nlohmann::json nest(const std::vector<float>& flat, const std::vector<int>& dims) {
   // Builds from the innermost dimension outwards.
   std::vector<nlohmann::json> level;
-  for (float x : flat) level.push_back(round9(x));
+  for (float x : flat) level.push_back(round6(x));
   for (std::size_t k = dims.size(); k-- > 0;) {
     const int n = dims[k];
     std::vector<nlohmann::json> up;
