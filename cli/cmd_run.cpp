@@ -4,29 +4,10 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
-#include "core/hash.hpp"
-#include "core/version.hpp"
 #include "sim/replay.hpp"
 #include "sim/run_output.hpp"
 
 namespace kvsim::cli {
-
-namespace {
-
-// "all" expands to every registered policy with its defaults (wrappers around snapkv).
-std::vector<std::string> expand_policies(const std::string& text) {
-  std::vector<std::string> out;
-  for (const auto& spec : split_policy_list(text)) {
-    if (spec != "all") {
-      out.push_back(spec);
-      continue;
-    }
-    for (const auto& info : policy_registry()) out.push_back(info.wraps ? info.name + "(snapkv)" : info.name);
-  }
-  return out;
-}
-
-}  // namespace
 
 int cmd_run(const std::vector<std::string>& args) {
   std::vector<std::string> traces;
@@ -73,24 +54,7 @@ int cmd_run(const std::vector<std::string>& args) {
   });
   if (!quiet) progress.finish(std::to_string(total) + " prompts");
 
-  nlohmann::json m;
-  m["tool"] = "kvsim";
-  m["version"] = kToolVersion;
-  m["git_sha"] = kGitSha;
-  m["created_utc"] = utc_now_iso8601();
-  m["command"] = args;
-  m["threads"] = threads;
-  m["seed"] = seed;
-  for (std::size_t i = 0; i < replay.options().traces.size(); ++i) {
-    const TraceReader& r = replay.trace(i);
-    m["traces"].push_back({{"path", r.path().string()},
-                           {"xxh3", hex64(hash_file(r.path()))},
-                           {"model_source", r.model().source},
-                           {"prompts", r.prompts().size()}});
-  }
-  for (const auto& p : replay.policies()) m["policies"].push_back(p->spec());
-  m["budgets"] = {{"kind", replay.options().budgets.is_ratio() ? "ratio" : "tokens_per_kv_head"},
-                  {"labels", replay.options().budgets.labels()}};
+  const nlohmann::json m = replay_manifest(replay, args, threads, seed);
   output.finish(m);
   std::printf("mean output error (W_O space, mean over layers and prompts), %zu prompts:\n\n%s\nresults in %s\n", total,
               output.comparison_table().c_str(), out_dir.c_str());

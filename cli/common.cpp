@@ -7,6 +7,8 @@
 #include <iostream>
 
 #include "core/error.hpp"
+#include "core/hash.hpp"
+#include "core/version.hpp"
 
 namespace kvsim::cli {
 
@@ -83,6 +85,41 @@ std::string utc_now_iso8601() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+std::vector<std::string> expand_policies(const std::string& text) {
+  std::vector<std::string> out;
+  for (const auto& spec : split_policy_list(text)) {
+    if (spec != "all") {
+      out.push_back(spec);
+      continue;
+    }
+    for (const auto& info : policy_registry()) out.push_back(info.wraps ? info.name + "(snapkv)" : info.name);
+  }
+  return out;
+}
+
+nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::string>& args, int threads,
+                               std::uint64_t seed) {
+  nlohmann::json m;
+  m["tool"] = "kvsim";
+  m["version"] = kToolVersion;
+  m["git_sha"] = kGitSha;
+  m["created_utc"] = utc_now_iso8601();
+  m["command"] = args;
+  m["threads"] = threads;
+  m["seed"] = seed;
+  for (std::size_t i = 0; i < replay.options().traces.size(); ++i) {
+    const TraceReader& r = replay.trace(i);
+    m["traces"].push_back({{"path", r.path().string()},
+                           {"xxh3", hex64(hash_file(r.path()))},
+                           {"model_source", r.model().source},
+                           {"prompts", r.prompts().size()}});
+  }
+  for (const auto& p : replay.policies()) m["policies"].push_back(p->spec());
+  m["budgets"] = {{"kind", replay.options().budgets.is_ratio() ? "ratio" : "tokens_per_kv_head"},
+                  {"labels", replay.options().budgets.labels()}};
+  return m;
 }
 
 }  // namespace kvsim::cli

@@ -10,6 +10,9 @@
 #include <tbb/global_control.h>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "sim/replay.hpp"
 #include "tracer/model.hpp"
 #include "tracer/tokenizer.hpp"
 
@@ -46,5 +49,14 @@ class Progress {
 };
 
 std::string utc_now_iso8601();
+
+// Policy list of --policies: "all" expands to every registered policy with its defaults
+// (wrappers around snapkv).
+std::vector<std::string> expand_policies(const std::string& text);
+
+// Provenance of a replay's results (STYLE.md habit 10): tool, version, git sha, time,
+// command, threads, seed, every trace with its XXH3 hash, canonical policy specs, budgets.
+nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::string>& args, int threads,
+                               std::uint64_t seed);
 
 }  // namespace kvsim::cli
