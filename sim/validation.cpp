@@ -87,13 +87,14 @@ std::vector<CorrelationRow> Validation::correlations() const {
   const auto& specs = replay_.options().policies;
   const auto& labels = replay_.options().budgets.labels();
   auto add = [&](const std::string& scope, const std::string& name, const std::function<bool(const FidelityPoint&)>& in) {
-    for (const Estimator& e : kEstimators) {
-      if (!supported(points_, e.field)) continue;
-      std::vector<double> x, y;
-      for (const FidelityPoint& p : points_)
-        if (in(p)) x.push_back(p.*e.field), y.push_back(p.exact_dnll);
-      rows.push_back({scope, name, e.name, x.size(), spearman(x, y), pearson(x, y), kendall_tau_b(x, y)});
-    }
+    for (const auto& [target, exact] : {std::pair{"dnll", &FidelityPoint::exact_dnll}, std::pair{"kl", &FidelityPoint::exact_kl}})
+      for (const Estimator& e : kEstimators) {
+        if (!supported(points_, e.field)) continue;
+        std::vector<double> x, y;
+        for (const FidelityPoint& p : points_)
+          if (in(p)) x.push_back(p.*e.field), y.push_back(p.*exact);
+        rows.push_back({scope, name, e.name, target, x.size(), spearman(x, y), pearson(x, y), kendall_tau_b(x, y)});
+      }
   };
   add("all", "all", [](const FidelityPoint&) { return true; });
   add("compressed", "all", [](const FidelityPoint& p) { return !p.keeps_all; });
@@ -126,13 +127,18 @@ std::vector<RankingRow> Validation::rankings() const {
 std::string Validation::report() const {
   std::string out;
   char buf[512];
-  std::snprintf(buf, sizeof buf, "%-12s %-44s %-9s %6s %9s %9s %9s\n", "scope", "name", "estimator", "n", "spearman",
-                "pearson", "kendall");
-  out += buf;
-  for (const CorrelationRow& r : correlations()) {
-    std::snprintf(buf, sizeof buf, "%-12s %-44s %-9s %6zu %9.4f %9.4f %9.4f\n", r.scope.c_str(), r.name.substr(0, 44).c_str(),
-                  r.estimator.c_str(), r.n, r.spearman, r.pearson, r.kendall);
+  for (const char* target : {"dnll", "kl"}) {
+    out += std::string(target) == "dnll" ? "estimate vs exact delta-NLL (signed, nats per token):\n"
+                                         : "\nestimate vs exact KL(full || compressed) (nats per position):\n";
+    std::snprintf(buf, sizeof buf, "%-12s %-44s %-9s %6s %9s %9s %9s\n", "scope", "name", "estimator", "n", "spearman",
+                  "pearson", "kendall");
     out += buf;
+    for (const CorrelationRow& r : correlations()) {
+      if (r.target != target) continue;
+      std::snprintf(buf, sizeof buf, "%-12s %-44s %-9s %6zu %9.4f %9.4f %9.4f\n", r.scope.c_str(),
+                    r.name.substr(0, 44).c_str(), r.estimator.c_str(), r.n, r.spearman, r.pearson, r.kendall);
+      out += buf;
+    }
   }
   out += "\npolicy ranking agreement per budget (Kendall tau-b between the orders by mean estimate and mean exact):\n";
   std::snprintf(buf, sizeof buf, "%-8s %-9s %9s  %-32s %-32s\n", "budget", "estimator", "kendall", "best (estimated)",
@@ -167,9 +173,9 @@ void Validation::write(const std::filesystem::path& dir, bool overwrite, nlohman
   }
   {
     std::FILE* f = open_write(out / "correlations.csv");
-    std::fputs("scope,name,estimator,n,spearman,pearson,kendall\n", f);
+    std::fputs("scope,name,estimator,target,n,spearman,pearson,kendall\n", f);
     for (const CorrelationRow& r : correlations()) {
-      const std::string row = r.scope + ",\"" + r.name + "\"," + r.estimator + "," + std::to_string(r.n) + "," +
+      const std::string row = r.scope + ",\"" + r.name + "\"," + r.estimator + "," + r.target + "," + std::to_string(r.n) + "," +
                               fmt_g9(r.spearman) + "," + fmt_g9(r.pearson) + "," + fmt_g9(r.kendall) + "\n";
       std::fputs(row.c_str(), f);
     }

@@ -34,6 +34,7 @@ struct CorrelationRow {
   std::string scope;      // "all", "compressed" (points that drop something), "policy", "budget"
   std::string name;       // policy spec or budget label ("all" for the first two)
   std::string estimator;  // "sum", "logit", "logit_kl"
+  std::string target;     // "dnll" (exact Δ-NLL, signed) or "kl" (exact KL(full‖compressed))
   std::size_t n = 0;
   double spearman = 0, pearson = 0, kendall = 0;
 };
