@@ -99,6 +99,28 @@ std::vector<std::string> expand_policies(const std::string& text) {
   return out;
 }
 
+void ReplayArgs::add_to(po::options_description& opts) {
+  opts.add_options()("traces", po::value(&traces)->multitoken()->required(), "trace files (.h5)")
+      ("policies,p", po::value(&policies)->default_value("all"),
+       "policy specs, e.g. 'full,snapkv:window=32,kernel=7,pool=max,adakv(snapkv):alpha=0.2'; 'all' = every policy "
+       "with defaults ('kvsim policies' lists them)")
+      ("budget,b", po::value(&budgets), "budgets in tokens per KV head, e.g. 64,128,256,512")
+      ("ratio,r", po::value(&ratios), "or compression ratios (fraction of prompt tokens removed), e.g. 0.5,0.8")
+      ("seed", po::value(&seed)->default_value(0), "seed mixed into every prompt's seed (random policy)")
+      ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores); results do not depend on it")
+      ("overwrite", po::bool_switch(&overwrite), "replace existing outputs")
+      ("quiet,q", po::bool_switch(&quiet), "no progress line");
+}
+
+ReplayOptions ReplayArgs::replay_options() const {
+  ReplayOptions ro;
+  for (const auto& t : traces) ro.traces.emplace_back(t);
+  ro.policies = expand_policies(policies);
+  ro.budgets = BudgetSweep::parse(budgets, ratios);
+  ro.seed = seed;
+  return ro;
+}
+
 nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::string>& args, int threads,
                                std::uint64_t seed) {
   nlohmann::json m;

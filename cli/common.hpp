@@ -54,6 +54,18 @@ std::string utc_now_iso8601();
 // (wrappers around snapkv).
 std::vector<std::string> expand_policies(const std::string& text);
 
+// The options `kvsim run` and `kvsim validate` share: traces (positional), policies, budgets
+// or ratios, seed, threads, overwrite, quiet.
+struct ReplayArgs {
+  std::vector<std::string> traces;
+  std::string policies, budgets, ratios;
+  std::uint64_t seed = 0;
+  int threads = 0;
+  bool overwrite = false, quiet = false;
+  void add_to(po::options_description& opts);
+  ReplayOptions replay_options() const;  // parses policies and budgets (InputError when bad)
+};
+
 // Provenance of a replay's results (STYLE.md habit 10): tool, version, git sha, time,
 // command, threads, seed, every trace with its XXH3 hash, canonical policy specs, budgets.
 nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::string>& args, int threads,

@@ -19,13 +19,6 @@ using namespace kvsim;
 
 namespace {
 
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
 std::vector<int> random_tokens(int n, int vocab, std::uint64_t seed) {
   Rng rng(seed);
   std::vector<int> t(n);
@@ -219,7 +212,7 @@ TEST_CASE("estimates: a trace without classifier/cont_residual falls back to the
 
   const auto run = test::run_cli("run " + (tmp / "old.h5").string() + " -p streamingllm -b 8 -q -o " + (tmp / "r").string());
   REQUIRE(run.status == 0);
-  const std::string summary = slurp(tmp / "r" / "summary.csv");
+  const std::string summary = test::slurp(tmp / "r" / "summary.csv");
   CHECK(summary.rfind("scope,name,policy,budget,n_prompts,budget_tokens,kept_per_head,kept_bytes,out_err,out_err_value,"
                       "recall,dnll_est_sum,dnll_est_logit\n", 0) == 0);
   CHECK(summary.find(",\n") != std::string::npos);  // the logit estimate's field is empty
@@ -261,9 +254,9 @@ TEST_CASE("kvsim validate: runs, same bytes at 1 and 2 threads, refuses another 
   REQUIRE(r1.status == 0);
   const auto r2 = test::run_cli(base + " -t 2 -o " + (tmp / "v2").string());
   REQUIRE(r2.status == 0);
-  for (const char* f : {"pairs.csv", "correlations.csv", "rankings.csv"}) CHECK(slurp(tmp / "v1" / f) == slurp(tmp / "v2" / f));
+  for (const char* f : {"pairs.csv", "correlations.csv", "rankings.csv"}) CHECK(test::slurp(tmp / "v1" / f) == test::slurp(tmp / "v2" / f));
   CHECK(r1.output.find("spearman") != std::string::npos);
-  const std::string pairs = slurp(tmp / "v1" / "pairs.csv");
+  const std::string pairs = test::slurp(tmp / "v1" / "pairs.csv");
   CHECK(std::count(pairs.begin(), pairs.end(), '\n') == 1 + 3 * 4 * 3);
   CHECK(pairs.find("a.h5,000000,synthetic,\"full\",8,8,64,0,0,0,0,") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(tmp / "v1.partial"));
