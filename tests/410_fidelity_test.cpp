@@ -99,7 +99,7 @@ TEST_CASE("exact decode: equals a fresh masked prefill (stories260K)", "[fidelit
   check_against_masked_prefill(m, random_tokens(96 + 16, m.config.vocab, 6), 96, 8);
 }
 
-TEST_CASE("exact decode: full and budget >= T give exactly 0; trace fp16 K/V close to fp32", "[fidelity][exact]") {
+TEST_CASE("exact decode: full and budget >= T give exactly 0, trace fp16 K/V close to fp32", "[fidelity][exact]") {
   test::TempDir tmp;
   const Model m = random_model(test::small_config(), 3);
   test::TraceSpec spec;
@@ -191,7 +191,7 @@ TEST_CASE("logit estimate: matches the exact NLL change of a small residual pert
   CHECK(est.estimate(std::vector<float>(M * D, 0.0f)).dnll == 0.0);
 }
 
-TEST_CASE("estimates: a trace without classifier/cont_residual falls back to the sum; summary.csv", "[fidelity][estimate]") {
+TEST_CASE("estimates: a trace without classifier/cont_residual falls back to the sum, summary.csv", "[fidelity][estimate]") {
   test::TempDir tmp;
   const Model m = random_model(test::small_config(), 3);
   test::TraceSpec spec;
