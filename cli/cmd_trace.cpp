@@ -116,6 +116,8 @@ int cmd_trace(const std::vector<std::string>& args) {
   wo.compression_level = compression;
   wo.overwrite = overwrite;
   TraceWriter writer(out_path, model_info(model), producer, w_o, final_norm, wo);
+  const MatrixRM& classifier = model.output_matrix();
+  writer.write_classifier(std::span<const float>(classifier.data(), static_cast<std::size_t>(classifier.size())));
 
   CpuForward fwd(model);
   RecordOptions ro;

@@ -10,4 +10,5 @@ int cmd_generate(const std::vector<std::string>& args);
 int cmd_run(const std::vector<std::string>& args);
 int cmd_policies(const std::vector<std::string>& args);
 int cmd_synth(const std::vector<std::string>& args);
+int cmd_validate(const std::vector<std::string>& args);
 }  // namespace kvsim::cli

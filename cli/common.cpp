@@ -7,6 +7,8 @@
 #include <iostream>
 
 #include "core/error.hpp"
+#include "core/hash.hpp"
+#include "core/version.hpp"
 
 namespace kvsim::cli {
 
@@ -83,6 +85,63 @@ std::string utc_now_iso8601() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+std::vector<std::string> expand_policies(const std::string& text) {
+  std::vector<std::string> out;
+  for (const auto& spec : split_policy_list(text)) {
+    if (spec != "all") {
+      out.push_back(spec);
+      continue;
+    }
+    for (const auto& info : policy_registry()) out.push_back(info.wraps ? info.name + "(snapkv)" : info.name);
+  }
+  return out;
+}
+
+void ReplayArgs::add_to(po::options_description& opts) {
+  opts.add_options()("traces", po::value(&traces)->multitoken()->required(), "trace files (.h5)")
+      ("policies,p", po::value(&policies)->default_value("all"),
+       "policy specs, e.g. 'full,snapkv:window=32,kernel=7,pool=max,adakv(snapkv):alpha=0.2'; 'all' = every policy "
+       "with defaults ('kvsim policies' lists them)")
+      ("budget,b", po::value(&budgets), "budgets in tokens per KV head, e.g. 64,128,256,512")
+      ("ratio,r", po::value(&ratios), "or compression ratios (fraction of prompt tokens removed), e.g. 0.5,0.8")
+      ("seed", po::value(&seed)->default_value(0), "seed mixed into every prompt's seed (random policy)")
+      ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores); results do not depend on it")
+      ("overwrite", po::bool_switch(&overwrite), "replace existing outputs")
+      ("quiet,q", po::bool_switch(&quiet), "no progress line");
+}
+
+ReplayOptions ReplayArgs::replay_options() const {
+  ReplayOptions ro;
+  for (const auto& t : traces) ro.traces.emplace_back(t);
+  ro.policies = expand_policies(policies);
+  ro.budgets = BudgetSweep::parse(budgets, ratios);
+  ro.seed = seed;
+  return ro;
+}
+
+nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::string>& args, int threads,
+                               std::uint64_t seed) {
+  nlohmann::json m;
+  m["tool"] = "kvsim";
+  m["version"] = kToolVersion;
+  m["git_sha"] = kGitSha;
+  m["created_utc"] = utc_now_iso8601();
+  m["command"] = args;
+  m["threads"] = threads;
+  m["seed"] = seed;
+  for (std::size_t i = 0; i < replay.options().traces.size(); ++i) {
+    const TraceReader& r = replay.trace(i);
+    m["traces"].push_back({{"path", r.path().string()},
+                           {"xxh3", hex64(hash_file(r.path()))},
+                           {"model_source", r.model().source},
+                           {"prompts", r.prompts().size()}});
+  }
+  for (const auto& p : replay.policies()) m["policies"].push_back(p->spec());
+  m["budgets"] = {{"kind", replay.options().budgets.is_ratio() ? "ratio" : "tokens_per_kv_head"},
+                  {"labels", replay.options().budgets.labels()}};
+  return m;
 }
 
 }  // namespace kvsim::cli

@@ -10,6 +10,9 @@
 #include <tbb/global_control.h>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "sim/replay.hpp"
 #include "tracer/model.hpp"
 #include "tracer/tokenizer.hpp"
 
@@ -46,5 +49,26 @@ class Progress {
 };
 
 std::string utc_now_iso8601();
+
+// Policy list of --policies: "all" expands to every registered policy with its defaults
+// (wrappers around snapkv).
+std::vector<std::string> expand_policies(const std::string& text);
+
+// The options `kvsim run` and `kvsim validate` share: traces (positional), policies, budgets
+// or ratios, seed, threads, overwrite, quiet.
+struct ReplayArgs {
+  std::vector<std::string> traces;
+  std::string policies, budgets, ratios;
+  std::uint64_t seed = 0;
+  int threads = 0;
+  bool overwrite = false, quiet = false;
+  void add_to(po::options_description& opts);
+  ReplayOptions replay_options() const;  // parses policies and budgets (InputError when bad)
+};
+
+// Provenance of a replay's results (STYLE.md habit 10): tool, version, git sha, time,
+// command, threads, seed, every trace with its XXH3 hash, canonical policy specs, budgets.
+nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::string>& args, int threads,
+                               std::uint64_t seed);
 
 }  // namespace kvsim::cli

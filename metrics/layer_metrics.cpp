@@ -90,7 +90,7 @@ struct Cut {
 }  // namespace
 
 double layer_metrics(const PromptView& view, const LayerReference& ref, const Selection& sel,
-                     std::span<LayerMetrics> out) {
+                     std::span<LayerMetrics> out, std::span<float> wo_delta) {
   const Shape s(view);
   const LayerData& ly = view.layers[ref.layer];
   const int nb = sel.n_budgets(), Hd = s.H * s.d, l = ref.layer;
@@ -174,6 +174,10 @@ double layer_metrics(const PromptView& view, const LayerReference& ref, const Se
   const ConstMapMatrixRM wo(ly.w_o.data(), s.D, Hd);
   const RowMajorD projected = delta * wo.transpose();  // [nb*M, D]
   flops += 2.0 * nb * s.M * Hd * s.D;
+  if (!wo_delta.empty()) {
+    KVSIM_CHECK(wo_delta.size() == static_cast<std::size_t>(nb) * s.M * s.D, "layer_metrics: wo_delta size");
+    for (Eigen::Index i = 0; i < projected.size(); ++i) wo_delta[static_cast<std::size_t>(i)] = static_cast<float>(projected.data()[i]);
+  }
   for (int b = 0; b < nb; ++b) {
     double e = 0, ev = 0;
     for (int t = 0; t < s.M; ++t) {

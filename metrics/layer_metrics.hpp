@@ -42,9 +42,11 @@ struct LayerMetrics {
   long kept = 0;             // Σ over KV heads of kept prompt tokens
 };
 
-// Metrics of every budget of `selection` on one layer: out [n_budgets]. Returns the floating
-// point operations spent (for the benchmark's GFLOP/s).
+// Metrics of every budget of `selection` on one layer: out [n_budgets]. When `wo_delta` is
+// not empty it receives W_O δ_t, the layer's attention-output error in the residual stream,
+// [n_budgets, M, D] (the logit-space Δ-NLL estimate sums it over layers). Returns the
+// floating point operations spent (for the benchmark's GFLOP/s).
 double layer_metrics(const PromptView& view, const LayerReference& ref, const Selection& selection,
-                     std::span<LayerMetrics> out);
+                     std::span<LayerMetrics> out, std::span<float> wo_delta = {});
 
 }  // namespace kvsim

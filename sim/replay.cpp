@@ -2,9 +2,13 @@
 
 #include <tbb/parallel_for.h>
 
+#include <cmath>
+#include <limits>
+
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/rng.hpp"
+#include "metrics/logit_estimate.hpp"
 #include "policies/prompt_tensors.hpp"
 
 namespace kvsim {
@@ -41,6 +45,8 @@ Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
     auto w_o = std::make_shared<std::vector<std::vector<float>>>();
     for (int l = 0; l < r.model().n_layers; ++l) w_o->push_back(r.read_w_o(l));
     w_o_.push_back(std::move(w_o));
+    classifier_.push_back(r.has_classifier() ? std::make_shared<const std::vector<float>>(r.read_classifier()) : nullptr);
+    final_norm_.push_back(r.read_final_norm());
   }
 }
 
@@ -93,17 +99,62 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
   });
   std::vector<LayerReference> refs(L);
   tbb::parallel_for(0, L, [&](int l) { refs[l] = layer_reference(view, l); });
+
+  // The logit-space estimate needs the final residual and the classifier (optional datasets).
+  std::unique_ptr<LogitEstimator> logit;
+  if (classifier_[trace] && reader.has_dataset(prompt, "cont_residual")) {
+    const PromptOutputs outs = reader.read_outputs(prompt);
+    LogitEstimateInput in;
+    in.T = meta.n_prompt, in.M = meta.n_cont, in.D = model.hidden, in.V = model.vocab, in.K = meta.topk;
+    in.cont_residual = outs.cont_residual, in.final_norm = final_norm_[trace], in.norm_eps = model.norm_eps;
+    in.classifier = *classifier_[trace], in.tokens = outs.tokens, in.cont_topk_ids = outs.cont_topk_ids;
+    logit = std::make_unique<LogitEstimator>(in);
+  }
+  const std::size_t md = static_cast<std::size_t>(meta.n_cont) * model.hidden;
+  std::vector<float> wo_delta(logit ? static_cast<std::size_t>(P) * L * B * md : 0);  // [P, L, B, M, D]
+
   result.metrics.resize(static_cast<std::size_t>(P) * L * B);
   std::vector<double> flops(static_cast<std::size_t>(P) * L, 0.0);
   tbb::parallel_for(0, P * L, [&](int pl) {
     const int p = pl / L, l = pl % L;
     flops[pl] = layer_metrics(view, refs[l], selections[p],
-                              std::span(result.metrics).subspan(static_cast<std::size_t>(pl) * B, B));
+                              std::span(result.metrics).subspan(static_cast<std::size_t>(pl) * B, B),
+                              logit ? std::span(wo_delta).subspan(static_cast<std::size_t>(pl) * B * md, B * md)
+                                    : std::span<float>());
   });
+  result.dnll_est_sum.assign(static_cast<std::size_t>(P) * B, 0.0);
+  result.dnll_est_logit.assign(static_cast<std::size_t>(P) * B, std::numeric_limits<double>::quiet_NaN());
+  result.dnll_est_kl = result.dnll_est_logit;
+  for (int p = 0; p < P; ++p)
+    for (int b = 0; b < B; ++b) {
+      double s = 0;
+      for (int l = 0; l < L; ++l) s += result.at(p, l, b).out_err;
+      result.dnll_est_sum[static_cast<std::size_t>(p) * B + b] = s;
+    }
+  if (logit) {
+    tbb::parallel_for(0, P * B, [&](int pb) {
+      const int p = pb / B, b = pb % B;
+      // Δr = Σ_l W_O δ_l, summed in layer order.
+      std::vector<float> dr(md, 0.0f);
+      for (int l = 0; l < L; ++l) {
+        const float* src = wo_delta.data() + ((static_cast<std::size_t>(p) * L + l) * B + b) * md;
+        for (std::size_t i = 0; i < md; ++i) dr[i] += src[i];
+      }
+      const LogitEstimate e = logit->estimate(dr);
+      result.dnll_est_logit[pb] = e.dnll;
+      result.dnll_est_kl[pb] = e.kl;
+    });
+    result.flops += static_cast<double>(P) * B * (logit->flops_per_estimate() + static_cast<double>(L) * md);
+  }
   for (const auto& r : refs) result.flops += r.flops;
   for (double f : flops) result.flops += f;
   if (options_.keep_selections) result.selections = std::move(selections);
   return result;
+}
+
+double estimated_delta_nll(const PromptResult& result, int p, int b) {
+  const double logit = result.est_logit(p, b);
+  return std::isnan(logit) ? result.est_sum(p, b) : logit;
 }
 
 void Replay::run(const std::function<void(const PromptResult&)>& on_prompt) const {

@@ -35,12 +35,27 @@ struct PromptResult {
   std::vector<int> budget_tokens;     // [B] resolved per-head budgets
   std::vector<LayerMetrics> metrics;  // [P, L, B]
   std::vector<Selection> selections;  // [P] when keep_selections
+  // Estimated Δ-NLL per (policy, budget), [P, B] (docs/metrics.md, "Estimated Δ-NLL"):
+  std::vector<double> dnll_est_sum;    // Σ_l out_err_l: the per-layer errors summed (unitless)
+  std::vector<double> dnll_est_logit;  // first-order logit-space estimate, nats per token; NaN when the
+                                       // trace lacks /model/classifier or the prompt's cont_residual
+  std::vector<double> dnll_est_kl;     // its second-order part alone, ½Var_q(Δz) ≈ KL(full‖compressed); NaN likewise
   double flops = 0;                   // metric arithmetic, for benchmarks
 
   const LayerMetrics& at(int p, int l, int b) const {
     return metrics[(static_cast<std::size_t>(p) * n_layers + l) * budget_tokens.size() + b];
   }
+  double est_sum(int p, int b) const { return dnll_est_sum[static_cast<std::size_t>(p) * budget_tokens.size() + b]; }
+  double est_logit(int p, int b) const { return dnll_est_logit[static_cast<std::size_t>(p) * budget_tokens.size() + b]; }
+  double est_kl(int p, int b) const { return dnll_est_kl[static_cast<std::size_t>(p) * budget_tokens.size() + b]; }
 };
+
+// The best cheap estimate of the continuation's Δ-NLL (nats per token) of policy p (index
+// into ReplayOptions::policies) at budget b (index into the sweep): the logit-space estimate
+// (dnll_est_logit). Stable API for callers that rank policies (issue 4: compile). On a trace
+// recorded without /model/classifier and cont_residual it falls back to dnll_est_sum, which
+// is in other units (comparable within such traces only). 0 for the full cache.
+double estimated_delta_nll(const PromptResult& result, int p, int b);
 
 class Replay {
  public:
@@ -67,6 +82,9 @@ class Replay {
   PolicyNeeds needs_;
   std::vector<std::unique_ptr<TraceReader>> readers_;
   std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_;  // per trace [L][D, H*d]
+  // Per trace, for the logit-space estimate; null when the trace lacks /model/classifier.
+  std::vector<std::shared_ptr<const std::vector<float>>> classifier_;  // [V, D]
+  std::vector<std::vector<float>> final_norm_;                         // [D]
 };
 
 }  // namespace kvsim

@@ -2,33 +2,17 @@
 
 #include <algorithm>
 #include <cinttypes>
+#include <cmath>
 #include <fstream>
 
 #include "core/error.hpp"
+#include "sim/output_files.hpp"
 
 namespace kvsim {
 
 namespace {
 
-std::string fmt(double x) {
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.9g", x);
-  return buf;
-}
-
-std::FILE* open_write(const std::filesystem::path& p) {
-  std::FILE* f = std::fopen(p.c_str(), "wb");
-  if (!f) fail<InputError>(p.string(), ": cannot open for writing");
-  return f;
-}
-
-void close_checked(std::FILE*& f, const std::filesystem::path& p) {
-  if (!f) return;
-  const bool bad = std::ferror(f) != 0;
-  const bool close_failed = std::fclose(f) != 0;
-  f = nullptr;
-  if (bad || close_failed) fail<InputError>(p.string(), ": write failed (disk full?)");
-}
+std::string fmt(double x) { return fmt_g9(x); }
 
 }  // namespace
 
@@ -36,6 +20,7 @@ void RunOutput::Sums::add(const Sums& s) {
   n += s.n;
   budget_tokens += s.budget_tokens, kept_per_head += s.kept_per_head, kept_bytes += s.kept_bytes;
   out_err += s.out_err, out_err_value += s.out_err_value, recall += s.recall;
+  dnll_est_sum += s.dnll_est_sum, dnll_est_logit += s.dnll_est_logit;
 }
 
 RunOutput::RunOutput(const Replay& replay, std::filesystem::path dir, bool overwrite, std::filesystem::path dump_kept)
@@ -101,12 +86,14 @@ void RunOutput::add(const PromptResult& r) {
       }
       s.kept_per_head = static_cast<double>(kept_total) / (static_cast<double>(L) * r.n_kv_heads);
       s.kept_bytes = static_cast<double>(kept_total) * kv_bytes_per_token;
+      s.dnll_est_sum = r.est_sum(p, b), s.dnll_est_logit = r.est_logit(p, b);
       const std::size_t k = static_cast<std::size_t>(p) * B + b;
       task[k].add(s);
       overall_[k].add(s);
       const std::string prow = "prompt," + trace + ":" + r.meta->id + "," + quoted + "," + labels[b] + ",1," +
                                fmt(s.budget_tokens) + "," + fmt(s.kept_per_head) + "," + fmt(s.kept_bytes) + "," +
-                               fmt(s.out_err) + "," + fmt(s.out_err_value) + "," + fmt(s.recall) + "\n";
+                               fmt(s.out_err) + "," + fmt(s.out_err_value) + "," + fmt(s.recall) + "," +
+                               fmt(s.dnll_est_sum) + "," + fmt(s.dnll_est_logit) + "\n";
       std::fputs(prow.c_str(), prompt_rows_);
       if (kept_ && !r.selections.empty()) {
         const Selection& sel = r.selections[p];
@@ -134,7 +121,8 @@ void RunOutput::write_summary_row(std::FILE* f, const std::string& scope, const 
   const std::string row = scope + "," + name + ",\"" + replay_.policies()[p]->spec() + "\"," +
                           replay_.options().budgets.labels()[b] + "," + std::to_string(s.n) + "," +
                           fmt(s.budget_tokens / n) + "," + fmt(s.kept_per_head / n) + "," + fmt(s.kept_bytes / n) + "," +
-                          fmt(s.out_err / n) + "," + fmt(s.out_err_value / n) + "," + fmt(s.recall / n) + "\n";
+                          fmt(s.out_err / n) + "," + fmt(s.out_err_value / n) + "," + fmt(s.recall / n) + "," +
+                          fmt(s.dnll_est_sum / n) + "," + fmt(s.dnll_est_logit / n) + "\n";
   std::fputs(row.c_str(), f);
 }
 
@@ -144,7 +132,8 @@ void RunOutput::finish(const nlohmann::json& manifest) {
   close_checked(kept_, dump_partial_);
   const int P = static_cast<int>(replay_.policies().size()), B = replay_.options().budgets.size();
   std::FILE* f = open_write(partial_ / "summary.csv");
-  std::fputs("scope,name,policy,budget,n_prompts,budget_tokens,kept_per_head,kept_bytes,out_err,out_err_value,recall\n", f);
+  std::fputs("scope,name,policy,budget,n_prompts,budget_tokens,kept_per_head,kept_bytes,out_err,out_err_value,recall,"
+             "dnll_est_sum,dnll_est_logit\n", f);
   close_checked(prompt_rows_, partial_ / "summary.prompts");
   {
     std::FILE* in = std::fopen((partial_ / "summary.prompts").c_str(), "rb");

@@ -37,6 +37,7 @@ class RunOutput {
   struct Sums {
     int n = 0;
     double budget_tokens = 0, kept_per_head = 0, kept_bytes = 0, out_err = 0, out_err_value = 0, recall = 0;
+    double dnll_est_sum = 0, dnll_est_logit = 0;  // NaN propagates: a trace without the logit datasets
     void add(const Sums& s);
   };
   void write_summary_row(std::FILE* f, const std::string& scope, const std::string& name, int p, int b, const Sums& s);

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "core/error.hpp"
 
@@ -80,8 +81,10 @@ void rms_norm(const MatrixRM& x, const VectorF& gain, double eps, MatrixRM& out)
 // Causal attention of n new queries (absolute positions pos0..pos0+n-1) against the cache's
 // first pos0+n positions. Writes out [n, H*d]. Parallel over (head, query block); column sums
 // are accumulated per block and reduced in block order, so they too are deterministic.
+// keep: this layer's [Hkv, keep_len] flags or null (ForwardOptions::keep).
 void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const float* values, int capacity,
-               int pos0, int colsum_len, MatrixRM& out, std::vector<float>& colsum) {
+               int pos0, int colsum_len, const std::uint8_t* keep, int keep_len, MatrixRM& out,
+               std::vector<float>& colsum) {
   const int n = static_cast<int>(q.rows()), d = c.head_dim, H = c.n_heads, G = c.group_size();
   const int qd = c.q_dim();
   constexpr int kQueryBlock = 64;
@@ -107,9 +110,16 @@ void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const
       for (int r = 0; r < nr; ++r) {
         const int visible = pos0 + r0 + r + 1;
         float* s = scores.row(r).data();
+        const std::uint8_t* kept = keep && pos0 + r0 + r >= keep_len ? keep + static_cast<std::size_t>(g) * keep_len : nullptr;
+        if (kept)
+          for (int j = 0; j < keep_len; ++j)
+            if (!kept[j]) s[j] = -std::numeric_limits<float>::infinity();
         // Softmax over the visible keys with Eigen's vectorised exp (the hot loop of prefill).
         Eigen::Map<Eigen::ArrayXf> row(s, visible);
         row = (row - row.maxCoeff()).exp();
+        if (kept)  // exactly 0, whatever the vectorised exp makes of −inf
+          for (int j = 0; j < keep_len; ++j)
+            if (!kept[j]) s[j] = 0.0f;
         row *= 1.0f / row.sum();
         std::fill(s + visible, s + len, 0.0f);
         if (r0 + r < colsum_rows) {
@@ -149,6 +159,11 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
   if (pos0 + n > cache.capacity())
     fail<InputError>("forward: ", pos0 + n, " positions exceed the cache capacity ", cache.capacity());
   const int D = c.hidden, d = c.head_dim, Hkv = c.n_kv_heads;
+  if (!options.keep.empty() &&
+      (options.keep_len < 0 || options.keep_len > pos0 + n ||
+       options.keep.size() != static_cast<std::size_t>(c.n_layers) * Hkv * options.keep_len))
+    fail<InputError>("forward: keep mask of ", options.keep.size(), " flags, expected [", c.n_layers, ", ", Hkv, ", ",
+                     options.keep_len, "] with keep_len <= ", pos0 + n);
 
   MatrixRM x(n, D);
   for (int t = 0; t < n; ++t) {
@@ -179,7 +194,9 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
         std::copy_n(k.row(t).data() + g * d, d, kc + dst);
         std::copy_n(v.row(t).data() + g * d, d, vc + dst);
       }
-    attention(c, q, kc, vc, cache.capacity(), pos0, options.colsum_len, att, colsum);
+    const std::uint8_t* keep =
+        options.keep.empty() ? nullptr : options.keep.data() + static_cast<std::size_t>(l) * Hkv * options.keep_len;
+    attention(c, q, kc, vc, cache.capacity(), pos0, options.colsum_len, keep, options.keep_len, att, colsum);
     if (observer) {
       LayerActivations act;
       act.layer = l;
@@ -204,6 +221,7 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
     x += proj;
   }
   cache.set_length(pos0 + n);
+  if (options.final_residual) *options.final_residual = x;
   MatrixRM out;
   rms_norm(x, model_.final_norm, c.norm_eps, out);
   return out;

@@ -2,6 +2,7 @@
 // The CPU forward pass of a Llama-family decoder: batched over positions (prefill), Eigen
 // GEMMs tiled over oneTBB, attention computed explicitly so the tracer can record what it
 // needs (window queries, attention column sums). The reference backend for the CUDA one.
+#include <cstdint>
 #include <functional>
 #include <span>
 #include <vector>
@@ -39,12 +40,32 @@ struct LayerActivations {
   const MatrixRM* q = nullptr;            // [n, H*d] post-RoPE queries
   const float* attn_colsum = nullptr;     // [H, colsum_len] or null
   int colsum_len = 0;
+  // Compressed prompt cache (exact re-decode, sim/exact_decode.hpp). When keep is not empty,
+  // query rows at absolute position >= keep_len see a key at position j < keep_len only if
+  // keep[(l * Hkv + g) * keep_len + j] != 0 (the others get −inf logits); keys at positions
+  // >= keep_len stay visible (causally). keep: [L, Hkv, keep_len]. Rows before keep_len
+  // (the prompt's own prefill) are unaffected.
+  std::span<const std::uint8_t> keep;
+  int keep_len = 0;
+  // When set, receives the residual stream after the last layer, before the final RMSNorm:
+  // [n, D] (the tracer records it for the logit-space Δ-NLL estimate).
+  MatrixRM* final_residual = nullptr;
 };
 
 struct ForwardOptions {
   // When > 0: accumulate Σ_q A_h[q, i] over query positions q < colsum_len, for key
   // positions i < colsum_len (the H2O statistic over the prompt).
   int colsum_len = 0;
+  // Compressed prompt cache (exact re-decode, sim/exact_decode.hpp). When keep is not empty,
+  // query rows at absolute position >= keep_len see a key at position j < keep_len only if
+  // keep[(l * Hkv + g) * keep_len + j] != 0 (the others get −inf logits); keys at positions
+  // >= keep_len stay visible (causally). keep: [L, Hkv, keep_len]. Rows before keep_len
+  // (the prompt's own prefill) are unaffected.
+  std::span<const std::uint8_t> keep;
+  int keep_len = 0;
+  // When set, receives the residual stream after the last layer, before the final RMSNorm:
+  // [n, D] (the tracer records it for the logit-space Δ-NLL estimate).
+  MatrixRM* final_residual = nullptr;
 };
 
 using LayerObserver = std::function<void(const LayerActivations&)>;

@@ -38,6 +38,8 @@ int record_prompt(const CpuForward& fwd, std::span<const int> tokens, int n_prom
   KvCache cache(c, N);
   ForwardOptions fo;
   fo.colsum_len = T;
+  MatrixRM residual;  // [N, D] before the final norm
+  fo.final_residual = &residual;
   const MatrixRM hidden = fwd.forward(tokens, cache, fo, [&](const LayerActivations& a) {
     gather_heads(*a.q, T - W, W, H, d, q_window[a.layer]);
     gather_heads(*a.q, T, M, H, d, q_cont[a.layer]);
@@ -64,6 +66,8 @@ int record_prompt(const CpuForward& fwd, std::span<const int> tokens, int n_prom
   out.cont_topk_ids.assign(static_cast<std::size_t>(M) * K, 0);
   out.cont_topk_logits.assign(static_cast<std::size_t>(M) * K, 0.0f);
   out.cont_logsumexp.assign(M, 0.0f);
+  out.cont_residual.assign(residual.data() + static_cast<std::ptrdiff_t>(T) * c.hidden,
+                           residual.data() + static_cast<std::ptrdiff_t>(N) * c.hidden);
   const MatrixRM& cls = fwd.model().output_matrix();
   constexpr int kBlock = 128;
   const int rows = N - 1;

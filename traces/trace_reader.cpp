@@ -204,7 +204,11 @@ PromptOutputs TraceReader::read_outputs(std::size_t prompt_index) const {
     out.cont_topk_ids = read_i32(g.get(), "cont_topk_ids", {M, K}, f, object + "/cont_topk_ids");        // [M, K]
     out.cont_topk_logits = read_f32(g.get(), "cont_topk_logits", {M, K}, f, object + "/cont_topk_logits");  // [M, K]
     out.cont_logsumexp = read_f32(g.get(), "cont_logsumexp", {M}, f, object + "/cont_logsumexp");        // [M]
+    if (h5::link_exists(g.get(), "cont_residual"))                                                        // [M, hidden]
+      out.cont_residual = read_f32(g.get(), "cont_residual", {M, static_cast<hsize_t>(model_.hidden)}, f,
+                                   object + "/cont_residual");
   }
+  check_finite(out.cont_residual, f, object + "/cont_residual");
   check_finite(out.prompt_logprob, f, object + "/prompt_logprob");
   check_finite(out.cont_logprob, f, object + "/cont_logprob");
   check_finite(out.cont_topk_logits, f, object + "/cont_topk_logits");
@@ -283,6 +287,29 @@ std::vector<float> TraceReader::read_final_norm() const {
     out = read_f32(g.get(), "final_norm", {static_cast<hsize_t>(model_.hidden)}, f, "/model/final_norm");  // [hidden]
   }
   check_finite(out, f, "/model/final_norm");
+  return out;
+}
+
+bool TraceReader::has_classifier() const {
+  h5::LibraryLock lock(h5::library_mutex());
+  h5::silence_errors();
+  Handle g = h5::open_group(impl_->file.get(), "model", file_label_, "/model");
+  return h5::link_exists(g.get(), "classifier");
+}
+
+std::vector<float> TraceReader::read_classifier() const {
+  const std::string& f = file_label_;
+  std::vector<float> out;
+  {
+    h5::LibraryLock lock(h5::library_mutex());
+    h5::silence_errors();
+    Handle g = h5::open_group(impl_->file.get(), "model", f, "/model");
+    if (!h5::link_exists(g.get(), "classifier"))
+      fail<TraceError>(f, ": /model/classifier is missing (traced by an older kvsim; re-trace to get it)");
+    out = read_f32(g.get(), "classifier", {static_cast<hsize_t>(model_.vocab), static_cast<hsize_t>(model_.hidden)}, f,
+                   "/model/classifier");  // [vocab, hidden]
+  }
+  check_finite(out, f, "/model/classifier");
   return out;
 }
 

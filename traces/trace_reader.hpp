@@ -29,6 +29,7 @@ class TraceReader {
   // Complete prompts only, sorted by id; prompt_index below indexes this vector.
   const std::vector<PromptMeta>& prompts() const { return prompts_; }
 
+  // cont_residual is read when the prompt has it (optional dataset), else left empty.
   PromptOutputs read_outputs(std::size_t prompt_index) const;
   // K/V/Q converted from fp16 to fp32.
   LayerRecord read_layer(std::size_t prompt_index, int layer) const;
@@ -36,6 +37,9 @@ class TraceReader {
   std::vector<float> read_w_o(int layer) const;
   // [hidden]
   std::vector<float> read_final_norm() const;
+  // Optional /model/classifier [vocab, hidden]; read_classifier throws TraceError when absent.
+  bool has_classifier() const;
+  std::vector<float> read_classifier() const;
   // `name` is relative to /prompts/<id>, e.g. "cont_logprob" or "layers/0/keys".
   bool has_dataset(std::size_t prompt_index, std::string_view name) const;
 

@@ -75,6 +75,9 @@ struct PromptOutputs {
   std::vector<std::int32_t> cont_topk_ids; // [M, K] top-K token ids at the position predicting x_{T+j}
   std::vector<float> cont_topk_logits;     // [M, K] their logits, descending
   std::vector<float> cont_logsumexp;       // [M] logsumexp of all logits at that position
+  // Optional (empty when the trace predates it): the residual stream after the last layer,
+  // before the final RMSNorm, at positions T..T+M-1 (the logit-space Δ-NLL estimate).
+  std::vector<float> cont_residual;        // [M, hidden]
 };
 
 }  // namespace kvsim

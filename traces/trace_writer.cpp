@@ -343,6 +343,11 @@ void TraceWriter::end_prompt(const PromptOutputs& out) {
     check_finite(p.data, f, object + "/" + p.name);
   }
   check_size(out.cont_topk_ids.size(), Dims{M, K}, f, object + "/cont_topk_ids");
+  const Dims residual_dims{M, static_cast<hsize_t>(model_.hidden)};
+  if (!out.cont_residual.empty()) {
+    check_size(out.cont_residual.size(), residual_dims, f, object + "/cont_residual");
+    check_finite(out.cont_residual, f, object + "/cont_residual");
+  }
 
   h5::LibraryLock lock(h5::library_mutex());
   h5::silence_errors();
@@ -351,12 +356,30 @@ void TraceWriter::end_prompt(const PromptOutputs& out) {
     h5::write_dataset(g, p.name, H5T_NATIVE_FLOAT, p.dims, p.data.data(), impl_->filters, f, object + "/" + p.name);
   h5::write_dataset(g, "cont_topk_ids", H5T_NATIVE_INT32, Dims{M, K}, out.cont_topk_ids.data(), impl_->filters, f,
                     object + "/cont_topk_ids");
+  if (!out.cont_residual.empty())  // [M, hidden]
+    h5::write_dataset(g, "cont_residual", H5T_NATIVE_FLOAT, residual_dims, out.cont_residual.data(), impl_->filters, f,
+                      object + "/cont_residual");
   h5::write_attr(g, "complete", 1, f, object);  // last: the prompt counts only once all is there
   impl_->prompt_layers.close();
   impl_->prompt.close();
   if (H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0) h5::fail_hdf5(f, object, ": cannot flush");
   complete_.insert(current_.id);
   in_prompt_ = false;
+}
+
+void TraceWriter::write_classifier(std::span<const float> classifier) {
+  require_open("write_classifier");
+  const std::string& f = file_label_;
+  const Dims dims{static_cast<hsize_t>(model_.vocab), static_cast<hsize_t>(model_.hidden)};
+  check_size(classifier.size(), dims, f, "/model/classifier");
+  check_finite(classifier, f, "/model/classifier");
+  h5::LibraryLock lock(h5::library_mutex());
+  h5::silence_errors();
+  Handle model_group = h5::open_group(impl_->file.get(), "model", f, "/model");
+  if (h5::link_exists(model_group.get(), "classifier")) return;
+  h5::write_dataset(model_group.get(), "classifier", H5T_NATIVE_FLOAT, dims, classifier.data(), impl_->filters, f,
+                    "/model/classifier");
+  if (H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0) h5::fail_hdf5(f, "/model/classifier", ": cannot flush");
 }
 
 void TraceWriter::finish() {

@@ -35,6 +35,10 @@ class TraceWriter {
   // Without finish(): closes the file and leaves the .partial for a later resume.
   ~TraceWriter();
 
+  // Optional /model/classifier [vocab, hidden] (the output matrix, for the logit-space Δ-NLL
+  // estimate). Written once; a resumed file that already has it is left alone.
+  void write_classifier(std::span<const float> classifier);
+
   // True when prompt `id` is complete in the file (written now or before a resume).
   bool has_prompt(const std::string& id) const;
   // True when this writer reopened an existing .partial.
@@ -46,7 +50,7 @@ class TraceWriter {
   // Each layer 0..L-1 once, in any order, between begin_prompt and end_prompt.
   void write_layer(int layer, const LayerView& view);
   // Writes the per-prompt vectors (outputs.tokens may be empty; if not it must equal the
-  // tokens given to begin_prompt), marks the prompt complete and flushes the file.
+  // tokens given to begin_prompt; outputs.cont_residual is written when not empty), marks the prompt complete and flushes the file.
   void end_prompt(const PromptOutputs& outputs);
 
   // Closes the file and renames .partial -> path (replacing an existing file at path).

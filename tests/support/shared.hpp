@@ -5,10 +5,20 @@
 #include <catch2/catch.hpp>
 
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <unistd.h>
 
 namespace kvsim::test {
+
+// A whole file's bytes (result files compared byte for byte).
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
 
 inline std::filesystem::path shared_dir() { return std::filesystem::path(KVSIM_SOURCE_DIR) / ".." / "shared"; }
 inline std::filesystem::path shared_path(const std::string& rel) { return shared_dir() / rel; }

@@ -32,12 +32,18 @@ inline CliResult run_cli(const std::string& args) {
 
 class WriterSink : public PromptSink {
  public:
-  explicit WriterSink(TraceWriter& w) : w_(w) {}
+  explicit WriterSink(TraceWriter& w, bool residual = true) : w_(w), residual_(residual) {}
   void layer(int l, const LayerView& v) override { w_.write_layer(l, v); }
-  void outputs(const PromptOutputs& o) override { w_.end_prompt(o); }
+  void outputs(const PromptOutputs& o) override {
+    if (residual_) return w_.end_prompt(o);
+    PromptOutputs without = o;
+    without.cont_residual.clear();
+    w_.end_prompt(without);
+  }
 
  private:
   TraceWriter& w_;
+  bool residual_;
 };
 
 inline ModelInfo model_info(const Model& m) {
@@ -53,6 +59,7 @@ struct TraceSpec {
   int n_prompts = 3, T = 48, M = 8, W = 16, topk = 8;
   std::uint64_t seed = 1;
   std::string task = "synthetic";
+  bool logit_data = true;  // /model/classifier and cont_residual (false: a trace of an older kvsim)
 };
 
 // Random token prompts through `m`, one trace file.
@@ -61,6 +68,8 @@ inline void write_model_trace(const std::filesystem::path& path, const Model& m,
   for (const auto& l : m.layers) w_o.insert(w_o.end(), l.wo.data(), l.wo.data() + l.wo.size());
   const std::vector<float> fn(m.final_norm.data(), m.final_norm.data() + m.config.hidden);
   TraceWriter w(path, model_info(m), TraceProducer{"test", "none", "cpu", ""}, w_o, fn);
+  const MatrixRM& cls = m.output_matrix();
+  if (s.logit_data) w.write_classifier(std::span<const float>(cls.data(), static_cast<std::size_t>(cls.size())));
   const CpuForward fwd(m);
   Rng rng(s.seed);
   for (int p = 0; p < s.n_prompts; ++p) {
@@ -72,7 +81,7 @@ inline void write_model_trace(const std::filesystem::path& path, const Model& m,
     meta.id = id, meta.n_prompt = s.T, meta.n_cont = s.M, meta.window = s.W, meta.topk = s.topk;
     meta.truncated_from = s.T, meta.task = s.task, meta.source = "random", meta.sample_id = std::to_string(p);
     w.begin_prompt(meta, std::vector<std::int32_t>(tokens.begin(), tokens.end()));
-    WriterSink sink(w);
+    WriterSink sink(w, s.logit_data);
     RecordOptions ro;
     ro.window = s.W, ro.topk = s.topk;
     record_prompt(fwd, tokens, s.T, ro, sink);
