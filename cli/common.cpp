@@ -37,6 +37,7 @@ std::unique_ptr<Tokenizer> resolve_tokenizer(const std::filesystem::path& model_
                                              int vocab) {
   namespace fs = std::filesystem;
   if (!explicit_path.empty()) return load_tokenizer(explicit_path);
+  if (model_path.extension() == ".gguf") return load_tokenizer(model_path);  // its own tokenizer
   std::vector<fs::path> candidates;
   if (fs::is_directory(model_path)) {
     candidates.push_back(model_path / "tokenizer.json");

@@ -25,8 +25,9 @@ std::optional<po::variables_map> parse(const std::string& command, const std::st
 // Caps oneTBB's parallelism for the life of the object (0 = all cores).
 std::unique_ptr<tbb::global_control> limit_threads(int threads);
 
-// The tokenizer for a model: explicit path, else tokenizer.json in a HF directory, else
-// tokenizer.bin or tok<vocab>.bin beside a llama2.c checkpoint.
+// The tokenizer for a model: explicit path, else the one inside a .gguf model, else
+// tokenizer.json in a HF directory, else tokenizer.bin or tok<vocab>.bin beside a llama2.c
+// checkpoint.
 std::unique_ptr<Tokenizer> resolve_tokenizer(const std::filesystem::path& model_path, const std::string& explicit_path,
                                              int vocab);
 

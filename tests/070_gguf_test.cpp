@@ -13,6 +13,7 @@
 #include "tracer/cpu_forward.hpp"
 #include "tracer/gguf.hpp"
 #include "tracer/model.hpp"
+#include "tracer/tokenizer.hpp"
 
 using namespace kvsim;
 using test::GgufWriter;
@@ -358,4 +359,46 @@ TEST_CASE("gguf: bad files give one clear ModelError naming the file and the key
     CHECK_THAT(load_error("shape.gguf", w.bytes()),
                Catch::Contains("tensor blk.0.ffn_gate.weight has shape [40,32], expected [48,32]"));
   }
+}
+
+TEST_CASE("gguf: tokenizer from tokenizer.ggml.* metadata (gpt2 BPE, smollm pre-tokenizer)", "[gguf][tokenizer]") {
+  const test::TempDir dir;
+  auto tokenizer_gguf = [](const std::string& model, const std::string& pre) {
+    GgufWriter w;
+    w.add_string("tokenizer.ggml.model", model);
+    w.add_string("tokenizer.ggml.pre", pre);
+    w.add_strings("tokenizer.ggml.tokens", {"<s>", "</s>", "a", "b", "Ġ", "ab", "Ġab", "1", "2", "<tool>"});
+    w.add_i32s("tokenizer.ggml.token_type", {3, 3, 1, 1, 1, 1, 1, 1, 1, 4});
+    w.add_strings("tokenizer.ggml.merges", {"a b", "Ġ ab"});
+    w.add_u32("tokenizer.ggml.bos_token_id", 0);
+    w.add_u32("tokenizer.ggml.eos_token_id", 1);
+    w.add_bool("tokenizer.ggml.add_bos_token", true);
+    w.add_string("tokenizer.chat_template", "{{ messages }}");
+    return w;
+  };
+  tokenizer_gguf("gpt2", "smollm").write(dir / "tok.gguf");
+  const auto t = load_tokenizer(dir / "tok.gguf");  // recognised by its magic
+  CHECK(t->vocab_size() == 10);
+  CHECK(t->bos_id() == 0);
+  CHECK(t->eos_id() == 1);
+  CHECK(t->chat_template() == "{{ messages }}");
+  // BOS; "ab" → a·b merged; " ab" → Ġ·a·b → Ġ·ab → Ġab; digits one by one; </s> and the
+  // user-defined <tool> matched whole.
+  const std::vector<int> ids = t->encode("ab ab12</s><tool>", true);
+  CHECK(ids == std::vector<int>{0, 5, 6, 7, 8, 1, 9});
+  CHECK(t->encode("ab", false) == std::vector<int>{5});
+  CHECK(t->decode(ids) == "ab ab12<tool>");  // control tokens dropped, user-defined kept
+  CHECK(t->decode(ids, true) == "<s>ab ab12</s><tool>");
+
+  tokenizer_gguf("llama", "default").write(dir / "spm.gguf");
+  CHECK_THROWS_WITH(load_tokenizer(dir / "spm.gguf"),
+                    Catch::Contains("spm.gguf") && Catch::Contains("tokenizer.ggml.model 'llama' is not supported"));
+  tokenizer_gguf("gpt2", "qwen2").write(dir / "pre.gguf");
+  CHECK_THROWS_WITH(load_tokenizer(dir / "pre.gguf"),
+                    Catch::Contains("pre.gguf") && Catch::Contains("tokenizer.ggml.pre 'qwen2' is not supported"));
+  GgufWriter none;
+  none.add_string("tokenizer.ggml.model", "gpt2");
+  none.write(dir / "none.gguf");
+  CHECK_THROWS_WITH(load_tokenizer(dir / "none.gguf"),
+                    Catch::Contains("none.gguf") && Catch::Contains("metadata key tokenizer.ggml.tokens is missing"));
 }
