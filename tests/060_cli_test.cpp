@@ -9,6 +9,7 @@
 #include <hdf5.h>
 
 #include "core/rng.hpp"
+#include "support/run_kvsim.hpp"
 #include "support/shared.hpp"
 #include "traces/trace_reader.hpp"
 #include "traces/trace_writer.hpp"
@@ -19,27 +20,9 @@ using namespace kvsim;
 
 namespace {
 
-struct RunResult {
-  int status;
-  std::string output;  // stdout + stderr
-};
-
-RunResult run(const std::string& args) {
-  const std::string cmd = std::string(KVSIM_BINARY) + " " + args + " 2>&1";
-  RunResult r{0, {}};
-  FILE* p = ::popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf;
-  while (std::fgets(buf.data(), buf.size(), p)) r.output += buf.data();
-  const int st = ::pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
-
-int count_lines_with(const std::string& text, const std::string& needle) {
-  int n = 0;
-  for (std::size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
-  return n;
-}
+using test::RunResult;
+RunResult run(const std::string& args) { return test::run_kvsim(args); }
+int count_lines_with(const std::string& text, const std::string& needle) { return test::count_occurrences(text, needle); }
 
 class WriterSink : public PromptSink {
  public:

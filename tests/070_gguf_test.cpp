@@ -5,10 +5,13 @@
 
 #include <cmath>
 #include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
 
 #include "core/error.hpp"
 #include "core/half.hpp"
 #include "support/gguf_writer.hpp"
+#include "support/run_kvsim.hpp"
 #include "support/shared.hpp"
 #include "tracer/cpu_forward.hpp"
 #include "tracer/gguf.hpp"
@@ -401,4 +404,53 @@ TEST_CASE("gguf: tokenizer from tokenizer.ggml.* metadata (gpt2 BPE, smollm pre-
   none.write(dir / "none.gguf");
   CHECK_THROWS_WITH(load_tokenizer(dir / "none.gguf"),
                     Catch::Contains("none.gguf") && Catch::Contains("metadata key tokenizer.ggml.tokens is missing"));
+}
+
+TEST_CASE("gguf: dequantization equals the gguf package on random blocks of every type", "[gguf]") {
+  // tests/data/gguf_blocks.{gguf,json}: written by `scripts/verify-gguf.py blocks` with the
+  // gguf package's GGUFWriter (random bytes, finite fp16 scales) and its dequantize().
+  const auto dir = std::filesystem::path(KVSIM_SOURCE_DIR) / "tests" / "data";
+  const GgufFile f(dir / "gguf_blocks.gguf");
+  std::ifstream in(dir / "gguf_blocks.json");
+  const auto expected = nlohmann::json::parse(in).at("tensors");
+  REQUIRE(expected.size() == 8);
+  REQUIRE(f.tensors().size() == 8);
+  for (const auto& [name, e] : expected.items()) {
+    INFO(name);
+    const auto shape = e.at("shape").get<std::vector<std::int64_t>>();
+    const auto want = e.at("values").get<std::vector<float>>();
+    CHECK(ggml_type_name(static_cast<std::uint32_t>(f.tensor(name).type)) == e.at("type").get<std::string>());
+    std::vector<float> got(want.size());
+    f.read_f32(name, shape, got.data());
+    int mismatches = 0;
+    for (std::size_t i = 0; i < want.size(); ++i) mismatches += got[i] != want[i];
+    CHECK(mismatches == 0);
+  }
+}
+
+TEST_CASE("kvsim trace/generate: a truncated GGUF and an unsupported tensor type give one clear error", "[gguf][cli][errors]") {
+  const test::TempDir dir;
+  GgufWriter w = llama_gguf(random_model(tiny_config(true), 5));
+  w.add_string("tokenizer.ggml.model", "gpt2");
+  const auto bytes = w.bytes();
+  w.write(dir / "cut.gguf", bytes.size() - 100);
+  w.add_tensor("blk.1.ffn_up.extra", {32, 2}, 7, std::vector<std::uint8_t>(2 * 24));  // Q5_1
+  w.write(dir / "q5.gguf");
+  std::ofstream(dir / "in.txt") << "Once upon a time there was a cat.";
+  const std::string out = (dir / "o.h5").string();
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"trace --model " + (dir / "cut.gguf").string() + " --input " + (dir / "in.txt").string() + " --out " + out,
+       "cut.gguf: truncated file: tensor output_norm.weight (F32 [32]) ends at byte"},
+      {"generate --model " + (dir / "cut.gguf").string() + " --prompt hi", "cut.gguf: truncated file"},
+      {"trace --model " + (dir / "q5.gguf").string() + " --input " + (dir / "in.txt").string() + " --out " + out,
+       "q5.gguf: tensor blk.1.ffn_up.extra has type Q5_1, which kvsim does not support"},
+  };
+  for (const auto& [args, needle] : cases) {
+    const test::RunResult r = test::run_kvsim(args);
+    INFO(args << "\n" << r.output);
+    CHECK(r.status == 1);
+    CHECK_THAT(r.output, Catch::Contains(needle));
+    CHECK(test::count_occurrences(r.output, "\n") == 1);  // one line
+    CHECK_FALSE(std::filesystem::exists(out));
+  }
 }
