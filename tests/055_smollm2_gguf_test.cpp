@@ -21,13 +21,6 @@ using namespace kvsim;
 
 namespace {
 
-std::string read_all(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 class CollectSink : public PromptSink {
  public:
   void layer(int, const LayerView&) override {}
@@ -180,7 +173,7 @@ TEST_CASE("smollm2 gguf: tokenizer from the GGUF equals tokenizer.json", "[real]
       " ",
   };
   for (const char* f : {"data/paul_graham_essays/worked.txt", "data/tinystories_valid_subset/tinystories_val.txt"})
-    if (std::filesystem::exists(test::shared_path(f))) texts.push_back(read_all(test::shared_path(f)).substr(0, 30000));
+    if (std::filesystem::exists(test::shared_path(f))) texts.push_back(test::read_file(test::shared_path(f)).substr(0, 30000));
   for (const std::string& s : texts) {
     INFO(s.substr(0, 200));
     const auto ids = g->encode(s, true);

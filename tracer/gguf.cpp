@@ -1,11 +1,7 @@
 #include "tracer/gguf.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
-#include <unistd.h>
 
 #include <cmath>
 #include <cstring>
@@ -31,14 +27,6 @@ const char* value_type_name(std::uint32_t t) {
   static const char* const kNames[] = {"uint8", "int8",   "uint16", "int16", "uint32", "int32",  "float32",
                                        "bool",  "string", "array",  "uint64", "int64", "float64"};
   return t < 13 ? kNames[t] : "unknown";
-}
-
-std::string shape_str(const std::vector<std::int64_t>& s) {
-  std::ostringstream o;
-  o << '[';
-  for (std::size_t i = 0; i < s.size(); ++i) o << (i ? "," : "") << s[i];
-  o << ']';
-  return o.str();
 }
 
 // Sequential little-endian reads over the mapped header; a read past the end is a cut file.
@@ -271,21 +259,8 @@ void dequantize(GgmlType type, const std::byte* src, float* dst, std::size_t n) 
     case GgmlType::kF32:
       std::memcpy(dst, src, n * 4);
       break;
-    case GgmlType::kF16: {
-      // Through an aligned copy: F16C conversion of 8 lanes at a time.
-      std::vector<half_bits> tmp(n);
-      std::memcpy(tmp.data(), src, n * 2);
-      half_to_float(tmp, std::span<float>(dst, n));
-      break;
-    }
-    case GgmlType::kBF16:  // the upper 16 bits of an fp32
-      for (std::size_t i = 0; i < n; ++i) {
-        std::uint16_t b;
-        std::memcpy(&b, src + 2 * i, 2);
-        const std::uint32_t u = static_cast<std::uint32_t>(b) << 16;
-        std::memcpy(dst + i, &u, 4);
-      }
-      break;
+    case GgmlType::kF16: half_bytes_to_float(src, std::span<float>(dst, n)); break;
+    case GgmlType::kBF16: bf16_bytes_to_float(src, std::span<float>(dst, n)); break;
     case GgmlType::kQ8_0: per_block(src, dst, n, elems, bytes, dequant_q8_0); break;
     case GgmlType::kQ4_0: per_block(src, dst, n, elems, bytes, dequant_q4_0); break;
     case GgmlType::kQ4_1: per_block(src, dst, n, elems, bytes, dequant_q4_1); break;
@@ -302,97 +277,73 @@ std::int64_t GgufTensorInfo::elements() const {
 
 std::vector<std::int64_t> GgufTensorInfo::shape() const { return {ne.rbegin(), ne.rend()}; }
 
-GgufFile::GgufFile(const std::filesystem::path& path) : path_(path) {
+GgufFile::GgufFile(const std::filesystem::path& path) : path_(path), map_(path, "GGUF file") {
   const std::string p = path.string();
-  const int fd = ::open(p.c_str(), O_RDONLY);
-  if (fd < 0) fail<ModelError>(p, ": cannot open GGUF file");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    fail<ModelError>(p, ": cannot stat");
+  const std::byte* base = map_.data();
+  const std::size_t file_size = map_.size();
+  Cursor c(base, file_size, p);
+  const auto magic = c.read<std::uint32_t>("magic");
+  if (magic != kMagic) {
+    std::string shown(reinterpret_cast<const char*>(base), 4);
+    for (char& ch : shown)
+      if (static_cast<unsigned char>(ch) < 0x20 || static_cast<unsigned char>(ch) > 0x7E) ch = '?';
+    fail<ModelError>(p, ": not a GGUF file (magic '", shown, "', expected 'GGUF')");
   }
-  map_size_ = static_cast<std::size_t>(st.st_size);
-  if (map_size_ < 4) {
-    ::close(fd);
-    fail<ModelError>(p, ": truncated GGUF file (", map_size_, " bytes)");
+  version_ = c.read<std::uint32_t>("version");
+  if (version_ != 2 && version_ != 3)
+    fail<ModelError>(p, ": GGUF version ", version_, " is not supported (versions 2 and 3 are)");
+  const auto n_tensors = c.read<std::uint64_t>("tensor_count");
+  const auto n_kv = c.read<std::uint64_t>("kv_count");
+  for (std::uint64_t i = 0; i < n_kv; ++i) {
+    const std::string where_kv = "metadata entry " + std::to_string(i) + " of " + std::to_string(n_kv);
+    std::string key = c.read_string(where_kv);
+    const auto type = c.read<std::uint32_t>(key);
+    GgufValue v = read_value(c, type, key, p, 0);
+    if (metadata_.count(key)) fail<ModelError>(p, ": metadata key ", key, " appears twice");
+    metadata_.emplace(std::move(key), std::move(v));
   }
-  void* m = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (m == MAP_FAILED) fail<ModelError>(p, ": mmap failed");
-  map_ = static_cast<const std::byte*>(m);
-  // The destructor does not run if the constructor throws: unmap on the way out.
-  try {
-    Cursor c(map_, map_size_, p);
-    const auto magic = c.read<std::uint32_t>("magic");
-    if (magic != kMagic) {
-      std::string shown(reinterpret_cast<const char*>(map_), 4);
-      for (char& ch : shown)
-        if (static_cast<unsigned char>(ch) < 0x20 || static_cast<unsigned char>(ch) > 0x7E) ch = '?';
-      fail<ModelError>(p, ": not a GGUF file (magic '", shown, "', expected 'GGUF')");
-    }
-    version_ = c.read<std::uint32_t>("version");
-    if (version_ != 2 && version_ != 3)
-      fail<ModelError>(p, ": GGUF version ", version_, " is not supported (versions 2 and 3 are)");
-    const auto n_tensors = c.read<std::uint64_t>("tensor_count");
-    const auto n_kv = c.read<std::uint64_t>("kv_count");
-    for (std::uint64_t i = 0; i < n_kv; ++i) {
-      const std::string where_kv = "metadata entry " + std::to_string(i) + " of " + std::to_string(n_kv);
-      std::string key = c.read_string(where_kv);
-      const auto type = c.read<std::uint32_t>(key);
-      GgufValue v = read_value(c, type, key, p, 0);
-      if (metadata_.count(key)) fail<ModelError>(p, ": metadata key ", key, " appears twice");
-      metadata_.emplace(std::move(key), std::move(v));
-    }
-    if (has("general.alignment")) {
-      const std::int64_t a = get_int("general.alignment");
-      if (a <= 0 || (a & (a - 1)) != 0) fail<ModelError>(p, ": general.alignment ", a, " is not a power of two");
-      alignment_ = static_cast<std::size_t>(a);
-    }
-    std::vector<GgufTensorInfo> infos;
-    for (std::uint64_t i = 0; i < n_tensors; ++i) {
-      GgufTensorInfo t;
-      t.name = c.read_string("tensor info " + std::to_string(i) + " of " + std::to_string(n_tensors));
-      const auto n_dims = c.read<std::uint32_t>(t.name);
-      if (n_dims == 0 || n_dims > kMaxDims) fail<ModelError>(p, ": tensor ", t.name, " has ", n_dims, " dimensions");
-      for (std::uint32_t d = 0; d < n_dims; ++d) {
-        const auto ne = c.read<std::uint64_t>(t.name);
-        if (ne == 0 || ne > (1ull << 40)) fail<ModelError>(p, ": tensor ", t.name, " has dimension ", d, " of ", ne);
-        t.ne.push_back(static_cast<std::int64_t>(ne));
-      }
-      const auto type = c.read<std::uint32_t>(t.name);
-      if (!ggml_type_supported(type))
-        fail<ModelError>(p, ": tensor ", t.name, " has type ", ggml_type_name(type),
-                         ", which kvsim does not support (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)");
-      t.type = static_cast<GgmlType>(type);
-      t.offset = c.read<std::uint64_t>(t.name);
-      const std::size_t be = ggml_block_elements(t.type);
-      if (static_cast<std::size_t>(t.ne[0]) % be != 0)
-        fail<ModelError>(p, ": tensor ", t.name, " has rows of ", t.ne[0], " elements, not a multiple of ", ggml_type_name(type),
-                         "'s block of ", be);
-      t.bytes = static_cast<std::size_t>(t.elements()) / be * ggml_block_bytes(t.type);
-      infos.push_back(std::move(t));
-    }
-    // The data section starts at the next multiple of the alignment after the index.
-    const std::size_t data_start = (c.pos() + alignment_ - 1) / alignment_ * alignment_;
-    for (GgufTensorInfo& t : infos) {
-      if (t.offset % alignment_ != 0)
-        fail<ModelError>(p, ": tensor ", t.name, " is at data offset ", t.offset, ", not a multiple of the alignment ",
-                         alignment_);
-      t.offset += data_start;
-      if (t.offset > map_size_ || t.bytes > map_size_ - t.offset)
-        fail<ModelError>(p, ": truncated file: tensor ", t.name, " (", ggml_type_name(static_cast<std::uint32_t>(t.type)),
-                         " ", shape_str(t.shape()), ") ends at byte ", t.offset + t.bytes, " of a ", map_size_, "-byte file");
-      const std::string name = t.name;
-      if (!tensors_.emplace(name, std::move(t)).second) fail<ModelError>(p, ": tensor ", name, " appears twice");
-    }
-  } catch (...) {
-    ::munmap(const_cast<std::byte*>(map_), map_size_);
-    throw;
+  if (has("general.alignment")) {
+    const std::int64_t a = get_int("general.alignment");
+    if (a <= 0 || (a & (a - 1)) != 0) fail<ModelError>(p, ": general.alignment ", a, " is not a power of two");
+    alignment_ = static_cast<std::size_t>(a);
   }
-}
-
-GgufFile::~GgufFile() {
-  if (map_) ::munmap(const_cast<std::byte*>(map_), map_size_);
+  std::vector<GgufTensorInfo> infos;
+  for (std::uint64_t i = 0; i < n_tensors; ++i) {
+    GgufTensorInfo t;
+    t.name = c.read_string("tensor info " + std::to_string(i) + " of " + std::to_string(n_tensors));
+    const auto n_dims = c.read<std::uint32_t>(t.name);
+    if (n_dims == 0 || n_dims > kMaxDims) fail<ModelError>(p, ": tensor ", t.name, " has ", n_dims, " dimensions");
+    for (std::uint32_t d = 0; d < n_dims; ++d) {
+      const auto ne = c.read<std::uint64_t>(t.name);
+      if (ne == 0 || ne > (1ull << 40)) fail<ModelError>(p, ": tensor ", t.name, " has dimension ", d, " of ", ne);
+      t.ne.push_back(static_cast<std::int64_t>(ne));
+    }
+    const auto type = c.read<std::uint32_t>(t.name);
+    if (!ggml_type_supported(type))
+      fail<ModelError>(p, ": tensor ", t.name, " has type ", ggml_type_name(type),
+                       ", which kvsim does not support (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)");
+    t.type = static_cast<GgmlType>(type);
+    t.offset = c.read<std::uint64_t>(t.name);
+    const std::size_t be = ggml_block_elements(t.type);
+    if (static_cast<std::size_t>(t.ne[0]) % be != 0)
+      fail<ModelError>(p, ": tensor ", t.name, " has rows of ", t.ne[0], " elements, not a multiple of ", ggml_type_name(type),
+                       "'s block of ", be);
+    t.bytes = static_cast<std::size_t>(t.elements()) / be * ggml_block_bytes(t.type);
+    infos.push_back(std::move(t));
+  }
+  // The data section starts at the next multiple of the alignment after the index.
+  const std::size_t data_start = (c.pos() + alignment_ - 1) / alignment_ * alignment_;
+  for (GgufTensorInfo& t : infos) {
+    if (t.offset % alignment_ != 0)
+      fail<ModelError>(p, ": tensor ", t.name, " is at data offset ", t.offset, ", not a multiple of the alignment ",
+                       alignment_);
+    t.offset += data_start;
+    if (t.offset > file_size || t.bytes > file_size - t.offset)
+      fail<ModelError>(p, ": truncated file: tensor ", t.name, " (", ggml_type_name(static_cast<std::uint32_t>(t.type)),
+                       " ", shape_str(t.shape()), ") ends at byte ", t.offset + t.bytes, " of a ", file_size, "-byte file");
+    const std::string name = t.name;
+    if (!tensors_.emplace(name, std::move(t)).second) fail<ModelError>(p, ": tensor ", name, " appears twice");
+  }
 }
 
 const GgufValue& GgufFile::value(const std::string& key) const {
@@ -429,38 +380,32 @@ std::string GgufFile::get_string(const std::string& key) const {
   fail<ModelError>(path_.string(), ": metadata key ", key, " is a ", value_type_name(v.type), ", expected a string");
 }
 
-std::vector<std::string> GgufFile::get_strings(const std::string& key) const {
-  const GgufValue& v = value(key);
-  const auto* a = std::get_if<GgufArray>(&v.data);
-  std::vector<std::string> out;
+template <typename T, typename Get>
+std::vector<T> GgufFile::array_of(const std::string& key, const char* what, Get get) const {
+  const auto* a = std::get_if<GgufArray>(&value(key).data);
+  std::vector<T> out;
   if (a) {
     out.reserve(a->size());
+    T v;
     for (const GgufValue& e : *a) {
-      const auto* s = std::get_if<std::string>(&e.data);
-      if (!s) break;
-      out.push_back(*s);
+      if (!get(e, v)) break;
+      out.push_back(std::move(v));
     }
   }
-  if (!a || out.size() != a->size())
-    fail<ModelError>(path_.string(), ": metadata key ", key, " is not an array of strings");
+  if (!a || out.size() != a->size()) fail<ModelError>(path_.string(), ": metadata key ", key, " is not an array of ", what);
   return out;
 }
 
+std::vector<std::string> GgufFile::get_strings(const std::string& key) const {
+  return array_of<std::string>(key, "strings", [](const GgufValue& e, std::string& out) {
+    const auto* s = std::get_if<std::string>(&e.data);
+    if (s) out = *s;
+    return s != nullptr;
+  });
+}
+
 std::vector<std::int64_t> GgufFile::get_ints(const std::string& key) const {
-  const GgufValue& v = value(key);
-  const auto* a = std::get_if<GgufArray>(&v.data);
-  std::vector<std::int64_t> out;
-  if (a) {
-    out.reserve(a->size());
-    for (const GgufValue& e : *a) {
-      std::int64_t i;
-      if (!as_int(e, i)) break;
-      out.push_back(i);
-    }
-  }
-  if (!a || out.size() != a->size())
-    fail<ModelError>(path_.string(), ": metadata key ", key, " is not an array of integers");
-  return out;
+  return array_of<std::int64_t>(key, "integers", as_int);
 }
 
 std::int64_t GgufFile::get_int(const std::string& key, std::int64_t fallback) const {
@@ -492,7 +437,7 @@ void GgufFile::read_f32(const std::string& name, const std::vector<std::int64_t>
   const GgufTensorInfo& t = tensor(name);
   const std::size_t be = ggml_block_elements(t.type), bb = ggml_block_bytes(t.type);
   const std::size_t n_blocks = static_cast<std::size_t>(t.elements()) / be;
-  const std::byte* src = map_ + t.offset;
+  const std::byte* src = map_.data() + t.offset;
   // Chunks of ~16k elements: enough work per task, and many tasks for a large tensor.
   const std::size_t grain = std::max<std::size_t>(1, 16384 / be);
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n_blocks, grain), [&](const tbb::blocked_range<std::size_t>& r) {

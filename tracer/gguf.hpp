@@ -16,6 +16,8 @@
 #include <variant>
 #include <vector>
 
+#include "tracer/mapped_file.hpp"
+
 namespace kvsim {
 
 // ggml tensor types this reader dequantizes; other ids are refused when the file is opened.
@@ -65,9 +67,6 @@ class GgufFile {
   // file on a bad magic or version, a cut header, a tensor beyond the end of the file or a
   // tensor type this reader does not support (naming the tensor and the type).
   explicit GgufFile(const std::filesystem::path& path);
-  ~GgufFile();
-  GgufFile(const GgufFile&) = delete;
-  GgufFile& operator=(const GgufFile&) = delete;
 
   const std::filesystem::path& path() const { return path_; }
   std::uint32_t version() const { return version_; }
@@ -100,10 +99,12 @@ class GgufFile {
 
  private:
   const GgufValue& value(const std::string& key) const;
+  // The elements of an array value converted by `get` (false: not of the wanted type).
+  template <typename T, typename Get>
+  std::vector<T> array_of(const std::string& key, const char* what, Get get) const;
 
   std::filesystem::path path_;
-  const std::byte* map_ = nullptr;
-  std::size_t map_size_ = 0;
+  MappedFile map_;
   std::uint32_t version_ = 0;
   std::size_t alignment_ = 32;
   std::map<std::string, GgufValue> metadata_;

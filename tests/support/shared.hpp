@@ -6,6 +6,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <unistd.h>
 
@@ -23,6 +25,14 @@ inline std::filesystem::path model_cache_path(const std::string& rel) {
 // SmolLM2-135M-Instruct's GGUF, present after `scripts/get-model.sh smollm2-135m`.
 inline std::filesystem::path smollm2_gguf() {
   return model_cache_path("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
+}
+
+// A whole file's bytes ("" when it cannot be read).
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return std::move(s).str();
 }
 
 // A fresh temporary directory per call, removed by the caller's TempDir destructor.
@@ -51,20 +61,14 @@ class TempDir {
 
 }  // namespace kvsim::test
 
-// Returns from the current test with a SKIPPED line when a model of the cache is absent.
-#define KVSIM_REQUIRE_MODEL(path)                                                                \
-  do {                                                                                           \
-    if (!std::filesystem::exists(path)) {                                                        \
-      WARN("SKIPPED: " << (path).string() << " is absent (scripts/get-model.sh fetches it)");     \
-      return;                                                                                    \
-    }                                                                                            \
+// Returns from the current test with a SKIPPED line (ctest: skipped) when path is absent.
+#define KVSIM_REQUIRE_PATH(path, why)                                    \
+  do {                                                                   \
+    if (!std::filesystem::exists(path)) {                                \
+      WARN("SKIPPED: " << (path).string() << " is absent (" why ")");    \
+      return;                                                            \
+    }                                                                    \
   } while (0)
-
-// Returns from the current test with a SKIPPED line when a shared file is absent.
-#define KVSIM_REQUIRE_SHARED(path)                                                     \
-  do {                                                                                 \
-    if (!std::filesystem::exists(path)) {                                              \
-      WARN("SKIPPED: " << (path).string() << " is absent (../shared not beside repo)"); \
-      return;                                                                          \
-    }                                                                                  \
-  } while (0)
+// A file of ../shared, or a model of the cache of scripts/get-model.sh.
+#define KVSIM_REQUIRE_SHARED(path) KVSIM_REQUIRE_PATH(path, "../shared not beside repo")
+#define KVSIM_REQUIRE_MODEL(path) KVSIM_REQUIRE_PATH(path, "scripts/get-model.sh fetches it")
