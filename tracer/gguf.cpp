@@ -318,6 +318,10 @@ GgufFile::GgufFile(const std::filesystem::path& path) : path_(path), map_(path, 
       if (ne == 0 || ne > (1ull << 40)) fail<ModelError>(p, ": tensor ", t.name, " has dimension ", d, " of ", ne);
       t.ne.push_back(static_cast<std::int64_t>(ne));
     }
+    std::int64_t n = 1;
+    for (auto d : t.ne)
+      if (__builtin_mul_overflow(n, d, &n) || n > (std::int64_t{1} << 48))
+        fail<ModelError>(p, ": tensor ", t.name, " has an implausible shape ", shape_str(t.shape()));
     const auto type = c.read<std::uint32_t>(t.name);
     if (!ggml_type_supported(type))
       fail<ModelError>(p, ": tensor ", t.name, " has type ", ggml_type_name(type),

@@ -1,5 +1,7 @@
 // Llama-architecture GGUF checkpoints (llama.cpp's format): `llama.*` metadata to the same
 // ModelConfig as a HF config.json, tensors dequantized to fp32.
+#include <limits>
+
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "tracer/gguf.hpp"
@@ -35,15 +37,23 @@ ModelConfig gguf_config(const GgufFile& f) {
   if (arch != "llama")
     fail<ModelError>(where, ": general.architecture '", arch, "' is not supported (supported: llama)");
   const std::string k = arch + ".";
-  auto get_int = [&](const std::string& key) { return static_cast<int>(f.get_int(k + key)); };
+  // Sizes fit an int; a larger value is a corrupt file, not a model.
+  auto checked = [&](const std::string& key, std::int64_t v) {
+    if (v < 0 || v > std::numeric_limits<int>::max()) fail<ModelError>(where, ": ", key, " = ", v, " is out of range");
+    return static_cast<int>(v);
+  };
+  auto get_int = [&](const std::string& key) { return checked(k + key, f.get_int(k + key)); };
+  auto get_int_or = [&](const std::string& key, std::int64_t fallback) {
+    return checked(k + key, f.get_int(k + key, fallback));
+  };
   ModelConfig c;
   c.arch = "llama";
   c.n_layers = get_int("block_count");
   c.hidden = get_int("embedding_length");
   c.ffn_hidden = get_int("feed_forward_length");
   c.n_heads = get_int("attention.head_count");
-  c.n_kv_heads = static_cast<int>(f.get_int(k + "attention.head_count_kv", c.n_heads));
-  c.head_dim = static_cast<int>(f.get_int(k + "attention.key_length", c.n_heads > 0 ? c.hidden / c.n_heads : 0));
+  c.n_kv_heads = get_int_or("attention.head_count_kv", c.n_heads);
+  c.head_dim = get_int_or("attention.key_length", c.n_heads > 0 ? c.hidden / c.n_heads : 0);
   if (const auto v = f.get_int(k + "attention.value_length", c.head_dim); v != c.head_dim)
     fail<ModelError>(where, ": ", k, "attention.value_length ", v, " differs from key_length ", c.head_dim,
                      " (not supported)");
@@ -52,12 +62,11 @@ ModelConfig gguf_config(const GgufFile& f) {
                      " (partial rotary embeddings are not supported)");
   const std::string scaling = f.get_string(k + "rope.scaling.type", "none");
   if (scaling != "none") fail<ModelError>(where, ": ", k, "rope.scaling.type '", scaling, "' is not supported yet");
-  c.max_seq_len = static_cast<int>(f.get_int(k + "context_length", 0));
+  c.max_seq_len = get_int_or("context_length", 0);
   c.rope_theta = f.get_float(k + "rope.freq_base", 10000.0);
   c.norm_eps = f.get_float(k + "attention.layer_norm_rms_epsilon");
   c.rope_style = RopeStyle::kRotateHalf;  // after unpermute_rope_rows
-  c.vocab = static_cast<int>(f.has(k + "vocab_size") ? f.get_int(k + "vocab_size")
-                                                      : f.tensor("token_embd.weight").shape().front());
+  c.vocab = get_int_or("vocab_size", f.tensor("token_embd.weight").shape().front());
   c.tied_classifier = !f.has_tensor("output.weight");
   c.qkv_bias = false;
   c.bos_id = static_cast<int>(f.get_int("tokenizer.ggml.bos_token_id", -1));
