@@ -454,3 +454,23 @@ TEST_CASE("kvsim trace/generate: a truncated GGUF and an unsupported tensor type
     CHECK_FALSE(std::filesystem::exists(out));
   }
 }
+
+TEST_CASE("gguf: a file cut at any byte gives a ModelError, never a crash", "[gguf][errors]") {
+  const test::TempDir dir;
+  GgufWriter w = llama_gguf(random_model(tiny_config(true), 9));
+  w.add_strings("tokenizer.ggml.tokens", {"a", "b"});
+  const auto bytes = w.bytes();
+  const auto path = dir / "cut.gguf";
+  int errors = 0, cuts = 0;
+  for (std::size_t keep = 0; keep < bytes.size(); keep += keep < 2048 ? 1 : 509) {
+    w.write(path, keep);
+    ++cuts;
+    try {
+      GgufFile f(path);
+    } catch (const ModelError& e) {
+      ++errors;
+      if (std::string(e.what()).find(path.string()) == std::string::npos) FAIL("no file name in: " << e.what());
+    }
+  }
+  CHECK(errors == cuts);
+}
