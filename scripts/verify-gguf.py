@@ -226,6 +226,7 @@ def cmd_blocks(args):
     from gguf.constants import GGML_QUANT_SIZES
     from gguf.quants import dequantize
     rng = np.random.default_rng(20261123)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     path, meta = args.out_dir / "gguf_blocks.gguf", args.out_dir / "gguf_blocks.json"
     writer = GGUFWriter(str(path), "blocks")
     expected = {}
