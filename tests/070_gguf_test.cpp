@@ -3,6 +3,7 @@
 // read back, and the errors of truncated, unsupported and incomplete files.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <fstream>
@@ -319,6 +320,14 @@ TEST_CASE("gguf: bad files give one clear ModelError naming the file and the key
   SECTION("tensor data beyond the end of the file") {
     const auto what = load_error("cut_data.gguf", {bytes.begin(), bytes.end() - 10});
     CHECK_THAT(what, Catch::Contains("truncated file: tensor output_norm.weight") && Catch::Contains("F32 [32]"));
+  }
+  SECTION("a tensor offset near 2^64 (no wrap-around)") {
+    std::vector<std::uint8_t> b = bytes;
+    const std::string name = "output_norm.weight";
+    const auto at = std::search(b.begin(), b.end(), name.begin(), name.end()) - b.begin();
+    const std::uint64_t huge = ~std::uint64_t{31};  // aligned
+    std::memcpy(b.data() + at + name.size() + 4 + 8 + 4, &huge, 8);  // after n_dims, ne[0], type
+    CHECK_THAT(load_error("offset.gguf", b), Catch::Contains("truncated file: tensor output_norm.weight"));
   }
   SECTION("not a GGUF file") {
     std::vector<std::uint8_t> b = bytes;

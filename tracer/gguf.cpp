@@ -341,10 +341,14 @@ GgufFile::GgufFile(const std::filesystem::path& path) : path_(path), map_(path, 
     if (t.offset % alignment_ != 0)
       fail<ModelError>(p, ": tensor ", t.name, " is at data offset ", t.offset, ", not a multiple of the alignment ",
                        alignment_);
-    t.offset += data_start;
-    if (t.offset > file_size || t.bytes > file_size - t.offset)
+    // Compared without sums that could wrap around on a corrupt offset.
+    const bool inside = data_start <= file_size && t.offset <= file_size - data_start &&
+                        t.bytes <= file_size - data_start - t.offset;
+    if (!inside)
       fail<ModelError>(p, ": truncated file: tensor ", t.name, " (", ggml_type_name(static_cast<std::uint32_t>(t.type)),
-                       " ", shape_str(t.shape()), ") ends at byte ", t.offset + t.bytes, " of a ", file_size, "-byte file");
+                       " ", shape_str(t.shape()), ") ends at byte ", data_start + t.offset + t.bytes, " of a ", file_size,
+                       "-byte file");
+    t.offset += data_start;
     const std::string name = t.name;
     if (!tensors_.emplace(name, std::move(t)).second) fail<ModelError>(p, ": tensor ", name, " appears twice");
   }
