@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 
 #include "core/error.hpp"
@@ -39,6 +41,7 @@ std::unique_ptr<Tokenizer> resolve_tokenizer(const std::filesystem::path& model_
                                              int vocab) {
   namespace fs = std::filesystem;
   if (!explicit_path.empty()) return load_tokenizer(explicit_path);
+  if (model_path.extension() == ".gguf") return load_tokenizer(model_path);  // its own tokenizer
   std::vector<fs::path> candidates;
   if (fs::is_directory(model_path)) {
     candidates.push_back(model_path / "tokenizer.json");
@@ -142,6 +145,44 @@ nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::stri
   m["budgets"] = {{"kind", replay.options().budgets.is_ratio() ? "ratio" : "tokens_per_kv_head"},
                   {"labels", replay.options().budgets.labels()}};
   return m;
+}
+
+namespace {
+
+// NumPy's .npy: magic, version 1.0, a uint16 header length, a Python dict literal padded
+// with spaces and ended by '\n' so the data starts at a multiple of 64 bytes.
+void write_npy_bytes(const std::filesystem::path& path, const char* descr, const void* data, std::size_t elem_size,
+                     const std::vector<int>& shape) {
+  std::string dims;
+  std::size_t n = 1;
+  for (int d : shape) {
+    dims += std::to_string(d) + ",";
+    n *= static_cast<std::size_t>(d);
+  }
+  if (shape.size() > 1) dims.pop_back();  // (3,) for one dimension, (2, 3) otherwise
+  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
+  const std::size_t preamble = 10;
+  header.append((64 - (preamble + header.size() + 1) % 64) % 64, ' ');
+  header += '\n';
+  std::ofstream out(path, std::ios::binary);
+  if (!out) fail<InputError>(path.string(), ": cannot write");
+  const auto len = static_cast<std::uint16_t>(header.size());
+  out.write("\x93NUMPY\x01\x00", 8);
+  out.write(reinterpret_cast<const char*>(&len), 2);
+  out << header;
+  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n * elem_size));
+  if (!out) fail<InputError>(path.string(), ": write failed");
+}
+
+}  // namespace
+
+void write_npy(const std::filesystem::path& path, const float* data, const std::vector<int>& shape) {
+  write_npy_bytes(path, "<f4", data, sizeof(float), shape);
+}
+
+void write_npy(const std::filesystem::path& path, const int* data, const std::vector<int>& shape) {
+  static_assert(sizeof(int) == 4);
+  write_npy_bytes(path, "<i4", data, sizeof(int), shape);
 }
 
 }  // namespace kvsim::cli

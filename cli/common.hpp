@@ -28,8 +28,9 @@ std::optional<po::variables_map> parse(const std::string& command, const std::st
 // Caps oneTBB's parallelism for the life of the object (0 = all cores).
 std::unique_ptr<tbb::global_control> limit_threads(int threads);
 
-// The tokenizer for a model: explicit path, else tokenizer.json in a HF directory, else
-// tokenizer.bin or tok<vocab>.bin beside a llama2.c checkpoint.
+// The tokenizer for a model: explicit path, else the one inside a .gguf model, else
+// tokenizer.json in a HF directory, else tokenizer.bin or tok<vocab>.bin beside a llama2.c
+// checkpoint.
 std::unique_ptr<Tokenizer> resolve_tokenizer(const std::filesystem::path& model_path, const std::string& explicit_path,
                                              int vocab);
 
@@ -70,5 +71,10 @@ struct ReplayArgs {
 // command, threads, seed, every trace with its XXH3 hash, canonical policy specs, budgets.
 nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::string>& args, int threads,
                                std::uint64_t seed);
+
+// Writes a C-order array as a NumPy .npy file (format 1.0, little-endian), for checks in
+// Python; throws InputError naming the file when it cannot be written.
+void write_npy(const std::filesystem::path& path, const float* data, const std::vector<int>& shape);
+void write_npy(const std::filesystem::path& path, const int* data, const std::vector<int>& shape);
 
 }  // namespace kvsim::cli
