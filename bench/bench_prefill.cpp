@@ -1,6 +1,8 @@
-// CPU prefill throughput (tokens/s): stories260K (real weights, from ../shared) and a
-// random-weight model of the SmolLM2-135M shape, forward only and with recording (the
-// tracer's full work minus HDF5 writing). Usage: bench_prefill [threads] [tokens] [repeats]
+// CPU prefill throughput (tokens/s): stories260K (real weights, from ../shared), a
+// random-weight model of the SmolLM2-135M shape, and optionally a real GGUF checkpoint
+// (SmolLM2-135M-Instruct from scripts/get-model.sh, dequantized to fp32), forward only and
+// with recording (the tracer's full work minus HDF5 writing).
+// Usage: bench_prefill [threads] [tokens] [repeats] [model.gguf]
 #include <tbb/global_control.h>
 
 #include <chrono>
@@ -74,5 +76,10 @@ int main(int argc, char** argv) {
     c.vocab = 49152, c.rope_theta = 100000, c.tied_classifier = true;
   }
   run("random SmolLM2-135M shape", random_model(c, 42), n, repeats);
+  if (argc > 4) {
+    const std::filesystem::path gguf = argv[4];
+    if (std::filesystem::exists(gguf)) run("SmolLM2-135M GGUF (fp32)", load_model(gguf), n, repeats);
+    else std::printf("%s: skipped (absent; scripts/get-model.sh smollm2-135m)\n", gguf.c_str());
+  }
   return 0;
 }

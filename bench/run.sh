@@ -8,8 +8,10 @@ bin=build/release
 threads=${KVSIM_BENCH_THREADS:-2}
 echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) $(nproc) cores"
 "$bin/bench_gemm" "$threads"
-"$bin/bench_prefill" "$threads" 2048 3
-"$bin/bench_prefill" "$threads" 512 3
+# SmolLM2-135M's real weights when scripts/get-model.sh has fetched them.
+gguf="${KVSIM_MODELS:-$HOME/.cache/kvsim/models}/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
+"$bin/bench_prefill" "$threads" 2048 3 "$gguf"
+"$bin/bench_prefill" "$threads" 512 3 "$gguf"
 for b in "$bin"/bench_*; do
   case "$(basename "$b")" in bench_gemm|bench_prefill) continue ;; esac
   "$b" --threads "$threads"

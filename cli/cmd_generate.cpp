@@ -1,34 +1,65 @@
 // kvsim generate: greedy decoding with the CPU forward pass. Reproduces llama2.c's
-// `run model.bin -t 0` (which starts from BOS and stops when the model emits BOS).
+// `run model.bin -t 0` (which starts from BOS and stops when the model emits BOS). Can also
+// dump the prompt's logits and token ids as .npy files, for checks against other
+// implementations (scripts/verify-gguf.py).
+#include <fstream>
 #include <iostream>
+#include <sstream>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "core/error.hpp"
+#include "tracer/chat.hpp"
 #include "tracer/cpu_forward.hpp"
 
 namespace kvsim::cli {
 
 int cmd_generate(const std::vector<std::string>& args) {
-  std::string model_path, tokenizer_path, prompt;
-  int steps, threads;
+  std::string model_path, tokenizer_path, prompt, prompt_file, dump_logits, dump_tokens;
+  int steps, threads, prompt_len;
+  bool chat = false;
   po::options_description opts("generate options");
   opts.add_options()
-      ("model,m", po::value(&model_path)->required(), "checkpoint: llama2.c .bin or HF directory")
-      ("tokenizer", po::value(&tokenizer_path), "tokenizer file (default: found beside the model)")
-      ("prompt,p", po::value(&prompt)->default_value(""), "prompt text (BOS is prepended)")
+      ("model,m", po::value(&model_path)->required(), "checkpoint: llama2.c .bin, HF directory or .gguf")
+      ("tokenizer", po::value(&tokenizer_path), "tokenizer file (default: the model's own or found beside it)")
+      ("prompt,p", po::value(&prompt)->default_value(""), "prompt text (BOS is prepended when the tokenizer has one)")
+      ("prompt-file", po::value(&prompt_file), "read the prompt text from this file instead")
+      ("prompt-len", po::value(&prompt_len)->default_value(0), "keep only the first N prompt tokens (0 = all)")
+      ("chat", po::bool_switch(&chat), "wrap the prompt as a ChatML user turn (system default from the chat template)")
       ("steps,n", po::value(&steps)->default_value(256), "forward passes, as llama2.c's -n (prompt tokens after the first count)")
+      ("dump-logits", po::value(&dump_logits), "write the logits of every prompt position, [T, vocab] float32, to this .npy")
+      ("dump-tokens", po::value(&dump_tokens), "write the prompt's token ids, [T] int32, to this .npy")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)");
   if (!parse("generate", "Greedy decoding (temperature 0) from a prompt.", opts, args)) return 0;
   auto thread_limit = limit_threads(threads);
+  if (prompt_len < 0) fail<InputError>("--prompt-len must be >= 0, got ", prompt_len);
+  if (!prompt_file.empty()) {
+    if (!prompt.empty()) fail<InputError>("give either --prompt or --prompt-file, not both");
+    std::ifstream in(prompt_file, std::ios::binary);
+    if (!in) fail<InputError>(prompt_file, ": cannot open prompt file");
+    std::ostringstream s;
+    s << in.rdbuf();
+    prompt = std::move(s).str();
+  }
   const Model model = load_model(model_path);
   const auto tok = resolve_tokenizer(model_path, tokenizer_path, model.config.vocab);
+  if (chat) prompt = chat_format_from_template(tok->chat_template(), model_path).wrap(prompt);
   std::vector<int> ids = tok->encode(prompt, true);
+  if (prompt_len > 0 && static_cast<int>(ids.size()) > prompt_len) ids.resize(prompt_len);
   if (ids.empty()) fail<InputError>("generate: empty prompt and the tokenizer has no BOS token");
-  // llama2.c runs `steps` forward passes; the first prompt token's pass already emits.
-  const int max_new = steps - static_cast<int>(ids.size()) + 1;
-  if (max_new <= 0) fail<InputError>("--steps ", steps, " leaves no room after a ", ids.size(), "-token prompt");
+  for (int id : ids)
+    if (id >= model.config.vocab) fail<ModelError>(model_path, ": token id ", id, " is outside the model's vocabulary");
   CpuForward fwd(model);
+  const int T = static_cast<int>(ids.size());
+  if (!dump_tokens.empty()) write_npy(dump_tokens, ids.data(), {T});
+  if (!dump_logits.empty()) {
+    KvCache cache(model.config, T);
+    const MatrixRM logits = fwd.logits(fwd.forward(ids, cache));  // [T, V]
+    write_npy(dump_logits, logits.data(), {T, model.config.vocab});
+  }
+  // llama2.c runs `steps` forward passes; the first prompt token's pass already emits.
+  const int max_new = steps - T + 1;
+  if (max_new <= 0) fail<InputError>("--steps ", steps, " leaves no room after a ", T, "-token prompt");
   // llama2.c stops on BOS; HF-style models on EOS.
   const int stop = tok->bos_id() == 1 && tok->eos_id() == 2 ? 1 : tok->eos_id();
   const std::vector<int> out = greedy_generate(fwd, ids, max_new, stop);

@@ -4,64 +4,28 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
-#include "core/hash.hpp"
-#include "core/version.hpp"
 #include "sim/replay.hpp"
 #include "sim/run_output.hpp"
 
 namespace kvsim::cli {
 
-namespace {
-
-// "all" expands to every registered policy with its defaults (wrappers around snapkv).
-std::vector<std::string> expand_policies(const std::string& text) {
-  std::vector<std::string> out;
-  for (const auto& spec : split_policy_list(text)) {
-    if (spec != "all") {
-      out.push_back(spec);
-      continue;
-    }
-    for (const auto& info : policy_registry()) out.push_back(info.wraps ? info.name + "(snapkv)" : info.name);
-  }
-  return out;
-}
-
-}  // namespace
-
 int cmd_run(const std::vector<std::string>& args) {
-  std::vector<std::string> traces;
-  std::string policies, budgets, ratios, out_dir, dump_kept;
-  int threads = 0;
-  std::uint64_t seed = 0;
-  bool overwrite = false, quiet = false;
+  ReplayArgs ra;
+  std::string out_dir, dump_kept;
   po::options_description opts("run options");
-  opts.add_options()("traces", po::value(&traces)->multitoken()->required(), "trace files (.h5)")
-      ("policies,p", po::value(&policies)->default_value("all"),
-       "policy specs, e.g. 'full,snapkv:window=32,kernel=7,pool=max,adakv(snapkv):alpha=0.2'; 'all' = every policy "
-       "with defaults ('kvsim policies' lists them)")
-      ("budget,b", po::value(&budgets), "budgets in tokens per KV head, e.g. 64,128,256,512")
-      ("ratio,r", po::value(&ratios), "or compression ratios (fraction of prompt tokens removed), e.g. 0.5,0.8")
-      ("out,o", po::value(&out_dir)->required(), "results directory (layers.csv, summary.csv, manifest.json)")
-      ("dump-kept", po::value(&dump_kept), "also write the kept token indices per (prompt, policy, budget, layer, KV head) to this CSV")
-      ("seed", po::value(&seed)->default_value(0), "seed mixed into every prompt's seed (random policy)")
-      ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores); results do not depend on it")
-      ("overwrite", po::bool_switch(&overwrite), "replace existing outputs")
-      ("quiet,q", po::bool_switch(&quiet), "no progress line");
+  ra.add_to(opts);
+  opts.add_options()("out,o", po::value(&out_dir)->required(), "results directory (layers.csv, summary.csv, manifest.json)")
+      ("dump-kept", po::value(&dump_kept), "also write the kept token indices per (prompt, policy, budget, layer, KV head) to this CSV");
   po::positional_options_description pos;
   pos.add("traces", -1);
   if (!parse("run", "Replays traces against retention policies × budgets and measures output error.", opts, args, &pos))
     return 0;
-  auto tbb_limit = limit_threads(threads);
-
-  ReplayOptions ro;
-  for (const auto& t : traces) ro.traces.emplace_back(t);
-  ro.policies = expand_policies(policies);
-  ro.budgets = BudgetSweep::parse(budgets, ratios);
-  ro.seed = seed;
+  auto tbb_limit = limit_threads(ra.threads);
+  ReplayOptions ro = ra.replay_options();
   ro.keep_selections = !dump_kept.empty();
   // Everything is checked here, before any work and before any output exists.
   const Replay replay(std::move(ro));
-  RunOutput output(replay, out_dir, overwrite, dump_kept);
+  RunOutput output(replay, out_dir, ra.overwrite, dump_kept);
 
   const std::size_t total = replay.total_prompts();
   Progress progress("run", total);
@@ -69,28 +33,11 @@ int cmd_run(const std::vector<std::string>& args) {
   replay.run([&](const PromptResult& r) {
     output.add(r);
     ++done;
-    if (!quiet) progress.update(done, r.meta->id);
+    if (!ra.quiet) progress.update(done, r.meta->id);
   });
-  if (!quiet) progress.finish(std::to_string(total) + " prompts");
+  if (!ra.quiet) progress.finish(std::to_string(total) + " prompts");
 
-  nlohmann::json m;
-  m["tool"] = "kvsim";
-  m["version"] = kToolVersion;
-  m["git_sha"] = kGitSha;
-  m["created_utc"] = utc_now_iso8601();
-  m["command"] = args;
-  m["threads"] = threads;
-  m["seed"] = seed;
-  for (std::size_t i = 0; i < replay.options().traces.size(); ++i) {
-    const TraceReader& r = replay.trace(i);
-    m["traces"].push_back({{"path", r.path().string()},
-                           {"xxh3", hex64(hash_file(r.path()))},
-                           {"model_source", r.model().source},
-                           {"prompts", r.prompts().size()}});
-  }
-  for (const auto& p : replay.policies()) m["policies"].push_back(p->spec());
-  m["budgets"] = {{"kind", replay.options().budgets.is_ratio() ? "ratio" : "tokens_per_kv_head"},
-                  {"labels", replay.options().budgets.labels()}};
+  const nlohmann::json m = replay_manifest(replay, args, ra.threads, ra.seed);
   output.finish(m);
   std::printf("mean output error (W_O space, mean over layers and prompts), %zu prompts:\n\n%s\nresults in %s\n", total,
               output.comparison_table().c_str(), out_dir.c_str());

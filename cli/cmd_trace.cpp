@@ -53,11 +53,11 @@ int cmd_trace(const std::vector<std::string>& args) {
   std::string model_path, tokenizer_path, out_path, task, tmpl;
   std::vector<std::string> inputs;
   int window, cont_len, prompt_len, max_len, topk, limit, threads, compression;
-  bool overwrite = false;
+  bool overwrite = false, chat = false;
   po::options_description opts("trace options");
   opts.add_options()
-      ("model,m", po::value(&model_path)->required(), "checkpoint: llama2.c .bin, or a HF directory (config.json + safetensors)")
-      ("tokenizer", po::value(&tokenizer_path), "tokenizer.bin / tokenizer.json (default: found beside the model)")
+      ("model,m", po::value(&model_path)->required(), "checkpoint: llama2.c .bin, a HF directory (config.json + safetensors), or a .gguf")
+      ("tokenizer", po::value(&tokenizer_path), "tokenizer.bin / tokenizer.json / .gguf (default: the model's own or found beside it)")
       ("input,i", po::value(&inputs)->multitoken()->required(), "input files: text (.txt), or LongBench/RULER .jsonl")
       ("out,o", po::value(&out_path)->required(), "output trace file (.h5); written as OUT.partial, renamed when complete")
       ("window,w", po::value(&window)->default_value(64), "observation window W: queries of the last W prompt positions")
@@ -68,6 +68,7 @@ int cmd_trace(const std::vector<std::string>& args) {
       ("limit", po::value(&limit)->default_value(0), "at most this many prompts per input file (0 = all)")
       ("task", po::value(&task), "task label (default: the input file's stem)")
       ("template", po::value(&tmpl), "LongBench prompt template with {context} and {input}")
+      ("chat", po::bool_switch(&chat), "JSONL inputs: wrap each prompt as a ChatML user turn (system default from the tokenizer's chat template)")
       ("compression", po::value(&compression)->default_value(4), "deflate level 0-9 (0 = none)")
       ("overwrite", po::bool_switch(&overwrite), "replace an existing OUT (and discard OUT.partial)")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)");
@@ -95,6 +96,7 @@ int cmd_trace(const std::vector<std::string>& args) {
   io.limit = limit;
   io.task = task;
   if (!tmpl.empty()) io.longbench_template = tmpl;
+  if (chat) io.chat = chat_format_from_template(tokenizer->chat_template(), model_path);
   std::vector<PromptSpec> prompts;
   for (const auto& in : inputs) {
     auto p = load_prompts(in, *tokenizer, io);

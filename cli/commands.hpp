@@ -13,4 +13,5 @@ int cmd_synth(const std::vector<std::string>& args);
 int cmd_compile(const std::vector<std::string>& args);
 int cmd_diff(const std::vector<std::string>& args);
 int cmd_transfer(const std::vector<std::string>& args);
+int cmd_validate(const std::vector<std::string>& args);
 }  // namespace kvsim::cli

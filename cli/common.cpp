@@ -2,11 +2,15 @@
 
 #include <unistd.h>
 
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
+#include <fstream>
 #include <iostream>
 
 #include "core/error.hpp"
+#include "core/hash.hpp"
+#include "core/version.hpp"
 
 namespace kvsim::cli {
 
@@ -37,6 +41,7 @@ std::unique_ptr<Tokenizer> resolve_tokenizer(const std::filesystem::path& model_
                                              int vocab) {
   namespace fs = std::filesystem;
   if (!explicit_path.empty()) return load_tokenizer(explicit_path);
+  if (model_path.extension() == ".gguf") return load_tokenizer(model_path);  // its own tokenizer
   std::vector<fs::path> candidates;
   if (fs::is_directory(model_path)) {
     candidates.push_back(model_path / "tokenizer.json");
@@ -83,6 +88,101 @@ std::string utc_now_iso8601() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+std::vector<std::string> expand_policies(const std::string& text) {
+  std::vector<std::string> out;
+  for (const auto& spec : split_policy_list(text)) {
+    if (spec != "all") {
+      out.push_back(spec);
+      continue;
+    }
+    for (const auto& info : policy_registry()) out.push_back(info.wraps ? info.name + "(snapkv)" : info.name);
+  }
+  return out;
+}
+
+void ReplayArgs::add_to(po::options_description& opts) {
+  opts.add_options()("traces", po::value(&traces)->multitoken()->required(), "trace files (.h5)")
+      ("policies,p", po::value(&policies)->default_value("all"),
+       "policy specs, e.g. 'full,snapkv:window=32,kernel=7,pool=max,adakv(snapkv):alpha=0.2'; 'all' = every policy "
+       "with defaults ('kvsim policies' lists them)")
+      ("budget,b", po::value(&budgets), "budgets in tokens per KV head, e.g. 64,128,256,512")
+      ("ratio,r", po::value(&ratios), "or compression ratios (fraction of prompt tokens removed), e.g. 0.5,0.8")
+      ("seed", po::value(&seed)->default_value(0), "seed mixed into every prompt's seed (random policy)")
+      ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores); results do not depend on it")
+      ("overwrite", po::bool_switch(&overwrite), "replace existing outputs")
+      ("quiet,q", po::bool_switch(&quiet), "no progress line");
+}
+
+ReplayOptions ReplayArgs::replay_options() const {
+  ReplayOptions ro;
+  for (const auto& t : traces) ro.traces.emplace_back(t);
+  ro.policies = expand_policies(policies);
+  ro.budgets = BudgetSweep::parse(budgets, ratios);
+  ro.seed = seed;
+  return ro;
+}
+
+nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::string>& args, int threads,
+                               std::uint64_t seed) {
+  nlohmann::json m;
+  m["tool"] = "kvsim";
+  m["version"] = kToolVersion;
+  m["git_sha"] = kGitSha;
+  m["created_utc"] = utc_now_iso8601();
+  m["command"] = args;
+  m["threads"] = threads;
+  m["seed"] = seed;
+  for (std::size_t i = 0; i < replay.options().traces.size(); ++i) {
+    const TraceReader& r = replay.trace(i);
+    m["traces"].push_back({{"path", r.path().string()},
+                           {"xxh3", hex64(hash_file(r.path()))},
+                           {"model_source", r.model().source},
+                           {"prompts", r.prompts().size()}});
+  }
+  for (const auto& p : replay.policies()) m["policies"].push_back(p->spec());
+  m["budgets"] = {{"kind", replay.options().budgets.is_ratio() ? "ratio" : "tokens_per_kv_head"},
+                  {"labels", replay.options().budgets.labels()}};
+  return m;
+}
+
+namespace {
+
+// NumPy's .npy: magic, version 1.0, a uint16 header length, a Python dict literal padded
+// with spaces and ended by '\n' so the data starts at a multiple of 64 bytes.
+void write_npy_bytes(const std::filesystem::path& path, const char* descr, const void* data, std::size_t elem_size,
+                     const std::vector<int>& shape) {
+  std::string dims;
+  std::size_t n = 1;
+  for (int d : shape) {
+    dims += std::to_string(d) + ",";
+    n *= static_cast<std::size_t>(d);
+  }
+  if (shape.size() > 1) dims.pop_back();  // (3,) for one dimension, (2, 3) otherwise
+  std::string header = std::string("{'descr': '") + descr + "', 'fortran_order': False, 'shape': (" + dims + "), }";
+  const std::size_t preamble = 10;
+  header.append((64 - (preamble + header.size() + 1) % 64) % 64, ' ');
+  header += '\n';
+  std::ofstream out(path, std::ios::binary);
+  if (!out) fail<InputError>(path.string(), ": cannot write");
+  const auto len = static_cast<std::uint16_t>(header.size());
+  out.write("\x93NUMPY\x01\x00", 8);
+  out.write(reinterpret_cast<const char*>(&len), 2);
+  out << header;
+  out.write(static_cast<const char*>(data), static_cast<std::streamsize>(n * elem_size));
+  if (!out) fail<InputError>(path.string(), ": write failed");
+}
+
+}  // namespace
+
+void write_npy(const std::filesystem::path& path, const float* data, const std::vector<int>& shape) {
+  write_npy_bytes(path, "<f4", data, sizeof(float), shape);
+}
+
+void write_npy(const std::filesystem::path& path, const int* data, const std::vector<int>& shape) {
+  static_assert(sizeof(int) == 4);
+  write_npy_bytes(path, "<i4", data, sizeof(int), shape);
 }
 
 }  // namespace kvsim::cli

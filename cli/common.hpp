@@ -10,6 +10,9 @@
 #include <tbb/global_control.h>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "sim/replay.hpp"
 #include "tracer/model.hpp"
 #include "tracer/tokenizer.hpp"
 
@@ -25,8 +28,9 @@ std::optional<po::variables_map> parse(const std::string& command, const std::st
 // Caps oneTBB's parallelism for the life of the object (0 = all cores).
 std::unique_ptr<tbb::global_control> limit_threads(int threads);
 
-// The tokenizer for a model: explicit path, else tokenizer.json in a HF directory, else
-// tokenizer.bin or tok<vocab>.bin beside a llama2.c checkpoint.
+// The tokenizer for a model: explicit path, else the one inside a .gguf model, else
+// tokenizer.json in a HF directory, else tokenizer.bin or tok<vocab>.bin beside a llama2.c
+// checkpoint.
 std::unique_ptr<Tokenizer> resolve_tokenizer(const std::filesystem::path& model_path, const std::string& explicit_path,
                                              int vocab);
 
@@ -46,5 +50,31 @@ class Progress {
 };
 
 std::string utc_now_iso8601();
+
+// Policy list of --policies: "all" expands to every registered policy with its defaults
+// (wrappers around snapkv).
+std::vector<std::string> expand_policies(const std::string& text);
+
+// The options `kvsim run` and `kvsim validate` share: traces (positional), policies, budgets
+// or ratios, seed, threads, overwrite, quiet.
+struct ReplayArgs {
+  std::vector<std::string> traces;
+  std::string policies, budgets, ratios;
+  std::uint64_t seed = 0;
+  int threads = 0;
+  bool overwrite = false, quiet = false;
+  void add_to(po::options_description& opts);
+  ReplayOptions replay_options() const;  // parses policies and budgets (InputError when bad)
+};
+
+// Provenance of a replay's results (STYLE.md habit 10): tool, version, git sha, time,
+// command, threads, seed, every trace with its XXH3 hash, canonical policy specs, budgets.
+nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::string>& args, int threads,
+                               std::uint64_t seed);
+
+// Writes a C-order array as a NumPy .npy file (format 1.0, little-endian), for checks in
+// Python; throws InputError naming the file when it cannot be written.
+void write_npy(const std::filesystem::path& path, const float* data, const std::vector<int>& shape);
+void write_npy(const std::filesystem::path& path, const int* data, const std::vector<int>& shape);
 
 }  // namespace kvsim::cli

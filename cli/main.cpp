@@ -24,6 +24,7 @@ const Command kCommands[] = {
     {"trace", kvsim::cli::cmd_trace, "record a model's prefill over prompts into an HDF5 trace"},
     {"inspect", kvsim::cli::cmd_inspect, "print a trace's model, prompts and dataset shapes"},
     {"run", kvsim::cli::cmd_run, "replay traces against retention policies x budgets; write metrics"},
+    {"validate", kvsim::cli::cmd_validate, "estimated vs exact (re-decoded) delta-NLL: correlations, policy rankings"},
     {"policies", kvsim::cli::cmd_policies, "list every retention policy with its parameters and defaults"},
     {"synth", kvsim::cli::cmd_synth, "write a synthetic trace at a real model's shape (benchmarks, tests)"},
     {"compile", kvsim::cli::cmd_compile, "compile CompilerKV decision tables from traces (offline contextual bandit)"},

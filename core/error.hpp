@@ -1,5 +1,7 @@
 #pragma once
 // Typed errors with context (STYLE.md habit 5). Libraries throw; only cli/ prints and exits.
+#include <cstdint>
+#include <span>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -44,6 +46,15 @@ std::string concat(Args&&... args) {
 template <typename E, typename... Args>
 [[noreturn]] void fail(Args&&... args) {
   throw E(detail::concat(std::forward<Args>(args)...));
+}
+
+// A tensor shape as messages write it: "[4,100,8]".
+inline std::string shape_str(std::span<const std::int64_t> shape) {
+  std::ostringstream out;
+  out << '[';
+  for (std::size_t i = 0; i < shape.size(); ++i) out << (i ? "," : "") << shape[i];
+  out << ']';
+  return out.str();
 }
 
 }  // namespace kvsim

@@ -1,6 +1,7 @@
 #include "core/half.hpp"
 
 #include <Eigen/Core>
+#include <cstring>
 
 #include "core/error.hpp"
 
@@ -39,6 +40,30 @@ void half_to_float(std::span<const half_bits> src, std::span<float> dst) {
   }
 #endif
   for (; i < src.size(); ++i) dst[i] = half_to_float(src[i]);
+}
+
+void half_bytes_to_float(const std::byte* src, std::span<float> dst) {
+  std::size_t i = 0;
+#if defined(__F16C__)
+  for (; i + 8 <= dst.size(); i += 8) {
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
+    _mm256_storeu_ps(dst.data() + i, _mm256_cvtph_ps(h));
+  }
+#endif
+  for (; i < dst.size(); ++i) {
+    half_bits h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = half_to_float(h);
+  }
+}
+
+void bf16_bytes_to_float(const std::byte* src, std::span<float> dst) {
+  for (std::size_t i = 0; i < dst.size(); ++i) {
+    std::uint16_t b;
+    std::memcpy(&b, src + 2 * i, 2);
+    const std::uint32_t u = static_cast<std::uint32_t>(b) << 16;
+    std::memcpy(&dst[i], &u, 4);
+  }
 }
 
 }  // namespace kvsim

@@ -13,6 +13,11 @@ void float_to_half(std::span<const float> src, std::span<half_bits> dst);
 void half_to_float(std::span<const half_bits> src, std::span<float> dst);
 
 float half_to_float(half_bits h);
+
+// dst.size() little-endian values read from bytes at any alignment (model files):
+// IEEE binary16, and bfloat16 (the upper 16 bits of an fp32).
+void half_bytes_to_float(const std::byte* src, std::span<float> dst);
+void bf16_bytes_to_float(const std::byte* src, std::span<float> dst);
 half_bits float_to_half(float f);
 
 }  // namespace kvsim

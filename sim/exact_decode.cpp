@@ -71,7 +71,7 @@ ExactResult ExactDecoder::run(std::span<const std::uint8_t> keep, std::vector<do
     for (int v = 0; v < V; ++v) lp[v] = z[v] - lse;
     r.nll_pos[t] = -lp[cont_[t + 1]];
     if (logprob_out) std::copy(lp.begin(), lp.end(), logprob_out->begin() + static_cast<std::ptrdiff_t>(t) * V);
-    if (!ref_logprob_.empty()) {
+    if (!logprob_out) {  // a compressed decode: compare with the reference
       const double* ref = ref_logprob_.data() + static_cast<std::size_t>(t) * V;
       double kl = 0;
       for (int v = 0; v < V; ++v) kl += std::exp(ref[v]) * (ref[v] - lp[v]);
@@ -82,7 +82,7 @@ ExactResult ExactDecoder::run(std::span<const std::uint8_t> keep, std::vector<do
   }
   r.nll /= n;
   r.kl /= n;
-  r.delta_nll = ref_logprob_.empty() ? 0.0 : r.nll - reference_.nll;
+  r.delta_nll = logprob_out ? 0.0 : r.nll - reference_.nll;
   return r;
 }
 
@@ -141,6 +141,10 @@ ExactDecoder exact_decoder(const CpuForward& fwd, const TraceReader& reader, std
     fail<InputError>(reader.path().string(), ": prompt ", meta.id, " has ", cont.size(),
                      " continuation tokens; exact decoding needs at least 2");
   return ExactDecoder(fwd, std::move(cache), std::move(cont));
+}
+
+double exact_delta_nll(const ExactDecoder& decoder, const Selection& selection, int b) {
+  return decoder.decode(keep_mask(selection, b)).delta_nll;
 }
 
 std::vector<ExactResult> exact_sweep(const ExactDecoder& decoder, const std::vector<Selection>& selections) {

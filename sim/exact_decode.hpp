@@ -72,6 +72,10 @@ void check_model_matches(const Model& model, const TraceReader& reader);
 // Needs n_cont >= 2.
 ExactDecoder exact_decoder(const CpuForward& fwd, const TraceReader& reader, std::size_t prompt);
 
+// Exact Δ-NLL (nats per scored token) of budget b of a selection: the reward a compiler can
+// use per (prompt, policy, budget) — decoder from exact_decoder() for the prompt.
+double exact_delta_nll(const ExactDecoder& decoder, const Selection& selection, int b);
+
 // Exact results of every (policy, budget): [P, B], in parallel over the P·B jobs (oneTBB).
 std::vector<ExactResult> exact_sweep(const ExactDecoder& decoder, const std::vector<Selection>& selections);
 

@@ -154,6 +154,7 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
   });
   result.dnll_est_sum.assign(static_cast<std::size_t>(P) * B, 0.0);
   result.dnll_est_logit.assign(static_cast<std::size_t>(P) * B, std::numeric_limits<double>::quiet_NaN());
+  result.dnll_est_kl = result.dnll_est_logit;
   for (int p = 0; p < P; ++p)
     for (int b = 0; b < B; ++b) {
       double s = 0;
@@ -169,7 +170,9 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
         const float* src = wo_delta.data() + ((static_cast<std::size_t>(p) * L + l) * B + b) * md;
         for (std::size_t i = 0; i < md; ++i) dr[i] += src[i];
       }
-      result.dnll_est_logit[pb] = logit->estimate(dr).dnll;
+      const LogitEstimate e = logit->estimate(dr);
+      result.dnll_est_logit[pb] = e.dnll;
+      result.dnll_est_kl[pb] = e.kl;
     });
     result.flops += static_cast<double>(P) * B * (logit->flops_per_estimate() + static_cast<double>(L) * md);
   }

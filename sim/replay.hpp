@@ -41,6 +41,7 @@ struct PromptResult {
   std::vector<double> dnll_est_sum;    // Σ_l out_err_l: the per-layer errors summed (unitless)
   std::vector<double> dnll_est_logit;  // first-order logit-space estimate, nats per token; NaN when the
                                        // trace lacks /model/classifier or the prompt's cont_residual
+  std::vector<double> dnll_est_kl;     // its second-order part alone, ½Var_q(Δz) ≈ KL(full‖compressed); NaN likewise
   double flops = 0;                   // metric arithmetic, for benchmarks
 
   const LayerMetrics& at(int p, int l, int b) const {
@@ -48,6 +49,7 @@ struct PromptResult {
   }
   double est_sum(int p, int b) const { return dnll_est_sum[static_cast<std::size_t>(p) * budget_tokens.size() + b]; }
   double est_logit(int p, int b) const { return dnll_est_logit[static_cast<std::size_t>(p) * budget_tokens.size() + b]; }
+  double est_kl(int p, int b) const { return dnll_est_kl[static_cast<std::size_t>(p) * budget_tokens.size() + b]; }
 };
 
 // The best cheap estimate of the continuation's Δ-NLL (nats per token) of policy p (index

@@ -6,32 +6,13 @@
 #include <fstream>
 
 #include "core/error.hpp"
+#include "sim/output_files.hpp"
 
 namespace kvsim {
 
 namespace {
 
-// NaN (an estimate the trace cannot support) is written as an empty field.
-std::string fmt(double x) {
-  if (std::isnan(x)) return "";
-  char buf[40];
-  std::snprintf(buf, sizeof buf, "%.9g", x);
-  return buf;
-}
-
-std::FILE* open_write(const std::filesystem::path& p) {
-  std::FILE* f = std::fopen(p.c_str(), "wb");
-  if (!f) fail<InputError>(p.string(), ": cannot open for writing");
-  return f;
-}
-
-void close_checked(std::FILE*& f, const std::filesystem::path& p) {
-  if (!f) return;
-  const bool bad = std::ferror(f) != 0;
-  const bool close_failed = std::fclose(f) != 0;
-  f = nullptr;
-  if (bad || close_failed) fail<InputError>(p.string(), ": write failed (disk full?)");
-}
+std::string fmt(double x) { return fmt_g9(x); }
 
 }  // namespace
 

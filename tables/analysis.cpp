@@ -2,13 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <map>
 #include <numeric>
 #include <tbb/parallel_for.h>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "metrics/correlation.hpp"
 
 namespace kvsim {
 
@@ -50,38 +50,7 @@ void summarise(const std::vector<const PairedRecord*>& recs, int bootstrap, std:
   s.regression = s.ci_hi < -tolerance;
 }
 
-std::vector<double> ranks(const std::vector<double>& x) {
-  std::vector<std::size_t> idx(x.size());
-  std::iota(idx.begin(), idx.end(), 0);
-  std::stable_sort(idx.begin(), idx.end(), [&](std::size_t a, std::size_t b) { return x[a] < x[b]; });
-  std::vector<double> r(x.size());
-  for (std::size_t i = 0; i < idx.size();) {
-    std::size_t j = i;
-    while (j + 1 < idx.size() && x[idx[j + 1]] == x[idx[i]]) ++j;
-    const double avg = (static_cast<double>(i) + static_cast<double>(j)) / 2.0 + 1.0;
-    for (std::size_t k = i; k <= j; ++k) r[idx[k]] = avg;
-    i = j + 1;
-  }
-  return r;
-}
-
 }  // namespace
-
-double spearman(const std::vector<double>& a, const std::vector<double>& b) {
-  KVSIM_CHECK(a.size() == b.size());
-  const std::size_t n = a.size();
-  if (n < 2) return std::numeric_limits<double>::quiet_NaN();
-  const std::vector<double> ra = ranks(a), rb = ranks(b);
-  const double ma = std::accumulate(ra.begin(), ra.end(), 0.0) / n, mb = std::accumulate(rb.begin(), rb.end(), 0.0) / n;
-  double sab = 0, saa = 0, sbb = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    sab += (ra[i] - ma) * (rb[i] - mb);
-    saa += (ra[i] - ma) * (ra[i] - ma);
-    sbb += (rb[i] - mb) * (rb[i] - mb);
-  }
-  if (saa <= 0 || sbb <= 0) return std::numeric_limits<double>::quiet_NaN();
-  return sab / std::sqrt(saa * sbb);
-}
 
 DiffReport diff_tables(const EvalSet& set, const DecisionTable& old_table, const DecisionTable& new_table,
                        const std::vector<int>& budgets, double tolerance, int bootstrap, std::uint64_t seed) {

@@ -47,9 +47,6 @@ struct DiffReport {
 DiffReport diff_tables(const EvalSet& set, const DecisionTable& old_table, const DecisionTable& new_table,
                        const std::vector<int>& budgets, double tolerance, int bootstrap, std::uint64_t seed);
 
-// Spearman rank correlation (average ranks for ties); NaN when either side is constant.
-double spearman(const std::vector<double>& a, const std::vector<double>& b);
-
 struct TransferCorrelation {
   std::string part;  // "head" or "gate"
   int layer = -1;    // −1: overall

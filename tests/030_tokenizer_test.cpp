@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "support/shared.hpp"
 #include "tracer/hf_tokenizer.hpp"
 #include "tracer/llama2c_tokenizer.hpp"
 #include "tracer/tokenizer.hpp"
@@ -32,13 +33,6 @@ const fs::path kTinyStories = "../shared/data/tinystories_valid_subset/tinystori
     WARN("SKIPPED: " << (p) << " absent");         \
     return;                                        \
   }
-
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return std::move(s).str();
-}
 
 // A scratch file under the build-independent temp dir, removed when the test ends.
 struct TempFile {
@@ -172,7 +166,7 @@ TEST_CASE("llama2c: heap merging equals run.c's quadratic merge loop", "[tokeniz
     const Llama2cTokenizer t(p);
     std::vector<std::string> texts = kSamples;
     if (fs::exists(kTinyStories)) {
-      const std::string story = read_all(kTinyStories).substr(0, 3000);
+      const std::string story = kvsim::test::read_file(kTinyStories).substr(0, 3000);
       for (std::size_t i = 0; i < story.size(); i += 500) texts.push_back(story.substr(i, 500));
     }
     for (const std::string& s : texts) {
@@ -194,7 +188,7 @@ TEST_CASE("llama2c: 32k Llama 2 tokenizer loads and round trips", "[tokenizer]")
 
 TEST_CASE("llama2c: truncated or bad files throw ModelError naming the file", "[tokenizer]") {
   SKIP_IF_ABSENT(kTok512);
-  const std::string bytes = read_all(kTok512);
+  const std::string bytes = kvsim::test::read_file(kTok512);
   for (std::size_t cut : {std::size_t{2}, std::size_t{9}, bytes.size() - 3}) {
     const TempFile f("trunc" + std::to_string(cut) + ".bin", bytes.substr(0, cut));
     INFO(cut);
@@ -252,7 +246,7 @@ TEST_CASE("hf: SmolLM2 round trips", "[tokenizer]") {
   for (const char* s : {"", "\n\n\n", "     ", " \t \n ", "x  ", "1234567890 000 42", "int main() { return 0; }\n",
                         "Ünïcödé ΑΒΓ Привет мир عربى", "a\u00a0b\u2003c", "🙂🙂🙂"})
     texts.emplace_back(s);
-  if (fs::exists(kTinyStories)) texts.push_back(read_all(kTinyStories).substr(0, 20000));
+  if (fs::exists(kTinyStories)) texts.push_back(kvsim::test::read_file(kTinyStories).substr(0, 20000));
   for (const std::string& s : texts) {
     INFO(s.substr(0, 200));
     CHECK(t->decode(t->encode(s, false)) == s);
@@ -303,7 +297,7 @@ TEST_CASE("hf: bad tokenizer.json files throw ModelError naming the file", "[tok
   const TempFile ms("ms2.json", "{" + minimal_model + R"(,"pre_tokenizer":{"type":"Metaspace"}})");
   CHECK_THROWS_WITH(load_tokenizer(ms.path), Catch::Contains("pre_tokenizer") && Catch::Contains("Metaspace"));
   if (fs::exists(kSmol)) {
-    const std::string json = read_all(kSmol);
+    const std::string json = kvsim::test::read_file(kSmol);
     const TempFile cut("smol_cut.json", json.substr(0, json.size() / 2));
     CHECK_THROWS_AS(load_tokenizer(cut.path), ModelError);
     CHECK_THROWS_WITH(load_tokenizer(cut.path), Catch::Contains(cut.path.string()));
@@ -352,7 +346,7 @@ TEST_CASE("hf: encoding tinystories_val.txt is fast", "[tokenizer]") {
   SKIP_IF_ABSENT(kSmol);
   SKIP_IF_ABSENT(kTinyStories);
   const auto t = load_tokenizer(kSmol);
-  const std::string text = read_all(kTinyStories);
+  const std::string text = kvsim::test::read_file(kTinyStories);
   const auto start = std::chrono::steady_clock::now();
   const auto ids = t->encode(text, false);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -367,7 +361,7 @@ TEST_CASE("hf: dump TinyStories ids", "[.tokdump]") {
   SKIP_IF_ABSENT(kSmol);
   SKIP_IF_ABSENT(kTinyStories);
   const auto t = load_tokenizer(kSmol);
-  const auto ids = t->encode(read_all(kTinyStories), false);
+  const auto ids = t->encode(kvsim::test::read_file(kTinyStories), false);
   std::ofstream out(fs::temp_directory_path() / "kvsim_smollm2_tinystories_ids.txt");
   for (int id : ids) out << id << '\n';
 }

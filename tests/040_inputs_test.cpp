@@ -118,3 +118,41 @@ TEST_CASE("inputs: bad files give one clear error naming the file", "[inputs][er
   std::ofstream(tmp / "emptyprompt.jsonl") << R"({"input": "", "outputs": ["y"]})" << "\n";
   CHECK_THROWS_WITH(load_prompts(tmp / "emptyprompt.jsonl", tok, o), Catch::Contains("empty prompt"));
 }
+
+TEST_CASE("inputs: chat formatting wraps JSONL prompts as a ChatML user turn", "[inputs][chat]") {
+  // The default system turn is read from the template; SmolLM2's writes the newline as a
+  // character, other templates as the Jinja escape \n.
+  const std::string smol =
+      "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n"
+      "You are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}{% endif %}{{'<|im_start|>' "
+      "+ message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}";
+  const ChatFormat f = chat_format_from_template(smol, "smol.gguf");
+  CHECK(f.system == "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+  CHECK(f.wrap("Hi") ==
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  const std::string escaped = R"({{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{{ '<|im_start|>' + m['role'] }})";
+  CHECK(chat_format_from_template(escaped, "q.gguf").system == "You are a helpful assistant.");
+  const ChatFormat bare = chat_format_from_template("{{ '<|im_start|>' + m['role'] + '<|im_end|>' }}", "b.gguf");
+  CHECK(bare.system.empty());
+  CHECK(bare.wrap("x") == "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n");
+  CHECK_THROWS_WITH(chat_format_from_template("", "none.gguf"),
+                    Catch::Contains("none.gguf") && Catch::Contains("no chat template"));
+  CHECK_THROWS_WITH(chat_format_from_template("[INST] {{ m }} [/INST]", "llama.gguf"),
+                    Catch::Contains("llama.gguf") && Catch::Contains("not ChatML"));
+
+  test::TempDir tmp;
+  std::ofstream(tmp / "ruler.jsonl") << R"({"index": 0, "input": "Q?", "outputs": ["A"]})" << "\n";
+  std::ofstream(tmp / "story.txt") << "abcdefghijklmnopqrstuvwxyz";
+  ByteTokenizer tok;
+  InputOptions o;
+  o.chat = ChatFormat{"S"};
+  const auto p = load_prompts(tmp / "ruler.jsonl", tok, o);
+  REQUIRE(p.size() == 1);
+  const std::string prompt = "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nQ?<|im_end|>\n<|im_start|>assistant\n";
+  CHECK(p[0].n_prompt == 1 + static_cast<int>(prompt.size()));
+  CHECK(tok.decode(p[0].tokens) == prompt + "A");  // after the newline, no space before the answer
+  CHECK_THROWS_AS(load_prompts(tmp / "story.txt", tok, o), InputError);
+  CHECK_THROWS_WITH(load_prompts(tmp / "story.txt", tok, o),
+                    Catch::Contains("story.txt") && Catch::Contains("chat formatting applies to JSONL"));
+}

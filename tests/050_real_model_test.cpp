@@ -17,13 +17,6 @@ using namespace kvsim;
 
 namespace {
 
-std::string read_all(const std::filesystem::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 std::string rstrip(std::string s) {
   while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
   return s;
@@ -42,7 +35,7 @@ TEST_CASE("stories260K: greedy decoding from BOS reproduces llama2.c's text", "[
   const auto golden_path = test::shared_path("models/stories260K/greedy_from_bos.txt");
   const auto tok_path = test::shared_path("models/stories260K/tok512.bin");
   KVSIM_REQUIRE_SHARED(golden_path);
-  const std::string golden = rstrip(read_all(golden_path));
+  const std::string golden = rstrip(test::read_file(golden_path));
   const auto tok = load_tokenizer(tok_path);
   for (const char* ckpt : {"models/stories260K/stories260K.bin", "models/stories260K-hf"}) {
     const Model m = load_model(test::shared_path(ckpt));

@@ -18,16 +18,6 @@
 
 using namespace kvsim;
 
-namespace {
-
-int count_lines_with(const std::string& text, const std::string& needle) {
-  int n = 0;
-  for (std::size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
-  return n;
-}
-
-}  // namespace
-
 TEST_CASE("trace: keys/values read back equal the forward pass's cache within fp16 rounding", "[cli][trace]") {
   ModelConfig c;
   c.n_layers = 3, c.n_heads = 6, c.n_kv_heads = 2, c.head_dim = 16, c.hidden = 48, c.ffn_hidden = 64, c.vocab = 97;
@@ -124,7 +114,7 @@ TEST_CASE("kvsim trace: bad inputs give one clear error, a non-zero exit and no 
     INFO(args << "\n" << r.output);
     CHECK(r.status != 0);
     CHECK_THAT(r.output, Catch::Contains(needle));
-    CHECK(count_lines_with(r.output, "error") == 1);
+    CHECK(test::count_occurrences(r.output, "error") == 1);
     CHECK_FALSE(std::filesystem::exists(out));
     CHECK_FALSE(std::filesystem::exists(out + ".partial"));
   };

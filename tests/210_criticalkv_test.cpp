@@ -83,7 +83,7 @@ TEST_CASE("criticalkv equals a direct computation on GQA shapes (W_O blocks, gro
   }
 }
 
-TEST_CASE("criticalkv invariants and determinism; per-budget orders", "[policies][criticalkv]") {
+TEST_CASE("criticalkv invariants and determinism, per-budget orders", "[policies][criticalkv]") {
   for (const auto& sh : test::gqa_shapes()) {
     const PromptTensors p = test::random_prompt(sh, 91 + sh.H);
     const auto plan = test::plan_of({1, 3, 6, 11, sh.T});

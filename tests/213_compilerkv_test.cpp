@@ -88,7 +88,7 @@ TEST_CASE("compilerkv: threshold, clamp and under-retention by hand", "[policies
   CHECK(sel.total_kept(1) == 2);
 }
 
-TEST_CASE("compilerkv: invariants on GQA shapes; kept set shared by a layer's heads; may keep fewer", "[policies][compilerkv]") {
+TEST_CASE("compilerkv: invariants on GQA shapes, kept set shared by a layer's heads, may keep fewer", "[policies][compilerkv]") {
   for (const auto& sh : test::gqa_shapes()) {
     const PromptTensors p = test::random_prompt(sh, 8);
     const int w = std::min(4, sh.W);

@@ -12,17 +12,6 @@
 
 using namespace kvsim;
 
-namespace {
-
-std::string slurp(const std::filesystem::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-}  // namespace
-
 TEST_CASE("replay: full is exactly zero, budget T is zero for every policy, recall monotone", "[sim]") {
   test::TempDir tmp;
   const Model m = random_model(test::small_config(), 3);
@@ -74,7 +63,7 @@ TEST_CASE("replay: full is exactly zero, budget T is zero for every policy, reca
   CHECK(n == 3);
 }
 
-TEST_CASE("kvsim run: same bytes at 1 and 2 threads; dump-kept; comparison table", "[sim][cli]") {
+TEST_CASE("kvsim run: same bytes at 1 and 2 threads, dump-kept, comparison table", "[sim][cli]") {
   test::TempDir tmp;
   const Model m = random_model(test::small_config(), 4);
   test::TraceSpec spec;
@@ -89,21 +78,21 @@ TEST_CASE("kvsim run: same bytes at 1 and 2 threads; dump-kept; comparison table
   REQUIRE(r1.status == 0);
   const auto r2 = test::run_cli(base + " --threads 2 --out " + (tmp / "r2").string() + " --dump-kept " + (tmp / "k2.csv").string());
   REQUIRE(r2.status == 0);
-  for (const char* f : {"layers.csv", "summary.csv"}) CHECK(slurp(tmp / "r1" / f) == slurp(tmp / "r2" / f));
-  CHECK(slurp(tmp / "k1.csv") == slurp(tmp / "k2.csv"));
+  for (const char* f : {"layers.csv", "summary.csv"}) CHECK(test::slurp(tmp / "r1" / f) == test::slurp(tmp / "r2" / f));
+  CHECK(test::slurp(tmp / "k1.csv") == test::slurp(tmp / "k2.csv"));
   CHECK(r1.output.find("policy \\ budget") != std::string::npos);
   CHECK(r1.output.find("full ") != std::string::npos);
   // Rows: 2 traces × 4 prompts × P policies × 4 budgets × 3 layers, plus the header.
-  const std::string layers = slurp(tmp / "r1" / "layers.csv");
+  const std::string layers = test::slurp(tmp / "r1" / "layers.csv");
   const auto lines = std::count(layers.begin(), layers.end(), '\n');
   CHECK((lines - 1) % (2 * 4 * 4 * 3) == 0);
-  const std::string summary = slurp(tmp / "r1" / "summary.csv");
+  const std::string summary = test::slurp(tmp / "r1" / "summary.csv");
   CHECK(summary.find("task,other,") != std::string::npos);
   CHECK(summary.find("all,all,\"full\",96,8,96,96,") != std::string::npos);
   CHECK(std::filesystem::exists(tmp / "r1" / "manifest.json"));
   CHECK_FALSE(std::filesystem::exists(tmp / "r1.partial"));
   // The kept dump: one line per (trace, prompt, policy, budget, layer, KV head).
-  const std::string kept = slurp(tmp / "k1.csv");
+  const std::string kept = test::slurp(tmp / "k1.csv");
   CHECK(kept.find("a.h5,000000,\"streamingllm:sink=4\",4,0,0,4,0 1 2 3\n") != std::string::npos);
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -197,20 +198,40 @@ class HfTokenizer::Scratch {
   pcre2_match_data* match_;
 };
 
-HfTokenizer::HfTokenizer(const std::filesystem::path& path) { parse(read_text_file(path), path); }
-
-HfTokenizer::HfTokenizer(std::string_view json_text, const std::filesystem::path& path) {
-  parse(json_text, path);
+BpeSpec::PreTokenizerStep BpeSpec::PreTokenizerStep::byte_level_step(bool add_prefix_space, bool use_regex) {
+  PreTokenizerStep s;
+  s.byte_level = true;
+  s.add_prefix_space = add_prefix_space;
+  if (use_regex) s.pattern = kGpt2Pattern;
+  return s;
 }
 
-void HfTokenizer::parse(std::string_view json_text, const std::filesystem::path& path) {
-  const std::string where = path.string();
+BpeSpec::PreTokenizerStep BpeSpec::PreTokenizerStep::digits_step(bool individual_digits) {
+  // Rust's char::is_numeric is Unicode category N, which \p{N} matches; a run of digits
+  // isolated together equals HF's Contiguous split on the predicate.
+  return split_step(individual_digits ? R"(\p{N})" : R"(\p{N}+)", false, SplitBehavior::kIsolated, false);
+}
+
+BpeSpec::PreTokenizerStep BpeSpec::PreTokenizerStep::split_step(std::string pattern, bool literal,
+                                                                SplitBehavior behavior, bool invert) {
+  PreTokenizerStep s;
+  s.pattern = std::move(pattern);
+  s.literal = literal;
+  s.behavior = behavior;
+  s.invert = invert;
+  return s;
+}
+
+BpeSpec parse_tokenizer_json(std::string_view json_text, const std::string& where) {
+  using Step = BpeSpec::PreTokenizerStep;
+  using SplitBehavior = BpeSpec::SplitBehavior;
   json doc;
   try {
     doc = json::parse(json_text.begin(), json_text.end());
   } catch (const json::exception& e) {
     fail<ModelError>(where, ": malformed tokenizer.json: ", e.what());
   }
+  BpeSpec spec;
   try {
     if (!doc.is_object()) fail<ModelError>(where, ": tokenizer.json is not a JSON object");
     if (!doc.contains("model") || !doc.at("model").is_object())
@@ -222,105 +243,50 @@ void HfTokenizer::parse(std::string_view json_text, const std::filesystem::path&
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
       if (!is_null(model, key) && !model.at(key).get<std::string>().empty())
         fail<ModelError>(where, ": unsupported model.", key, " (byte-level BPE expects none)");
-    ignore_merges_ = model.value("ignore_merges", false);
+    spec.ignore_merges = model.value("ignore_merges", false);
 
     // Vocabulary and added tokens; the id space is the union of both.
     if (!model.contains("vocab") || !model.at("vocab").is_object())
       fail<ModelError>(where, ": model.vocab missing or not an object");
-    int max_id = -1;
-    vocab_.reserve(model.at("vocab").size());
-    for (const auto& [tok, idj] : model.at("vocab").items()) {
-      const int id = idj.get<int>();
-      if (id < 0) fail<ModelError>(where, ": model.vocab[\"", tok, "\"] has negative id ", id);
-      vocab_.emplace(tok, id);
-      max_id = std::max(max_id, id);
-    }
+    spec.vocab.reserve(model.at("vocab").size());
+    for (const auto& [tok, idj] : model.at("vocab").items()) spec.vocab.emplace(tok, idj.get<int>());
     if (doc.contains("added_tokens") && doc.at("added_tokens").is_array()) {
       for (const json& a : doc.at("added_tokens")) {
-        AddedToken t;
+        BpeSpec::AddedToken t;
         t.content = a.at("content").get<std::string>();
         t.id = a.at("id").get<int>();
-        if (t.id < 0) fail<ModelError>(where, ": added token \"", t.content, "\" has negative id");
         t.special = a.value("special", false);
         t.lstrip = a.value("lstrip", false);
         t.rstrip = a.value("rstrip", false);
         t.single_word = a.value("single_word", false);
-        max_id = std::max(max_id, t.id);
-        added_.push_back(std::move(t));
+        spec.added.push_back(std::move(t));
       }
     }
-    if (max_id < 0) fail<ModelError>(where, ": empty vocabulary");
-
-    // Byte-level decoding of each vocabulary token (the inverse of bytes_to_unicode).
-    const auto& b2u = kByteToUnicode;
-    std::unordered_map<char32_t, unsigned char> u2b;
-    for (int b = 0; b < 256; ++b) u2b.emplace(b2u[static_cast<std::size_t>(b)], static_cast<unsigned char>(b));
-    decoded_.assign(static_cast<std::size_t>(max_id) + 1, std::string());
-    is_special_.assign(decoded_.size(), 0);
-    for (const auto& [tok, id] : vocab_) {
-      std::string bytes;
-      bool all_mapped = true;
-      for (std::size_t i = 0; i < tok.size();) {
-        const std::size_t n = utf8_len(tok, i);
-        const auto it = u2b.find(decode_utf8(std::string_view(tok).substr(i, n)));
-        if (it == u2b.end()) {
-          all_mapped = false;
-          break;
-        }
-        bytes += static_cast<char>(it->second);
-        i += n;
-      }
-      // HF's ByteLevel decoder keeps a token verbatim when a char is outside the alphabet.
-      decoded_[static_cast<std::size_t>(id)] = all_mapped ? bytes : tok;
+    if (!is_null(model, "unk_token")) {
+      const std::string unk = model.at("unk_token").get<std::string>();
+      for (const auto& t : spec.added)
+        if (t.content == unk && spec.unk_id < 0) spec.unk_id = t.id;
+      if (const auto it = spec.vocab.find(unk); spec.unk_id < 0 && it != spec.vocab.end()) spec.unk_id = it->second;
     }
-    for (const AddedToken& t : added_) {
-      decoded_[static_cast<std::size_t>(t.id)] = t.content;
-      is_special_[static_cast<std::size_t>(t.id)] = t.special ? 1 : 0;
-    }
-    added_by_first_byte_.assign(256, {});
-    for (std::size_t i = 0; i < added_.size(); ++i)
-      if (!added_[i].content.empty())
-        added_by_first_byte_[static_cast<unsigned char>(added_[i].content[0])].push_back(static_cast<int>(i));
-    for (auto& v : added_by_first_byte_)  // longest first: leftmost-longest matching
-      std::stable_sort(v.begin(), v.end(), [&](int a, int b) {
-        return added_[static_cast<std::size_t>(a)].content.size() > added_[static_cast<std::size_t>(b)].content.size();
-      });
-
-    alphabet_id_.assign(kAlphabetEnd, -1);
-    for (char32_t cp = 0; cp < kAlphabetEnd; ++cp) {
-      std::string ch;
-      append_utf8(ch, cp);
-      if (const auto it = vocab_.find(ch); it != vocab_.end()) alphabet_id_[cp] = it->second;
-    }
-    if (!is_null(model, "unk_token")) unk_id_ = token_id(model.at("unk_token").get<std::string>());
 
     // Merges: "a b" strings, or [a, b] pairs in newer files. Rank = position in the list.
     if (!model.contains("merges") || !model.at("merges").is_array())
       fail<ModelError>(where, ": model.merges missing or not an array");
     const json& merges = model.at("merges");
-    merges_.reserve(merges.size());
+    spec.merges.reserve(merges.size());
     for (std::size_t rank = 0; rank < merges.size(); ++rank) {
       const json& m = merges[rank];
-      std::string left, right;
       if (m.is_string()) {
         const std::string s = m.get<std::string>();
         const auto sp = s.find(' ');
         if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos)
           fail<ModelError>(where, ": model.merges[", rank, "] \"", s, "\" is not two tokens");
-        left = s.substr(0, sp);
-        right = s.substr(sp + 1);
+        spec.merges.emplace_back(s.substr(0, sp), s.substr(sp + 1));
       } else if (m.is_array() && m.size() == 2) {
-        left = m[0].get<std::string>();
-        right = m[1].get<std::string>();
+        spec.merges.emplace_back(m[0].get<std::string>(), m[1].get<std::string>());
       } else {
         fail<ModelError>(where, ": model.merges[", rank, "] is neither \"a b\" nor [a, b]");
       }
-      const auto l = vocab_.find(left), r = vocab_.find(right), c = vocab_.find(left + right);
-      if (l == vocab_.end() || r == vocab_.end() || c == vocab_.end())
-        fail<ModelError>(where, ": model.merges[", rank, "] (", left, " ", right,
-                         ") uses a token not in model.vocab");
-      const std::uint64_t key = (static_cast<std::uint64_t>(l->second) << 32) | static_cast<std::uint32_t>(r->second);
-      merges_[key] = Merge{static_cast<int>(rank), c->second};  // a repeated pair keeps the last rank, as HF
     }
 
     // Normalizer: none supported beyond the identity.
@@ -334,42 +300,29 @@ void HfTokenizer::parse(std::string_view json_text, const std::filesystem::path&
     }
 
     // Pre-tokenizer steps, flattened from nested Sequences.
-    const auto gpt2 = std::make_shared<const detail::Regex>(kGpt2Pattern, false, where);
     auto add_step = [&](const json& p, auto& self) -> void {
       const std::string type = p.value("type", "");
       if (type == "Sequence") {
         for (const json& q : p.at("pretokenizers")) self(q, self);
       } else if (type == "ByteLevel") {
-        PreTokenizerStep s;
-        s.byte_level = true;
-        s.add_prefix_space = p.value("add_prefix_space", false);
-        if (p.value("use_regex", true)) s.regex = gpt2;
-        pre_tokenizer_.push_back(std::move(s));
+        spec.pre_tokenizer.push_back(Step::byte_level_step(p.value("add_prefix_space", false), p.value("use_regex", true)));
       } else if (type == "Digits") {
-        PreTokenizerStep s;
-        // Rust's char::is_numeric is Unicode category N, which \p{N} matches; a run of
-        // digits isolated together equals HF's Contiguous split on the predicate.
-        s.regex = std::make_shared<const detail::Regex>(
-            p.value("individual_digits", false) ? R"(\p{N})" : R"(\p{N}+)", false, where);
-        pre_tokenizer_.push_back(std::move(s));
+        spec.pre_tokenizer.push_back(Step::digits_step(p.value("individual_digits", false)));
       } else if (type == "Split") {
-        PreTokenizerStep s;
         const json& pat = p.at("pattern");
-        if (pat.contains("Regex"))
-          s.regex = std::make_shared<const detail::Regex>(pat.at("Regex").get<std::string>(), false, where);
-        else if (pat.contains("String"))
-          s.regex = std::make_shared<const detail::Regex>(pat.at("String").get<std::string>(), true, where);
-        else
+        const bool literal = !pat.contains("Regex");
+        if (literal && !pat.contains("String"))
           fail<ModelError>(where, ": pre_tokenizer Split.pattern has neither Regex nor String");
         const std::string b = p.value("behavior", "Isolated");
-        if (b == "Removed") s.behavior = SplitBehavior::kRemoved;
-        else if (b == "Isolated") s.behavior = SplitBehavior::kIsolated;
-        else if (b == "MergedWithPrevious") s.behavior = SplitBehavior::kMergedWithPrevious;
-        else if (b == "MergedWithNext") s.behavior = SplitBehavior::kMergedWithNext;
-        else if (b == "Contiguous") s.behavior = SplitBehavior::kContiguous;
+        SplitBehavior behavior;
+        if (b == "Removed") behavior = SplitBehavior::kRemoved;
+        else if (b == "Isolated") behavior = SplitBehavior::kIsolated;
+        else if (b == "MergedWithPrevious") behavior = SplitBehavior::kMergedWithPrevious;
+        else if (b == "MergedWithNext") behavior = SplitBehavior::kMergedWithNext;
+        else if (b == "Contiguous") behavior = SplitBehavior::kContiguous;
         else fail<ModelError>(where, ": unsupported pre_tokenizer Split.behavior \"", b, "\"");
-        s.invert = p.value("invert", false);
-        pre_tokenizer_.push_back(std::move(s));
+        spec.pre_tokenizer.push_back(Step::split_step(pat.at(literal ? "String" : "Regex").get<std::string>(), literal,
+                                                      behavior, p.value("invert", false)));
       } else {
         fail<ModelError>(where, ": unsupported pre_tokenizer type \"", type,
                          "\" (supported: ByteLevel, Split, Digits, Sequence)");
@@ -378,8 +331,6 @@ void HfTokenizer::parse(std::string_view json_text, const std::filesystem::path&
     if (is_null(doc, "pre_tokenizer"))
       fail<ModelError>(where, ": pre_tokenizer is null; only byte-level BPE is supported");
     add_step(doc.at("pre_tokenizer"), add_step);
-    if (std::none_of(pre_tokenizer_.begin(), pre_tokenizer_.end(), [](const auto& s) { return s.byte_level; }))
-      fail<ModelError>(where, ": pre_tokenizer has no ByteLevel step; only byte-level BPE is supported");
 
     // Decoder: byte-level only.
     if (!is_null(doc, "decoder")) {
@@ -407,37 +358,143 @@ void HfTokenizer::parse(std::string_view json_text, const std::filesystem::path&
             const json& st = p.at("special_tokens");
             if (!st.contains(name))
               fail<ModelError>(where, ": post_processor special token \"", name, "\" not in special_tokens");
-            for (const json& id : st.at(name).at("ids")) (seen_a ? suffix_ids_ : prefix_ids_).push_back(id.get<int>());
+            for (const json& id : st.at(name).at("ids"))
+              (seen_a ? spec.suffix_ids : spec.prefix_ids).push_back(id.get<int>());
           } else {
             fail<ModelError>(where, ": post_processor template item is neither Sequence nor SpecialToken");
           }
         }
       } else if (type == "BertProcessing" || type == "RobertaProcessing") {
-        prefix_ids_.push_back(p.at("cls").at(1).get<int>());
-        suffix_ids_.push_back(p.at("sep").at(1).get<int>());
+        spec.prefix_ids.push_back(p.at("cls").at(1).get<int>());
+        spec.suffix_ids.push_back(p.at("sep").at(1).get<int>());
       } else {
         fail<ModelError>(where, ": unsupported post_processor type \"", type, "\"");
       }
     };
     if (!is_null(doc, "post_processor")) add_post(doc.at("post_processor"), add_post);
-    for (int id : prefix_ids_)
-      if (id < 0 || id > max_id) fail<ModelError>(where, ": post_processor id ", id, " out of range");
-    for (int id : suffix_ids_)
-      if (id < 0 || id > max_id) fail<ModelError>(where, ": post_processor id ", id, " out of range");
-
-    bos_id_ = prefix_ids_.empty() ? -1 : prefix_ids_.front();
-    if (!suffix_ids_.empty()) {
-      eos_id_ = suffix_ids_.back();
-    } else {
-      for (const char* name : {"<|endoftext|>", "<|end_of_text|>", "</s>"})
-        if (const int id = token_id(name); id >= 0) {
-          eos_id_ = id;
-          break;
-        }
-    }
   } catch (const json::exception& e) {
     fail<ModelError>(where, ": malformed tokenizer.json: ", e.what());
   }
+  return spec;
+}
+
+HfTokenizer::HfTokenizer(const std::filesystem::path& path) : HfTokenizer(read_text_file(path), path) {}
+
+HfTokenizer::HfTokenizer(std::string_view json_text, const std::filesystem::path& path) {
+  build(parse_tokenizer_json(json_text, path.string()), path.string());
+}
+
+HfTokenizer::HfTokenizer(BpeSpec spec, const std::string& where) { build(std::move(spec), where); }
+
+void HfTokenizer::build(BpeSpec spec, const std::string& where) {
+  vocab_ = std::move(spec.vocab);
+  added_ = std::move(spec.added);
+  int max_id = -1;
+  for (const auto& [tok, id] : vocab_) {
+    if (id < 0) fail<ModelError>(where, ": vocabulary token \"", tok, "\" has negative id ", id);
+    max_id = std::max(max_id, id);
+  }
+  for (const AddedToken& t : added_) {
+    if (t.id < 0) fail<ModelError>(where, ": added token \"", t.content, "\" has negative id");
+    max_id = std::max(max_id, t.id);
+  }
+  if (max_id < 0) fail<ModelError>(where, ": empty vocabulary");
+
+  // Byte-level decoding of each vocabulary token (the inverse of bytes_to_unicode).
+  const auto& b2u = kByteToUnicode;
+  std::unordered_map<char32_t, unsigned char> u2b;
+  for (int b = 0; b < 256; ++b) u2b.emplace(b2u[static_cast<std::size_t>(b)], static_cast<unsigned char>(b));
+  decoded_.assign(static_cast<std::size_t>(max_id) + 1, std::string());
+  is_special_.assign(decoded_.size(), 0);
+  for (const auto& [tok, id] : vocab_) {
+    std::string bytes;
+    bool all_mapped = true;
+    for (std::size_t i = 0; i < tok.size();) {
+      const std::size_t n = utf8_len(tok, i);
+      const auto it = u2b.find(decode_utf8(std::string_view(tok).substr(i, n)));
+      if (it == u2b.end()) {
+        all_mapped = false;
+        break;
+      }
+      bytes += static_cast<char>(it->second);
+      i += n;
+    }
+    // HF's ByteLevel decoder keeps a token verbatim when a char is outside the alphabet.
+    decoded_[static_cast<std::size_t>(id)] = all_mapped ? bytes : tok;
+  }
+  for (const AddedToken& t : added_) {
+    decoded_[static_cast<std::size_t>(t.id)] = t.content;
+    is_special_[static_cast<std::size_t>(t.id)] = t.special ? 1 : 0;
+  }
+  added_by_first_byte_.assign(256, {});
+  for (std::size_t i = 0; i < added_.size(); ++i)
+    if (!added_[i].content.empty())
+      added_by_first_byte_[static_cast<unsigned char>(added_[i].content[0])].push_back(static_cast<int>(i));
+  for (auto& v : added_by_first_byte_)  // longest first: leftmost-longest matching
+    std::stable_sort(v.begin(), v.end(), [&](int a, int b) {
+      return added_[static_cast<std::size_t>(a)].content.size() > added_[static_cast<std::size_t>(b)].content.size();
+    });
+
+  alphabet_id_.assign(kAlphabetEnd, -1);
+  for (char32_t cp = 0; cp < kAlphabetEnd; ++cp) {
+    std::string ch;
+    append_utf8(ch, cp);
+    if (const auto it = vocab_.find(ch); it != vocab_.end()) alphabet_id_[cp] = it->second;
+  }
+  auto check_id = [&](int id, const char* what) {
+    if (id < -1 || id > max_id) fail<ModelError>(where, ": ", what, " id ", id, " out of range");
+  };
+  check_id(spec.unk_id, "unknown-token");
+  unk_id_ = spec.unk_id;
+  ignore_merges_ = spec.ignore_merges;
+
+  merges_.reserve(spec.merges.size());
+  for (std::size_t rank = 0; rank < spec.merges.size(); ++rank) {
+    const auto& [left, right] = spec.merges[rank];
+    const auto l = vocab_.find(left), r = vocab_.find(right), c = vocab_.find(left + right);
+    if (l == vocab_.end() || r == vocab_.end() || c == vocab_.end())
+      fail<ModelError>(where, ": merges[", rank, "] (", left, " ", right, ") uses a token not in the vocabulary");
+    const std::uint64_t key = (static_cast<std::uint64_t>(l->second) << 32) | static_cast<std::uint32_t>(r->second);
+    merges_[key] = Merge{static_cast<int>(rank), c->second};  // a repeated pair keeps the last rank, as HF
+  }
+
+  // Pre-tokenizer steps; steps with the same pattern share one compiled regex.
+  std::map<std::pair<std::string, bool>, std::shared_ptr<const detail::Regex>> compiled;
+  for (const BpeSpec::PreTokenizerStep& s : spec.pre_tokenizer) {
+    PreTokenizerStep step;
+    step.byte_level = s.byte_level;
+    step.add_prefix_space = s.add_prefix_space;
+    step.behavior = s.behavior;
+    step.invert = s.invert;
+    if (!s.pattern.empty() || !s.byte_level) {
+      auto& re = compiled[{s.pattern, s.literal}];
+      if (!re) re = std::make_shared<const detail::Regex>(s.pattern, s.literal, where);
+      step.regex = re;
+    }
+    pre_tokenizer_.push_back(std::move(step));
+  }
+  if (std::none_of(pre_tokenizer_.begin(), pre_tokenizer_.end(), [](const auto& s) { return s.byte_level; }))
+    fail<ModelError>(where, ": pre_tokenizer has no ByteLevel step; only byte-level BPE is supported");
+
+  for (int id : spec.prefix_ids) check_id(id, "post_processor");
+  for (int id : spec.suffix_ids) check_id(id, "post_processor");
+  prefix_ids_ = std::move(spec.prefix_ids);
+  suffix_ids_ = std::move(spec.suffix_ids);
+  bos_id_ = spec.bos_id >= 0 ? spec.bos_id : prefix_ids_.empty() ? -1 : prefix_ids_.front();
+  if (spec.eos_id >= 0) {
+    eos_id_ = spec.eos_id;
+  } else if (!suffix_ids_.empty()) {
+    eos_id_ = suffix_ids_.back();
+  } else {
+    for (const char* name : {"<|endoftext|>", "<|end_of_text|>", "</s>"})
+      if (const int id = token_id(name); id >= 0) {
+        eos_id_ = id;
+        break;
+      }
+  }
+  check_id(bos_id_, "BOS");
+  check_id(eos_id_, "EOS");
+  chat_template_ = std::move(spec.chat_template);
 }
 
 int HfTokenizer::token_id(std::string_view token) const {

@@ -37,6 +37,8 @@ std::vector<PromptSpec> load_text(const std::filesystem::path& file, const Token
   const std::string text = read_file(file);
   if (o.prompt_len <= 0) fail<InputError>(file.string(), ": prompt length must be positive, got ", o.prompt_len);
   if (o.cont_len < 0) fail<InputError>(file.string(), ": continuation length must be >= 0, got ", o.cont_len);
+  if (o.chat)
+    fail<InputError>(file.string(), ": chat formatting applies to JSONL prompts; a text file is one token stream");
   const std::vector<int> ids = tok.encode(text, false);
   if (ids.empty()) fail<InputError>(file.string(), ": empty prompt (the file has no text)");
   const int bos = tok.bos_id();
@@ -109,6 +111,7 @@ std::vector<PromptSpec> load_jsonl(const std::filesystem::path& file, const Toke
       fail<InputError>(where, ": neither LongBench fields (context, input, answers) nor RULER fields (input, outputs)");
     }
     if (prompt.empty()) fail<InputError>(where, ": empty prompt");
+    if (o.chat) prompt = o.chat->wrap(prompt);
     if (!answer.empty() && !std::isspace(static_cast<unsigned char>(prompt.back())) && answer.front() != ' ')
       answer = " " + answer;
     std::vector<int> p = tok.encode(prompt, true);

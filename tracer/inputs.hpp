@@ -5,12 +5,15 @@
 //  - JSONL, LongBench fields {context, input, answers}: prompt = template(context, input),
 //    continuation = answers[0] (teacher-forced gold answer).
 //  - JSONL, RULER fields {input, outputs}: prompt = input, continuation = outputs joined.
+//  - JSONL prompts may be wrapped in a chat template (InputOptions::chat).
 // Prompts longer than max_len are truncated in the middle (first half + last half), the
 // LongBench convention; the original length is kept in truncated_from.
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "tracer/chat.hpp"
 #include "tracer/tokenizer.hpp"
 
 namespace kvsim {
@@ -32,6 +35,9 @@ struct InputOptions {
   std::string task;      // task label (default: the file's stem)
   // LongBench prompt; {context} and {input} are replaced.
   std::string longbench_template = "{context}\n\nQuestion: {input}\nAnswer:";
+  // JSONL: each prompt wrapped as a single-turn chat (the answer is the assistant's reply).
+  // Text files are token streams and refuse it.
+  std::optional<ChatFormat> chat;
 };
 
 // Reads one input file (.jsonl → JSONL, anything else → text). Throws InputError naming the

@@ -33,6 +33,7 @@ Model load_model(const std::filesystem::path& path) {
   if (!std::filesystem::exists(path)) fail<ModelError>(path.string(), ": no such file or directory");
   if (std::filesystem::is_directory(path)) return load_hf(path);
   if (path.extension() == ".json" && path.filename() == "config.json") return load_hf(path.parent_path());
+  if (path.extension() == ".gguf") return load_gguf(path);
   return load_llama2c(path);
 }
 

@@ -1,6 +1,6 @@
 #pragma once
 // A Llama-family decoder in memory (Llama, Mistral, Qwen2: RMSNorm, RoPE, GQA, SwiGLU),
-// loaded from llama2.c checkpoints or Hugging Face safetensors, weights held in fp32.
+// loaded from llama2.c checkpoints, Hugging Face safetensors or GGUF, weights held in fp32.
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -71,7 +71,10 @@ Model load_llama2c(const std::filesystem::path& bin);
 // Hugging Face directory: config.json + model.safetensors or model.safetensors.index.json.
 Model load_hf(const std::filesystem::path& dir);
 ModelConfig load_hf_config(const std::filesystem::path& config_json);
-// Dispatch on the path: a directory is a HF checkpoint, a .bin file a llama2.c checkpoint.
+// GGUF file (llama.cpp), general.architecture "llama"; quantized tensors dequantized to fp32.
+Model load_gguf(const std::filesystem::path& gguf);
+// Dispatch on the path: a directory is a HF checkpoint, a .gguf file a GGUF checkpoint,
+// another file a llama2.c checkpoint.
 Model load_model(const std::filesystem::path& path);
 
 // Random weights of the given shape (tests, benchmarks): N(0, 1/sqrt(fan_in)), norms 1.

@@ -1,10 +1,5 @@
 #include "tracer/safetensors.hpp"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <Eigen/Core>
 #include <cmath>
 #include <cstring>
@@ -17,13 +12,6 @@
 namespace kvsim {
 
 namespace {
-std::string shape_str(const std::vector<std::int64_t>& s) {
-  std::ostringstream o;
-  o << '[';
-  for (std::size_t i = 0; i < s.size(); ++i) o << (i ? "," : "") << s[i];
-  o << ']';
-  return o.str();
-}
 std::size_t dtype_size(const std::string& dtype) {
   if (dtype == "F32") return 4;
   if (dtype == "F16" || dtype == "BF16") return 2;
@@ -31,37 +19,25 @@ std::size_t dtype_size(const std::string& dtype) {
 }
 }  // namespace
 
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path) {
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
+    : path_(path), map_(path, "safetensors file") {
   const std::string p = path.string();
-  int fd = ::open(p.c_str(), O_RDONLY);
-  if (fd < 0) fail<ModelError>(p, ": cannot open safetensors file");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0) {
-    ::close(fd);
-    fail<ModelError>(p, ": cannot stat");
-  }
-  map_size_ = static_cast<std::size_t>(st.st_size);
-  if (map_size_ < 8) {
-    ::close(fd);
-    fail<ModelError>(p, ": truncated safetensors file (", map_size_, " bytes)");
-  }
-  void* m = ::mmap(nullptr, map_size_, PROT_READ, MAP_PRIVATE, fd, 0);
-  ::close(fd);
-  if (m == MAP_FAILED) fail<ModelError>(p, ": mmap failed");
-  map_ = static_cast<const std::byte*>(m);
+  const std::size_t file_size = map_.size();
+  if (file_size < 8) fail<ModelError>(p, ": truncated safetensors file (", file_size, " bytes)");
+  const std::byte* base = map_.data();
 
   std::uint64_t header_len = 0;
-  std::memcpy(&header_len, map_, 8);
-  if (header_len > map_size_ - 8) fail<ModelError>(p, ": truncated safetensors header (claims ", header_len, " bytes)");
+  std::memcpy(&header_len, base, 8);
+  if (header_len > file_size - 8) fail<ModelError>(p, ": truncated safetensors header (claims ", header_len, " bytes)");
   data_offset_ = 8 + header_len;
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(reinterpret_cast<const char*>(map_) + 8,
-                                   reinterpret_cast<const char*>(map_) + 8 + header_len);
+    header = nlohmann::json::parse(reinterpret_cast<const char*>(base) + 8,
+                                   reinterpret_cast<const char*>(base) + 8 + header_len);
   } catch (const nlohmann::json::exception& e) {
     fail<ModelError>(p, ": safetensors header is not valid JSON: ", e.what());
   }
-  const std::size_t data_size = map_size_ - data_offset_;
+  const std::size_t data_size = file_size - data_offset_;
   for (auto& [name, t] : header.items()) {
     if (name == "__metadata__") continue;
     SafetensorInfo info;
@@ -80,10 +56,6 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
                        "-byte data section");
     tensors_.emplace(name, std::move(info));
   }
-}
-
-SafetensorsFile::~SafetensorsFile() {
-  if (map_) ::munmap(const_cast<std::byte*>(map_), map_size_);
 }
 
 const SafetensorInfo& SafetensorsFile::info(const std::string& name) const {
@@ -105,21 +77,10 @@ void SafetensorsFile::read_f32(const std::string& name, const std::vector<std::i
   if (n * esize != t.end - t.begin)
     fail<ModelError>(path_.string(), ": tensor ", name, " occupies ", t.end - t.begin, " bytes, its shape needs ",
                      n * esize);
-  const std::byte* src = map_ + data_offset_ + t.begin;
-  if (t.dtype == "F32") {
-    std::memcpy(dst, src, n * 4);
-  } else if (t.dtype == "F16") {
-    std::vector<half_bits> tmp(n);
-    std::memcpy(tmp.data(), src, n * 2);
-    half_to_float(tmp, std::span<float>(dst, n));
-  } else {  // BF16: the upper 16 bits of an fp32
-    for (std::size_t i = 0; i < n; ++i) {
-      std::uint16_t b;
-      std::memcpy(&b, src + 2 * i, 2);
-      std::uint32_t u = static_cast<std::uint32_t>(b) << 16;
-      std::memcpy(dst + i, &u, 4);
-    }
-  }
+  const std::byte* src = map_.data() + data_offset_ + t.begin;
+  if (t.dtype == "F32") std::memcpy(dst, src, n * 4);
+  else if (t.dtype == "F16") half_bytes_to_float(src, std::span<float>(dst, n));
+  else bf16_bytes_to_float(src, std::span<float>(dst, n));
   for (std::size_t i = 0; i < n; ++i)
     if (!std::isfinite(dst[i])) fail<ModelError>(path_.string(), ": tensor ", name, " has a non-finite value at ", i);
 }

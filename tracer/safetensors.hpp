@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "tracer/mapped_file.hpp"
+
 namespace kvsim {
 
 struct SafetensorInfo {
@@ -21,9 +23,6 @@ struct SafetensorInfo {
 class SafetensorsFile {
  public:
   explicit SafetensorsFile(const std::filesystem::path& path);
-  ~SafetensorsFile();
-  SafetensorsFile(const SafetensorsFile&) = delete;
-  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
 
   bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
   const SafetensorInfo& info(const std::string& name) const;
@@ -34,8 +33,7 @@ class SafetensorsFile {
 
  private:
   std::filesystem::path path_;
-  const std::byte* map_ = nullptr;
-  std::size_t map_size_ = 0;
+  MappedFile map_;
   std::size_t data_offset_ = 0;
   std::map<std::string, SafetensorInfo> tensors_;
 };

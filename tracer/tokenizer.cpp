@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "core/error.hpp"
+#include "tracer/gguf_tokenizer.hpp"
 #include "tracer/hf_tokenizer.hpp"
 #include "tracer/llama2c_tokenizer.hpp"
 
@@ -12,6 +13,11 @@ namespace kvsim {
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail<ModelError>(path.string(), ": cannot open tokenizer file");
+  // A GGUF model file carries its tokenizer; read it without loading the whole file.
+  char magic[4] = {};
+  if (in.read(magic, 4) && std::string_view(magic, 4) == "GGUF") return load_gguf_tokenizer(path);
+  in.clear();
+  in.seekg(0);
   std::ostringstream s;
   s << in.rdbuf();
   if (in.bad()) fail<ModelError>(path.string(), ": read error");

@@ -1,6 +1,7 @@
 #pragma once
-// Tokenizers: llama2.c tokenizer.bin (SentencePiece-style BPE with scores) and Hugging Face
-// tokenizer.json (byte-level BPE, GPT-2 style). One interface for the tracer.
+// Tokenizers: llama2.c tokenizer.bin (SentencePiece-style BPE with scores), and byte-level
+// BPE (GPT-2 style) from a Hugging Face tokenizer.json or a GGUF's metadata. One interface
+// for the tracer.
 #include <filesystem>
 #include <memory>
 #include <span>
@@ -23,10 +24,13 @@ class Tokenizer {
   virtual int vocab_size() const = 0;
   virtual int bos_id() const = 0;  // -1 when the tokenizer has none
   virtual int eos_id() const = 0;  // -1 when the tokenizer has none
+  // The Jinja chat template the tokenizer file carries (GGUF tokenizer.chat_template), or "".
+  virtual std::string chat_template() const { return {}; }
 };
 
-// Loads by content: a llama2.c tokenizer.bin, or a HF tokenizer.json. Throws ModelError
-// naming the file on a missing, truncated or malformed file.
+// Loads by content: a llama2.c tokenizer.bin, a HF tokenizer.json, or the tokenizer inside
+// a GGUF model file. Throws ModelError naming the file on a missing, truncated or malformed
+// file.
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path);
 
 }  // namespace kvsim

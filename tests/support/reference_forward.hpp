@@ -3,6 +3,7 @@
 // loops, one token at a time, written from the definitions (llama2.c's run.c structure), no
 // Eigen, no threads. The batched CpuForward is checked against it.
 #include <cmath>
+#include <cstdint>
 #include <vector>
 
 #include "tracer/model.hpp"
@@ -15,7 +16,10 @@ struct ReferenceOutput {
   std::vector<std::vector<std::vector<float>>> probs; // [L][H][n*n] attention probabilities, row-major
 };
 
-inline ReferenceOutput reference_forward(const Model& m, const std::vector<int>& tokens) {
+// keep (optional, [L, Hkv, keep_len]): query positions >= keep_len see a key j < keep_len only
+// when its flag is set (ForwardOptions::keep, written again here from the definition).
+inline ReferenceOutput reference_forward(const Model& m, const std::vector<int>& tokens,
+                                         const std::vector<std::uint8_t>& keep = {}, int keep_len = 0) {
   const ModelConfig& c = m.config;
   const int n = static_cast<int>(tokens.size()), D = c.hidden, d = c.head_dim, H = c.n_heads, Hkv = c.n_kv_heads;
   const int G = H / Hkv, F = c.ffn_hidden, V = c.vocab;
@@ -73,6 +77,11 @@ inline ReferenceOutput reference_forward(const Model& m, const std::vector<int>&
         std::vector<double> s(pos + 1);
         double mx = -1e300;
         for (int j = 0; j <= pos; ++j) {
+          if (!keep.empty() && pos >= keep_len && j < keep_len &&
+              !keep[(static_cast<std::size_t>(l) * Hkv + g) * keep_len + j]) {
+            s[j] = -INFINITY;
+            continue;
+          }
           double dot = 0;
           for (int i = 0; i < d; ++i) dot += static_cast<double>(q[h * d + i]) * kc[l][j][g * d + i];
           s[j] = dot / std::sqrt(static_cast<double>(d));

@@ -4,14 +4,44 @@
 // on a machine that has only the repository.
 #include <catch2/catch.hpp>
 
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <unistd.h>
 
 namespace kvsim::test {
 
+// A whole file's bytes (result files compared byte for byte).
+inline std::string slurp(const std::filesystem::path& p) {
+  std::ifstream f(p, std::ios::binary);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
 inline std::filesystem::path shared_dir() { return std::filesystem::path(KVSIM_SOURCE_DIR) / ".." / "shared"; }
 inline std::filesystem::path shared_path(const std::string& rel) { return shared_dir() / rel; }
+
+// The model cache of scripts/get-model.sh: ${KVSIM_MODELS:-$HOME/.cache/kvsim/models}/rel.
+inline std::filesystem::path model_cache_path(const std::string& rel) {
+  if (const char* env = std::getenv("KVSIM_MODELS"); env && *env) return std::filesystem::path(env) / rel;
+  const char* home = std::getenv("HOME");
+  return std::filesystem::path(home ? home : "/nonexistent") / ".cache" / "kvsim" / "models" / rel;
+}
+// SmolLM2-135M-Instruct's GGUF, present after `scripts/get-model.sh smollm2-135m`.
+inline std::filesystem::path smollm2_gguf() {
+  return model_cache_path("smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf");
+}
+
+// A whole file's bytes ("" when it cannot be read).
+inline std::string read_file(const std::filesystem::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream s;
+  s << in.rdbuf();
+  return std::move(s).str();
+}
 
 // A fresh temporary directory per call, removed by the caller's TempDir destructor.
 class TempDir {
@@ -39,11 +69,14 @@ class TempDir {
 
 }  // namespace kvsim::test
 
-// Returns from the current test with a SKIPPED line when a shared file is absent.
-#define KVSIM_REQUIRE_SHARED(path)                                                     \
-  do {                                                                                 \
-    if (!std::filesystem::exists(path)) {                                              \
-      WARN("SKIPPED: " << (path).string() << " is absent (../shared not beside repo)"); \
-      return;                                                                          \
-    }                                                                                  \
+// Returns from the current test with a SKIPPED line (ctest: skipped) when path is absent.
+#define KVSIM_REQUIRE_PATH(path, why)                                    \
+  do {                                                                   \
+    if (!std::filesystem::exists(path)) {                                \
+      WARN("SKIPPED: " << (path).string() << " is absent (" why ")");    \
+      return;                                                            \
+    }                                                                    \
   } while (0)
+// A file of ../shared, or a model of the cache of scripts/get-model.sh.
+#define KVSIM_REQUIRE_SHARED(path) KVSIM_REQUIRE_PATH(path, "../shared not beside repo")
+#define KVSIM_REQUIRE_MODEL(path) KVSIM_REQUIRE_PATH(path, "scripts/get-model.sh fetches it")

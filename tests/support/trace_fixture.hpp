@@ -30,6 +30,13 @@ inline CliResult run_cli(const std::string& args) {
   return r;
 }
 
+// Occurrences of needle in text (e.g. how many "error" lines a command printed).
+inline int count_occurrences(const std::string& text, const std::string& needle) {
+  int n = 0;
+  for (std::size_t p = text.find(needle); p != std::string::npos; p = text.find(needle, p + 1)) ++n;
+  return n;
+}
+
 class WriterSink : public PromptSink {
  public:
   explicit WriterSink(TraceWriter& w, bool residual = true) : w_(w), residual_(residual) {}

@@ -1,0 +1,118 @@
+// Cost of exact vs estimated Δ-NLL evaluation per job (issue 5): on stories260K traces of
+// TinyStories (T = 512, M = 32, window 64), 8 policies × 5 budgets per prompt. "estimate" is
+// the whole replay of a prompt (reading, attention, policy selection, per-layer metrics and
+// both Δ-NLL estimates) divided by its jobs; "exact" is the re-decode of every kept set (one
+// batched forward over M−1 tokens against the compressed cache, classifier, KL) divided
+// likewise, selection excluded (the replay already made it).
+// Usage: bench_fidelity [--threads N] [--prompts 8]
+#include <tbb/global_control.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <unistd.h>
+
+#include "sim/exact_decode.hpp"
+#include "sim/replay.hpp"
+#include "traces/trace_writer.hpp"
+#include "tracer/inputs.hpp"
+#include "tracer/recorder.hpp"
+#include "tracer/tokenizer.hpp"
+
+using namespace kvsim;
+namespace fs = std::filesystem;
+
+namespace {
+
+double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
+
+class Sink : public PromptSink {
+ public:
+  explicit Sink(TraceWriter& w) : w_(w) {}
+  void layer(int l, const LayerView& v) override { w_.write_layer(l, v); }
+  void outputs(const PromptOutputs& o) override { w_.end_prompt(o); }
+
+ private:
+  TraceWriter& w_;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = 2, n_prompts = 8;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--threads")) threads = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--prompts")) n_prompts = std::atoi(argv[i + 1]);
+  }
+  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, static_cast<std::size_t>(threads));
+  const fs::path ckpt = "../shared/models/stories260K/stories260K.bin";
+  const fs::path text = "../shared/data/tinystories_valid_subset/tinystories_val.txt";
+  if (!fs::exists(ckpt) || !fs::exists(text)) {
+    std::printf("bench_fidelity: skipped (%s or %s absent)\n", ckpt.c_str(), text.c_str());
+    return 0;
+  }
+  const Model model = load_model(ckpt);
+  const CpuForward fwd(model);
+  const ModelConfig& c = model.config;
+  const int T = 512, M = 32, W = 64;
+  const fs::path dir = fs::temp_directory_path() / ("kvsim-bench-fidelity-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  {
+    const auto tok = load_tokenizer(ckpt.parent_path() / "tok512.bin");
+    InputOptions io;
+    io.prompt_len = T, io.cont_len = M, io.limit = n_prompts;
+    const auto prompts = load_prompts(text, *tok, io);
+    std::vector<float> w_o;
+    for (const auto& l : model.layers) w_o.insert(w_o.end(), l.wo.data(), l.wo.data() + l.wo.size());
+    const std::vector<float> fn(model.final_norm.data(), model.final_norm.data() + c.hidden);
+    ModelInfo info;
+    info.arch = c.arch, info.n_layers = c.n_layers, info.n_heads = c.n_heads, info.n_kv_heads = c.n_kv_heads;
+    info.head_dim = c.head_dim, info.hidden = c.hidden, info.vocab = c.vocab, info.rope_theta = c.rope_theta;
+    info.rope_style = rope_style_name(c.rope_style), info.norm_eps = c.norm_eps, info.source = model.source;
+    TraceWriter w(dir / "ts.h5", info, TraceProducer{"bench", "", "cpu", ""}, w_o, fn);
+    const MatrixRM& cls = model.output_matrix();
+    w.write_classifier(std::span<const float>(cls.data(), static_cast<std::size_t>(cls.size())));
+    Sink sink(w);
+    for (std::size_t p = 0; p < prompts.size(); ++p) {
+      PromptMeta meta;
+      meta.id = std::to_string(100000 + p), meta.n_prompt = T, meta.n_cont = M, meta.window = W, meta.topk = 64;
+      meta.truncated_from = T, meta.task = "tinystories";
+      w.begin_prompt(meta, std::vector<std::int32_t>(prompts[p].tokens.begin(), prompts[p].tokens.end()));
+      RecordOptions ro;
+      ro.window = W, ro.topk = 64;
+      record_prompt(fwd, prompts[p].tokens, T, ro, sink);
+    }
+    w.finish();
+  }
+  ReplayOptions ro;
+  ro.traces = {dir / "ts.h5"};
+  ro.policies = {"full", "random", "streamingllm", "knorm", "h2o", "tova", "snapkv", "snapkv:window=8"};
+  ro.budgets = BudgetSweep::tokens({16, 32, 64, 128, 256});
+  ro.keep_selections = true;
+  const Replay replay(ro);
+  const std::size_t P = replay.total_prompts();
+  const double jobs_per_prompt = static_cast<double>(ro.policies.size()) * ro.budgets.size();
+  double t_est = 0, t_exact = 0, flops_exact = 0;
+  for (std::size_t p = 0; p < P; ++p) {
+    double t0 = now();
+    const PromptResult r = replay.replay_prompt(0, p);
+    t_est += now() - t0;
+    t0 = now();
+    const ExactDecoder dec = exact_decoder(fwd, replay.trace(0), p);
+    const auto exact = exact_sweep(dec, r.selections);
+    t_exact += now() - t0;
+    flops_exact += dec.flops_per_decode() * jobs_per_prompt;
+  }
+  const double jobs = jobs_per_prompt * static_cast<double>(P);
+  std::printf("fidelity cost, stories260K, T=%d M=%d, %zu TinyStories prompts x %zu policies x %d budgets, %d threads:\n",
+              T, M, P, ro.policies.size(), ro.budgets.size(), threads);
+  std::printf("  estimate (replay: selection + metrics + both estimates): %.3f ms/job (%.3f s/prompt)\n",
+              1e3 * t_est / jobs, t_est / static_cast<double>(P));
+  std::printf("  exact re-decode (forward over M-1 tokens + classifier):  %.3f ms/job (%.3f s/prompt, %.2f GFLOP/s)\n",
+              1e3 * t_exact / jobs, t_exact / static_cast<double>(P), flops_exact / t_exact / 1e9);
+  std::printf("  exact / estimate: %.1fx\n", t_exact / t_est);
+  fs::remove_all(dir);
+  return 0;
+}
