@@ -3,10 +3,12 @@
 // GEMMs tiled over oneTBB, attention computed explicitly so the tracer can record what it
 // needs (window queries, attention column sums). The reference backend for the CUDA one.
 #include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "core/matrix.hpp"
+#include "tracer/forward_backend.hpp"
 #include "tracer/model.hpp"
 
 namespace kvsim {
@@ -49,7 +51,7 @@ struct ForwardOptions {
 
 using LayerObserver = std::function<void(const LayerActivations&)>;
 
-class CpuForward {
+class CpuForward : public ForwardBackend {
  public:
   explicit CpuForward(const Model& model) : model_(model) {}
 
@@ -61,7 +63,12 @@ class CpuForward {
   // logits [n, V] = hidden [n, D] · classifierᵀ.
   MatrixRM logits(const MatrixRM& hidden) const;
 
-  const Model& model() const { return model_; }
+  const Model& model() const override { return model_; }
+  const char* name() const override { return "cpu"; }
+  // forward() with column sums over the prompt, then the log-probs and top-K from logits
+  // taken in row blocks; calls sink.layer for every layer after the whole pass.
+  void record(std::span<const int> tokens, const RecordShape& shape, PromptSink& sink) const override;
+  std::unique_ptr<DecodeSequence> start(int capacity) const override;
 
  private:
   const Model& model_;
@@ -73,8 +80,5 @@ void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y);
 
 // Rotates q or k rows [n, heads*d] in place for positions pos0..pos0+n-1.
 void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style);
-
-// Greedy decoding: feeds prompt, then appends argmax tokens until max_new tokens or stop_id.
-std::vector<int> greedy_generate(const CpuForward& fwd, std::span<const int> prompt, int max_new, int stop_id);
 
 }  // namespace kvsim
