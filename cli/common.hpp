@@ -10,6 +10,8 @@
 #include <tbb/global_control.h>
 #include <vector>
 
+#include "tracer/device.hpp"
+#include "tracer/forward_backend.hpp"
 #include "tracer/model.hpp"
 #include "tracer/tokenizer.hpp"
 
@@ -46,5 +48,19 @@ class Progress {
 };
 
 std::string utc_now_iso8601();
+
+// --device / --precision, checked before any work starts: an unknown name, a precision the
+// CPU backend does not have, or `cuda` without CUDA in the build or without a device is one
+// clear error. An empty precision means the device's default (cpu: fp32, cuda: bf16).
+struct BackendChoice {
+  Device device = Device::kCpu;
+  Precision precision = Precision::kFp32;
+};
+BackendChoice choose_backend(const std::string& device, const std::string& precision);
+// max_tokens / max_topk size the CUDA workspace (the longest pass, the largest top-K).
+std::unique_ptr<ForwardBackend> make_backend(const Model& model, const BackendChoice& choice, int max_tokens,
+                                             int max_topk);
+// The option lines shared by trace and generate.
+void add_backend_options(po::options_description& opts, std::string& device, std::string& precision);
 
 }  // namespace kvsim::cli

@@ -31,6 +31,12 @@ class InputError : public Error {
   using Error::Error;
 };
 
+// No usable accelerator, not enough device memory, or a device call failed.
+class DeviceError : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 template <typename... Args>
 std::string concat(Args&&... args) {

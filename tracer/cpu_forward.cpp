@@ -35,12 +35,16 @@ void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y) {
       tbb::simple_partitioner());
 }
 
+std::vector<float> rope_frequencies(int head_dim, double theta) {
+  std::vector<float> freq(head_dim / 2);
+  for (int i = 0; i < head_dim / 2; ++i)
+    freq[i] = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / static_cast<float>(head_dim));
+  return freq;
+}
+
 void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style) {
   const int half = head_dim / 2;
-  // Frequencies as llama2.c and HF compute them, in fp32: θ^(-2i/d).
-  std::vector<float> freq(half);
-  for (int i = 0; i < half; ++i)
-    freq[i] = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / static_cast<float>(head_dim));
+  const std::vector<float> freq = rope_frequencies(head_dim, theta);
   tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, x.rows(), 64), [&](const tbb::blocked_range<Eigen::Index>& r) {
     std::vector<float> cs(half), sn(half);
     for (Eigen::Index t = r.begin(); t < r.end(); ++t) {

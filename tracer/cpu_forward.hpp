@@ -78,6 +78,10 @@ class CpuForward : public ForwardBackend {
 // is bit-identical whatever the thread count.
 void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y);
 
+// RoPE frequencies θ^(-2i/d), i < d/2, in fp32 as llama2.c and HF compute them; the angle
+// of position p is float(p) * freq[i] (the CUDA backend's tables use the same values).
+std::vector<float> rope_frequencies(int head_dim, double theta);
+
 // Rotates q or k rows [n, heads*d] in place for positions pos0..pos0+n-1.
 void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style);
 
