@@ -11,6 +11,8 @@ echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short=12 HEAD 2>/dev/nu
 "$bin/bench_prefill" "$threads" 2048 3
 "$bin/bench_prefill" "$threads" 512 3
 for b in "$bin"/bench_*; do
-  case "$(basename "$b")" in bench_gemm|bench_prefill) continue ;; esac
+  case "$(basename "$b")" in bench_gemm|bench_prefill|bench_cuda_prefill) continue ;; esac
   "$b" --threads "$threads"
 done
+# Prints one "skipped" line without a CUDA device (or in a build without CUDA).
+"$bin/bench_cuda_prefill" bf16 2 4096 16384
