@@ -13,6 +13,8 @@ gguf="${KVSIM_MODELS:-$HOME/.cache/kvsim/models}/smollm2-135m/SmolLM2-135M-Instr
 "$bin/bench_prefill" "$threads" 2048 3 "$gguf"
 "$bin/bench_prefill" "$threads" 512 3 "$gguf"
 for b in "$bin"/bench_*; do
-  case "$(basename "$b")" in bench_gemm|bench_prefill) continue ;; esac
+  case "$(basename "$b")" in bench_gemm|bench_prefill|bench_cuda_prefill) continue ;; esac
   "$b" --threads "$threads"
 done
+# Prints one "skipped" line without a CUDA device (or in a build without CUDA).
+"$bin/bench_cuda_prefill" bf16 2 4096 16384

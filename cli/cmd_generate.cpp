@@ -1,7 +1,7 @@
-// kvsim generate: greedy decoding with the CPU forward pass. Reproduces llama2.c's
-// `run model.bin -t 0` (which starts from BOS and stops when the model emits BOS). Can also
-// dump the prompt's logits and token ids as .npy files, for checks against other
-// implementations (scripts/verify-gguf.py).
+// kvsim generate: greedy decoding with the CPU (or --device cuda) forward pass. Reproduces
+// llama2.c's `run model.bin -t 0` (which starts from BOS and stops when the model emits BOS).
+// Can also dump the prompt's logits (CPU forward) and token ids as .npy files, for checks
+// against other implementations (scripts/verify-gguf.py).
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -11,11 +11,12 @@
 #include "core/error.hpp"
 #include "tracer/chat.hpp"
 #include "tracer/cpu_forward.hpp"
+#include "tracer/forward_backend.hpp"
 
 namespace kvsim::cli {
 
 int cmd_generate(const std::vector<std::string>& args) {
-  std::string model_path, tokenizer_path, prompt, prompt_file, dump_logits, dump_tokens;
+  std::string model_path, tokenizer_path, prompt, prompt_file, dump_logits, dump_tokens, device, precision;
   int steps, threads, prompt_len;
   bool chat = false;
   po::options_description opts("generate options");
@@ -30,8 +31,10 @@ int cmd_generate(const std::vector<std::string>& args) {
       ("dump-logits", po::value(&dump_logits), "write the logits of every prompt position, [T, vocab] float32, to this .npy")
       ("dump-tokens", po::value(&dump_tokens), "write the prompt's token ids, [T] int32, to this .npy")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)");
+  add_backend_options(opts, device, precision);
   if (!parse("generate", "Greedy decoding (temperature 0) from a prompt.", opts, args)) return 0;
   auto thread_limit = limit_threads(threads);
+  const BackendChoice backend_choice = choose_backend(device, precision);
   if (prompt_len < 0) fail<InputError>("--prompt-len must be >= 0, got ", prompt_len);
   if (!prompt_file.empty()) {
     if (!prompt.empty()) fail<InputError>("give either --prompt or --prompt-file, not both");
@@ -49,10 +52,10 @@ int cmd_generate(const std::vector<std::string>& args) {
   if (ids.empty()) fail<InputError>("generate: empty prompt and the tokenizer has no BOS token");
   for (int id : ids)
     if (id >= model.config.vocab) fail<ModelError>(model_path, ": token id ", id, " is outside the model's vocabulary");
-  CpuForward fwd(model);
   const int T = static_cast<int>(ids.size());
   if (!dump_tokens.empty()) write_npy(dump_tokens, ids.data(), {T});
   if (!dump_logits.empty()) {
+    const CpuForward fwd(model);
     KvCache cache(model.config, T);
     const MatrixRM logits = fwd.logits(fwd.forward(ids, cache));  // [T, V]
     write_npy(dump_logits, logits.data(), {T, model.config.vocab});
@@ -60,9 +63,10 @@ int cmd_generate(const std::vector<std::string>& args) {
   // llama2.c runs `steps` forward passes; the first prompt token's pass already emits.
   const int max_new = steps - T + 1;
   if (max_new <= 0) fail<InputError>("--steps ", steps, " leaves no room after a ", T, "-token prompt");
+  const auto backend = make_backend(model, backend_choice, T, 1);
   // llama2.c stops on BOS; HF-style models on EOS.
   const int stop = tok->bos_id() == 1 && tok->eos_id() == 2 ? 1 : tok->eos_id();
-  const std::vector<int> out = greedy_generate(fwd, ids, max_new, stop);
+  const std::vector<int> out = greedy_generate(*backend, ids, max_new, stop);
   std::vector<int> all = ids;
   all.insert(all.end(), out.begin(), out.end());
   std::cout << tok->decode(all) << "\n";

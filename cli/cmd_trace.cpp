@@ -1,4 +1,5 @@
-// kvsim trace: one prefill per prompt on the CPU, recorded into an HDF5 trace (format v1).
+// kvsim trace: one prefill per prompt (CPU, or CUDA with --device cuda), recorded into an HDF5 trace (format v1).
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -50,7 +51,7 @@ std::string prompt_id(std::size_t index) {
 }  // namespace
 
 int cmd_trace(const std::vector<std::string>& args) {
-  std::string model_path, tokenizer_path, out_path, task, tmpl;
+  std::string model_path, tokenizer_path, out_path, task, tmpl, device, precision;
   std::vector<std::string> inputs;
   int window, cont_len, prompt_len, max_len, topk, limit, threads, compression;
   bool overwrite = false, chat = false;
@@ -72,13 +73,15 @@ int cmd_trace(const std::vector<std::string>& args) {
       ("compression", po::value(&compression)->default_value(4), "deflate level 0-9 (0 = none)")
       ("overwrite", po::bool_switch(&overwrite), "replace an existing OUT (and discard OUT.partial)")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)");
+  add_backend_options(opts, device, precision);
   po::positional_options_description pos;
   pos.add("input", -1);
-  if (!parse("trace", "Records one CPU prefill per prompt into an HDF5 trace.", opts, args, &pos)) return 0;
+  if (!parse("trace", "Records one prefill per prompt into an HDF5 trace.", opts, args, &pos)) return 0;
   auto thread_limit = limit_threads(threads);
   if (window <= 0) fail<InputError>("--window must be positive, got ", window);
   if (topk <= 0) fail<InputError>("--topk must be positive, got ", topk);
   if (compression < 0 || compression > 9) fail<InputError>("--compression must be in 0..9, got ", compression);
+  const BackendChoice backend_choice = choose_backend(device, precision);
   if (std::filesystem::exists(out_path) && !overwrite)
     fail<InputError>(out_path, ": already exists (pass --overwrite to replace it)");
 
@@ -102,18 +105,21 @@ int cmd_trace(const std::vector<std::string>& args) {
     auto p = load_prompts(in, *tokenizer, io);
     for (auto& s : p) prompts.push_back(std::move(s));
   }
-  std::size_t truncated = 0, total_tokens = 0;
+  std::size_t truncated = 0, total_tokens = 0, longest = 1;
   for (const auto& p : prompts) {
     truncated += p.truncated_from > p.n_prompt;
     total_tokens += p.tokens.size();
+    longest = std::max(longest, p.tokens.size());
   }
+  // Before the output file exists: a device that cannot hold the model fails here.
+  const auto backend = make_backend(model, backend_choice, static_cast<int>(longest), topk);
   std::fprintf(stderr, "[trace] %s: %zu prompts, %zu tokens (%zu truncated in the middle)\n", model.source.c_str(),
                prompts.size(), total_tokens, truncated);
 
   std::vector<float> w_o;  // [L, hidden, n_heads*head_dim]
   for (const auto& l : model.layers) w_o.insert(w_o.end(), l.wo.data(), l.wo.data() + l.wo.size());
   const std::vector<float> final_norm(model.final_norm.data(), model.final_norm.data() + model.final_norm.size());
-  TraceProducer producer{kToolVersion, kGitSha, "cpu", utc_now_iso8601()};
+  TraceProducer producer{kToolVersion, kGitSha, backend->name(), utc_now_iso8601()};
   WriterOptions wo;
   wo.compression_level = compression;
   wo.overwrite = overwrite;
@@ -121,7 +127,6 @@ int cmd_trace(const std::vector<std::string>& args) {
   const MatrixRM& classifier = model.output_matrix();
   writer.write_classifier(std::span<const float>(classifier.data(), static_cast<std::size_t>(classifier.size())));
 
-  CpuForward fwd(model);
   RecordOptions ro;
   ro.window = window;
   ro.topk = topk;
@@ -147,7 +152,7 @@ int cmd_trace(const std::vector<std::string>& args) {
     meta.truncated_from = p.truncated_from;
     writer.begin_prompt(meta, std::vector<std::int32_t>(p.tokens.begin(), p.tokens.end()));
     WriterSink sink(writer);
-    record_prompt(fwd, p.tokens, p.n_prompt, ro, sink);
+    record_prompt(*backend, p.tokens, p.n_prompt, ro, sink);
     done_tokens += p.tokens.size();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     char detail[96];

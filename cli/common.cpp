@@ -1,5 +1,9 @@
 #include "cli/common.hpp"
 
+#include "core/error.hpp"
+#include "tracer/cpu_forward.hpp"
+#include "tracer/cuda_backend.hpp"
+
 #include <unistd.h>
 
 #include <cstdint>
@@ -183,6 +187,37 @@ void write_npy(const std::filesystem::path& path, const float* data, const std::
 void write_npy(const std::filesystem::path& path, const int* data, const std::vector<int>& shape) {
   static_assert(sizeof(int) == 4);
   write_npy_bytes(path, "<i4", data, sizeof(int), shape);
+}
+
+BackendChoice choose_backend(const std::string& device, const std::string& precision) {
+  BackendChoice c;
+  c.device = parse_device(device);
+  if (c.device == Device::kCpu) {
+    if (!precision.empty() && parse_precision(precision) != Precision::kFp32)
+      fail<InputError>("--precision ", precision, ": the CPU backend computes in fp32 only (use --device cuda)");
+    return c;
+  }
+  c.precision = precision.empty() ? Precision::kBf16 : parse_precision(precision);
+  const CudaAvailability a = cuda_availability();
+  if (!a.built) fail<DeviceError>("--device cuda: ", a.reason);
+  if (a.devices == 0) fail<DeviceError>("--device cuda: no CUDA device found (cudaGetDeviceCount: ", a.reason, ")");
+  return c;
+}
+
+std::unique_ptr<ForwardBackend> make_backend(const Model& model, const BackendChoice& choice, int max_tokens,
+                                             int max_topk) {
+  if (choice.device == Device::kCpu) return std::make_unique<CpuForward>(model);
+  CudaOptions o;
+  o.precision = choice.precision;
+  o.max_tokens = max_tokens;
+  o.max_topk = max_topk;
+  return make_cuda_backend(model, o);
+}
+
+void add_backend_options(po::options_description& opts, std::string& device, std::string& precision) {
+  opts.add_options()
+      ("device", po::value(&device)->default_value("cpu"), "forward pass on: cpu | cuda (docs/cuda.md)")
+      ("precision", po::value(&precision), "cuda: fp32 | bf16 | fp16 weights and GEMM inputs, fp32 accumulation (default bf16); cpu: fp32");
 }
 
 }  // namespace kvsim::cli

@@ -13,6 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include "sim/replay.hpp"
+
+#include "tracer/device.hpp"
+#include "tracer/forward_backend.hpp"
 #include "tracer/model.hpp"
 #include "tracer/tokenizer.hpp"
 
@@ -76,5 +79,19 @@ nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::stri
 // Python; throws InputError naming the file when it cannot be written.
 void write_npy(const std::filesystem::path& path, const float* data, const std::vector<int>& shape);
 void write_npy(const std::filesystem::path& path, const int* data, const std::vector<int>& shape);
+
+// --device / --precision, checked before any work starts: an unknown name, a precision the
+// CPU backend does not have, or `cuda` without CUDA in the build or without a device is one
+// clear error. An empty precision means the device's default (cpu: fp32, cuda: bf16).
+struct BackendChoice {
+  Device device = Device::kCpu;
+  Precision precision = Precision::kFp32;
+};
+BackendChoice choose_backend(const std::string& device, const std::string& precision);
+// max_tokens / max_topk size the CUDA workspace (the longest pass, the largest top-K).
+std::unique_ptr<ForwardBackend> make_backend(const Model& model, const BackendChoice& choice, int max_tokens,
+                                             int max_topk);
+// The option lines shared by trace and generate.
+void add_backend_options(po::options_description& opts, std::string& device, std::string& precision);
 
 }  // namespace kvsim::cli

@@ -1,7 +1,9 @@
 #pragma once
 // Typed errors with context (STYLE.md habit 5). Libraries throw; only cli/ prints and exits.
 #include <cstdint>
+#if __cplusplus >= 202002L
 #include <span>
+#endif
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -33,6 +35,12 @@ class InputError : public Error {
   using Error::Error;
 };
 
+// No usable accelerator, not enough device memory, or a device call failed.
+class DeviceError : public Error {
+ public:
+  using Error::Error;
+};
+
 namespace detail {
 template <typename... Args>
 std::string concat(Args&&... args) {
@@ -48,6 +56,7 @@ template <typename E, typename... Args>
   throw E(detail::concat(std::forward<Args>(args)...));
 }
 
+#if __cplusplus >= 202002L  // not in the CUDA sources, which nvcc compiles as C++17
 // A tensor shape as messages write it: "[4,100,8]".
 inline std::string shape_str(std::span<const std::int64_t> shape) {
   std::ostringstream out;
@@ -56,6 +65,7 @@ inline std::string shape_str(std::span<const std::int64_t> shape) {
   out << ']';
   return out.str();
 }
+#endif
 
 }  // namespace kvsim
 

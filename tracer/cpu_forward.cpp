@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 
 #include "core/error.hpp"
 
@@ -35,12 +36,16 @@ void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y) {
       tbb::simple_partitioner());
 }
 
+std::vector<float> rope_frequencies(int head_dim, double theta) {
+  std::vector<float> freq(head_dim / 2);
+  for (int i = 0; i < head_dim / 2; ++i)
+    freq[i] = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / static_cast<float>(head_dim));
+  return freq;
+}
+
 void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style) {
   const int half = head_dim / 2;
-  // Frequencies as llama2.c and HF compute them, in fp32: θ^(-2i/d).
-  std::vector<float> freq(half);
-  for (int i = 0; i < half; ++i)
-    freq[i] = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / static_cast<float>(head_dim));
+  const std::vector<float> freq = rope_frequencies(head_dim, theta);
   tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, x.rows(), 64), [&](const tbb::blocked_range<Eigen::Index>& r) {
     std::vector<float> cs(half), sn(half);
     for (Eigen::Index t = r.begin(); t < r.end(); ++t) {
@@ -233,22 +238,112 @@ MatrixRM CpuForward::logits(const MatrixRM& hidden) const {
   return out;
 }
 
-std::vector<int> greedy_generate(const CpuForward& fwd, std::span<const int> prompt, int max_new, int stop_id) {
-  KvCache cache(fwd.model().config, static_cast<int>(prompt.size()) + max_new);
-  std::vector<int> out;
-  MatrixRM h = fwd.forward(prompt, cache);
-  for (int step = 0; step < max_new; ++step) {
-    MatrixRM logits = fwd.logits(h.bottomRows(1));
-    Eigen::Index best = 0;
-    logits.row(0).maxCoeff(&best);
-    const int next = static_cast<int>(best);
-    if (next == stop_id) break;
-    out.push_back(next);
-    if (step + 1 == max_new) break;
-    const int tok[1] = {next};
-    h = fwd.forward(tok, cache);
+namespace {
+
+// A KvCache on the host, advanced by CpuForward::forward.
+class CpuSequence : public DecodeSequence {
+ public:
+  CpuSequence(const CpuForward& fwd, int capacity) : fwd_(fwd), cache_(fwd.model().config, capacity) {}
+  std::vector<float> append(std::span<const int> tokens) override {
+    const MatrixRM h = fwd_.forward(tokens, cache_);
+    const MatrixRM logits = fwd_.logits(h.bottomRows(1));
+    return std::vector<float>(logits.data(), logits.data() + logits.size());
   }
-  return out;
+
+ private:
+  const CpuForward& fwd_;
+  KvCache cache_;
+};
+
+// Copies rows [r0, r0+n) of Q [N, H*d] into [H, n, d].
+void gather_heads(const MatrixRM& q, int r0, int n, int heads, int d, std::vector<float>& out) {
+  out.resize(static_cast<std::size_t>(heads) * n * d);
+  for (int h = 0; h < heads; ++h)
+    for (int t = 0; t < n; ++t)
+      std::copy_n(q.row(r0 + t).data() + h * d, d, out.data() + (static_cast<std::size_t>(h) * n + t) * d);
+}
+
+}  // namespace
+
+std::unique_ptr<DecodeSequence> CpuForward::start(int capacity) const {
+  return std::make_unique<CpuSequence>(*this, capacity);
+}
+
+void CpuForward::record(std::span<const int> tokens, const RecordShape& shape, PromptSink& sink) const {
+  const ModelConfig& c = model_.config;
+  const int N = shape.n_tokens(), T = shape.T, M = shape.M, W = shape.W, K = shape.K;
+  const int d = c.head_dim, H = c.n_heads;
+
+  std::vector<std::vector<float>> q_window(c.n_layers), q_cont(c.n_layers), colsum(c.n_layers);
+  KvCache cache(c, N);
+  ForwardOptions fo;
+  fo.colsum_len = T;
+  MatrixRM residual;  // [N, D] before the final norm
+  fo.final_residual = &residual;
+  const MatrixRM hidden = forward(tokens, cache, fo, [&](const LayerActivations& a) {
+    gather_heads(*a.q, T - W, W, H, d, q_window[a.layer]);
+    gather_heads(*a.q, T, M, H, d, q_cont[a.layer]);
+    colsum[a.layer].assign(a.attn_colsum, a.attn_colsum + static_cast<std::size_t>(H) * T);
+  });
+
+  const std::size_t kv_size = static_cast<std::size_t>(c.n_kv_heads) * N * d;
+  for (int l = 0; l < c.n_layers; ++l) {
+    LayerView v;
+    v.keys = std::span<const float>(cache.keys(l), kv_size);
+    v.values = std::span<const float>(cache.values(l), kv_size);
+    v.q_window = q_window[l];
+    v.q_cont = q_cont[l];
+    v.attn_colsum = colsum[l];
+    sink.layer(l, v);
+  }
+
+  // Log-probs need the logits of positions 0..N-2 (position t predicts token t+1), taken in
+  // row blocks so [N, V] is never held at once.
+  PromptOutputs out;
+  out.tokens.assign(tokens.begin(), tokens.end());
+  out.prompt_logprob.assign(T, 0.0f);
+  out.cont_logprob.assign(M, 0.0f);
+  out.cont_topk_ids.assign(static_cast<std::size_t>(M) * K, 0);
+  out.cont_topk_logits.assign(static_cast<std::size_t>(M) * K, 0.0f);
+  out.cont_logsumexp.assign(M, 0.0f);
+  out.cont_residual.assign(residual.data() + static_cast<std::ptrdiff_t>(T) * c.hidden,
+                           residual.data() + static_cast<std::ptrdiff_t>(N) * c.hidden);
+  const MatrixRM& cls = model_.output_matrix();
+  constexpr int kBlock = 128;
+  const int rows = N - 1;
+  MatrixRM logits;
+  for (int r0 = 0; r0 < rows; r0 += kBlock) {
+    const int nr = std::min(kBlock, rows - r0);
+    linear(hidden.middleRows(r0, nr), cls, logits);
+    tbb::parallel_for(tbb::blocked_range<int>(0, nr), [&](const tbb::blocked_range<int>& range) {
+      std::vector<int> order;
+      for (int r = range.begin(); r < range.end(); ++r) {
+        const int t = r0 + r;  // position whose logits predict token t+1
+        const float* z = logits.row(r).data();
+        const Eigen::Map<const Eigen::ArrayXf> zr(z, c.vocab);
+        const float mx = zr.maxCoeff();
+        const float lse = mx + std::log((zr - mx).exp().sum());
+        const float lp = z[tokens[t + 1]] - lse;
+        if (t + 1 < T) {
+          out.prompt_logprob[t + 1] = lp;
+        } else {
+          const int j = t + 1 - T;
+          out.cont_logprob[j] = lp;
+          out.cont_logsumexp[j] = lse;
+          order.resize(c.vocab);
+          std::iota(order.begin(), order.end(), 0);
+          // Descending logits; ties by lower id, so the selection is deterministic.
+          std::partial_sort(order.begin(), order.begin() + K, order.end(),
+                            [z](int a, int b) { return z[a] > z[b] || (z[a] == z[b] && a < b); });
+          for (int k = 0; k < K; ++k) {
+            out.cont_topk_ids[static_cast<std::size_t>(j) * K + k] = order[k];
+            out.cont_topk_logits[static_cast<std::size_t>(j) * K + k] = z[order[k]];
+          }
+        }
+      }
+    });
+  }
+  sink.outputs(out);
 }
 
 }  // namespace kvsim

@@ -4,10 +4,12 @@
 // needs (window queries, attention column sums). The reference backend for the CUDA one.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
 #include "core/matrix.hpp"
+#include "tracer/forward_backend.hpp"
 #include "tracer/model.hpp"
 
 namespace kvsim {
@@ -70,7 +72,7 @@ struct ForwardOptions {
 
 using LayerObserver = std::function<void(const LayerActivations&)>;
 
-class CpuForward {
+class CpuForward : public ForwardBackend {
  public:
   explicit CpuForward(const Model& model) : model_(model) {}
 
@@ -82,7 +84,12 @@ class CpuForward {
   // logits [n, V] = hidden [n, D] · classifierᵀ.
   MatrixRM logits(const MatrixRM& hidden) const;
 
-  const Model& model() const { return model_; }
+  const Model& model() const override { return model_; }
+  const char* name() const override { return "cpu"; }
+  // forward() with column sums over the prompt, then the log-probs and top-K from logits
+  // taken in row blocks; calls sink.layer for every layer after the whole pass.
+  void record(std::span<const int> tokens, const RecordShape& shape, PromptSink& sink) const override;
+  std::unique_ptr<DecodeSequence> start(int capacity) const override;
 
  private:
   const Model& model_;
@@ -92,10 +99,11 @@ class CpuForward {
 // is bit-identical whatever the thread count.
 void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y);
 
+// RoPE frequencies θ^(-2i/d), i < d/2, in fp32 as llama2.c and HF compute them; the angle
+// of position p is float(p) * freq[i] (the CUDA backend's tables use the same values).
+std::vector<float> rope_frequencies(int head_dim, double theta);
+
 // Rotates q or k rows [n, heads*d] in place for positions pos0..pos0+n-1.
 void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style);
-
-// Greedy decoding: feeds prompt, then appends argmax tokens until max_new tokens or stop_id.
-std::vector<int> greedy_generate(const CpuForward& fwd, std::span<const int> prompt, int max_new, int stop_id);
 
 }  // namespace kvsim
