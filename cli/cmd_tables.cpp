@@ -1,7 +1,6 @@
 // kvsim compile / diff / transfer: CompilerKV decision tables (docs/tables.md).
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <sstream>
 
 #include "cli/commands.hpp"
@@ -9,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/version.hpp"
 #include "sim/budget.hpp"
+#include "sim/output_files.hpp"
 #include "tables/analysis.hpp"
 #include "tables/compiler.hpp"
 
@@ -51,15 +51,32 @@ std::string diff_table_text(const DiffReport& rep, const std::string& old_name, 
   return o.str();
 }
 
+// Written as PATH.partial and renamed when complete: a failed run leaves no half-written CSV.
 void write_diff_csv(const DiffReport& rep, const std::string& path) {
-  std::ofstream f(path);
-  if (!f) fail<InputError>(path, ": cannot open for writing");
-  f << "scope,task,budget,n,reward_old,reward_new,diff,ci_lo,ci_hi,regression\n";
+  const std::filesystem::path tmp = path + ".partial";
+  std::FILE* f = open_write(tmp);
+  std::fputs("scope,task,budget,n,reward_old,reward_new,diff,ci_lo,ci_hi,regression\n", f);
   for (const auto& r : rep.rows)
-    f << r.scope << "," << r.task << "," << r.budget << "," << r.n << "," << num(r.mean_old, "%.9g") << ","
-      << num(r.mean_new, "%.9g") << "," << num(r.mean_diff, "%.9g") << "," << num(r.ci_lo, "%.9g") << ","
-      << num(r.ci_hi, "%.9g") << "," << (r.regression ? 1 : 0) << "\n";
-  if (!f.flush()) fail<InputError>(path, ": write failed");
+    std::fprintf(f, "%s,%s,%d,%d,%s,%s,%s,%s,%s,%d\n", r.scope.c_str(), r.task.c_str(), r.budget, r.n,
+                 fmt_g9(r.mean_old).c_str(), fmt_g9(r.mean_new).c_str(), fmt_g9(r.mean_diff).c_str(),
+                 fmt_g9(r.ci_lo).c_str(), fmt_g9(r.ci_hi).c_str(), r.regression ? 1 : 0);
+  close_checked(f, tmp);
+  std::filesystem::rename(tmp, path);
+}
+
+// The command line as recorded in a table: without -t/--threads, which does not change it.
+std::vector<std::string> without_threads_option(const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
+    if (a == "-t" || a == "--threads") {
+      ++i;
+      continue;
+    }
+    if (a.rfind("--threads=", 0) == 0 || (a.size() > 2 && a.rfind("-t", 0) == 0)) continue;
+    out.push_back(a);
+  }
+  return out;
 }
 
 }  // namespace
@@ -107,10 +124,8 @@ int cmd_compile(const std::vector<std::string>& args) {
                                {"n_kv_heads", set.model().n_kv_heads}, {"head_dim", set.model().head_dim},
                                {"hidden", set.model().hidden}};
   table.provenance["tool"] = {{"name", "kvsim"}, {"version", kToolVersion}, {"git_sha", kGitSha}};
-  table.provenance["created_utc"] = utc_now_iso8601();
-  table.provenance["command"] = args;
-  table.provenance["threads"] = threads;
-  table.provenance["evaluations"]["load_seconds"] = load_s;
+  // No clock time or thread count in the file: the same inputs give the same bytes.
+  table.provenance["command"] = without_threads_option(args);
   write_table(table, out);
   std::printf("compiled %s: %zu prompts, budgets %s, learner %s, %d rounds (%s)\n", out.c_str(), set.size(),
               budgets.c_str(), learner.c_str(), st.rounds, st.converged ? "converged" : "max rounds reached");

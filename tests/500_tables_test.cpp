@@ -195,6 +195,15 @@ TEST_CASE("kvsim diff: exit 0 against itself, 3 for a damaged table, wrong shape
   INFO(c.output);
   REQUIRE(c.status == 0);
   CHECK(c.output.find("rewards/s") != std::string::npos);
+  // The file itself is the same bytes at any thread count (no clock time or thread count in it).
+  const auto c1 = test::run_cli("compile " + traces + " --budget 12,24 --window 8 --max-rounds 1 -t 1 --out " + (tmp / "t1.json").string());
+  const auto c2 = test::run_cli("compile " + traces + " --budget 12,24 --window 8 --max-rounds 1 --threads 2 --out " + (tmp / "t2.json").string());
+  REQUIRE((c1.status == 0 && c2.status == 0));
+  std::string one = slurp(tmp / "t1.json");
+  const std::size_t at = one.find("t1.json");  // the --out argument in provenance.command
+  REQUIRE(at != std::string::npos);
+  one.replace(at, 7, "t2.json");
+  CHECK(one == slurp(tmp / "t2.json"));
   const auto same = test::run_cli("diff " + (tmp / "t.json").string() + " " + (tmp / "t.json").string() + " --traces " +
                                   traces + " --budget 12,24 --csv " + (tmp / "d.csv").string());
   INFO(same.output);
