@@ -18,3 +18,4 @@ for b in "$bin"/bench_*; do
 done
 # Prints one "skipped" line without a CUDA device (or in a build without CUDA).
 "$bin/bench_cuda_prefill" bf16 2 4096 16384
+bash bench/compile.sh "$threads"

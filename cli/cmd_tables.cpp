@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdio>
 #include <sstream>
+#include <utility>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
@@ -79,6 +80,22 @@ std::vector<std::string> without_threads_option(const std::vector<std::string>& 
   return out;
 }
 
+// Two tables named on the command line; "default" for one of them is the default table
+// (weights 1.0, thresholds 0.8) of the other's model, budgets and window.
+std::pair<DecisionTable, DecisionTable> read_table_pair(const std::string& a, const std::string& b) {
+  if (a == "default" && b == "default") fail<InputError>("at most one of the two tables may be 'default'");
+  if (a == "default") {
+    DecisionTable tb = read_table(b);
+    return {DecisionTable::defaults(tb.model, tb.budgets, tb.window), std::move(tb)};
+  }
+  DecisionTable ta = read_table(a);
+  if (b == "default") {
+    DecisionTable tb = DecisionTable::defaults(ta.model, ta.budgets, ta.window);
+    return {std::move(ta), std::move(tb)};
+  }
+  return {std::move(ta), read_table(b)};
+}
+
 }  // namespace
 
 int cmd_compile(const std::vector<std::string>& args) {
@@ -144,7 +161,7 @@ int cmd_diff(const std::vector<std::string>& args) {
   std::uint64_t seed;
   std::size_t cache_mb;
   po::options_description opts("diff options");
-  opts.add_options()("tables", po::value(&tables)->multitoken()->required(), "OLD NEW table files")
+  opts.add_options()("tables", po::value(&tables)->multitoken()->required(), "OLD NEW table files ('default' for one: the default table of the other's shape)")
       ("traces", po::value(&traces)->multitoken()->required(), "evaluation trace files")
       ("budget,b", po::value(&budgets)->required(), "budgets (tokens per KV head)")
       ("tolerance", po::value(&tolerance)->default_value(0.0), "NEW may be worse by this much reward (nats/token)")
@@ -162,7 +179,7 @@ int cmd_diff(const std::vector<std::string>& args) {
     return 0;
   if (tables.size() != 2) fail<InputError>("diff takes two tables: OLD NEW");
   auto tbb_limit = limit_threads(threads);
-  const DecisionTable old_t = read_table(tables[0]), new_t = read_table(tables[1]);
+  const auto [old_t, new_t] = read_table_pair(tables[0], tables[1]);
   if (old_t.window != new_t.window) fail<InputError>("the tables were compiled with different windows (", old_t.window, ", ", new_t.window, ")");
   const EvalSet set(paths_of(traces), old_t.window, cache_mb << 20);
   const DiffReport rep = diff_tables(set, old_t, new_t, parse_budgets(budgets), tolerance, bootstrap, seed);

@@ -219,6 +219,11 @@ TEST_CASE("kvsim diff: exit 0 against itself, 3 for a damaged table, wrong shape
   INFO(worse.output);
   CHECK(worse.status == 3);
   CHECK(worse.output.find("WORSE") != std::string::npos);
+  // "default" names the default table of the other's shape: all-50 thresholds are worse than it too.
+  CHECK(test::run_cli("diff default " + (tmp / "damaged.json").string() + " --traces " + traces + " --budget 12,24").status == 3);
+  const auto two_defaults = test::run_cli("diff default default --traces " + traces + " --budget 12");
+  CHECK(two_defaults.status == 1);
+  CHECK(two_defaults.output.find("at most one of the two tables may be 'default'") != std::string::npos);
   // The reverse direction is an improvement: exit 0.
   CHECK(test::run_cli("diff " + (tmp / "damaged.json").string() + " " + (tmp / "t.json").string() + " --traces " + traces +
                       " --budget 12,24").status == 0);
