@@ -1,6 +1,7 @@
 // kvsim compile / diff / transfer: CompilerKV decision tables (docs/tables.md).
 #include <cmath>
 #include <cstdio>
+#include <optional>
 #include <sstream>
 #include <utility>
 
@@ -12,6 +13,7 @@
 #include "sim/output_files.hpp"
 #include "tables/analysis.hpp"
 #include "tables/compiler.hpp"
+#include "tracer/cpu_forward.hpp"
 
 namespace kvsim::cli {
 
@@ -100,7 +102,7 @@ std::pair<DecisionTable, DecisionTable> read_table_pair(const std::string& a, co
 
 int cmd_compile(const std::vector<std::string>& args) {
   std::vector<std::string> traces;
-  std::string budgets, out, learner;
+  std::string budgets, out, learner, reward, model_path;
   int window, max_rounds, pulls, threads;
   double lambda;
   std::uint64_t seed;
@@ -114,9 +116,12 @@ int cmd_compile(const std::vector<std::string>& args) {
       ("lambda", po::value(&lambda)->default_value(0.75), "cql: conservative weight")
       ("max-rounds", po::value(&max_rounds)->default_value(6), "alternating head/gate rounds at most")
       ("pulls", po::value(&pulls)->default_value(0), "ucb/thompson: evaluations per context (0 = 2 x arms)")
+      ("reward", po::value(&reward)->default_value("estimate"),
+       "estimate (-estimated delta-NLL, logit-space) | exact (-exact delta-NLL: teacher-forced re-decode, needs --model)")
+      ("model,m", po::value(&model_path), "--reward exact: the checkpoint the traces were recorded with (llama2.c .bin, .gguf or HF directory)")
       ("window", po::value(&window)->default_value(32), "compilerkv window the table is for")
       ("seed", po::value(&seed)->default_value(0), "seed (ucb/thompson prompt orders and draws)")
-      ("cache-mb", po::value(&cache_mb)->default_value(4096), "memory for cached prompt tensors; beyond it prompts are re-read")
+      ("cache-mb", po::value(&cache_mb)->default_value(4096), "memory for cached prompt tensors (and exact decoders); beyond it prompts are re-read")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores); the table does not depend on it")
       ("overwrite", po::bool_switch(&overwrite), "replace an existing OUT");
   po::positional_options_description pos;
@@ -132,23 +137,38 @@ int cmd_compile(const std::vector<std::string>& args) {
   co.progress = [](const std::string& line) { stderr_line("compile", line); };
   if (learner != "cql" && learner != "ucb" && learner != "thompson")
     fail<InputError>("unknown learner '", learner, "' (cql|ucb|thompson)");
+  if (reward != "estimate" && reward != "exact") fail<InputError>("unknown --reward '", reward, "' (estimate|exact)");
+  if (reward == "exact" && model_path.empty())
+    fail<InputError>("--reward exact needs --model: the checkpoint the traces were recorded with");
+  if (reward == "estimate" && !model_path.empty()) fail<InputError>("--model is used by --reward exact only");
   const auto t0 = std::chrono::steady_clock::now();
-  const EvalSet set(paths_of(traces), window, cache_mb << 20, co.progress);
+  // Exact rewards re-decode with the model's weights; EvalSet checks it is every trace's model.
+  std::optional<Model> model;
+  std::optional<CpuForward> fwd;
+  if (reward == "exact") {
+    model.emplace(load_model(model_path));
+    fwd.emplace(*model);
+  }
+  const EvalSet set(paths_of(traces), window, cache_mb << 20, co.progress, fwd ? &*fwd : nullptr);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   CompileStats st;
   DecisionTable table = compile_table(set, co, &st);
   table.provenance["model"] = {{"n_layers", set.model().n_layers}, {"n_heads", set.model().n_heads},
                                {"n_kv_heads", set.model().n_kv_heads}, {"head_dim", set.model().head_dim},
                                {"hidden", set.model().hidden}};
+  if (model) table.provenance["reward_model"] = model->source;
   table.provenance["tool"] = {{"name", "kvsim"}, {"version", kToolVersion}, {"git_sha", kGitSha}};
   // No clock time or thread count in the file: the same inputs give the same bytes.
   table.provenance["command"] = without_threads_option(args);
   write_table(table, out);
   std::printf("compiled %s: %zu prompts, budgets %s, learner %s, %d rounds (%s)\n", out.c_str(), set.size(),
               budgets.c_str(), learner.c_str(), st.rounds, st.converged ? "converged" : "max rounds reached");
-  std::printf("%llu rewards (%llu distinct kept sets measured) in %.1f s: %.0f rewards/s; loading %.1f s\n",
+  std::printf("%llu rewards (%llu distinct kept sets measured, %llu task rewards computed) in %.1f s: %.0f rewards/s, "
+              "%.0f task rewards/s; loading %.1f s\n",
               static_cast<unsigned long long>(st.counters.decisions), static_cast<unsigned long long>(st.counters.measurements),
-              st.seconds, st.seconds > 0 ? static_cast<double>(st.counters.decisions) / st.seconds : 0.0, load_s);
+              static_cast<unsigned long long>(st.counters.task_rewards), st.seconds,
+              st.seconds > 0 ? static_cast<double>(st.counters.decisions) / st.seconds : 0.0,
+              st.seconds > 0 ? static_cast<double>(st.counters.task_rewards) / st.seconds : 0.0, load_s);
   std::printf("rewards: %s\n", set.reward_description().c_str());
   return 0;
 }
@@ -173,7 +193,8 @@ int cmd_diff(const std::vector<std::string>& args) {
   po::positional_options_description pos;
   pos.add("tables", 2);
   if (!parse("diff",
-             "Compares two decision tables on traces, paired per prompt. Exit 0: NEW not worse; exit 3: NEW worse than OLD "
+             "Compares two decision tables on traces, paired per prompt, by reward = -estimated delta-NLL (the estimate "
+             "only: compile's --reward exact is not offered here). Exit 0: NEW not worse; exit 3: NEW worse than OLD "
              "beyond --tolerance (95% CI upper end below -tolerance); 1/2: errors.",
              opts, args, &pos))
     return 0;
@@ -197,7 +218,7 @@ int cmd_transfer(const std::vector<std::string>& args) {
   std::size_t cache_mb;
   po::options_description opts("transfer options");
   opts.add_options()("tables", po::value(&tables)->multitoken()->required(), "A B: source and target tables")
-      ("traces", po::value(&traces)->multitoken(), "target traces: reward with A's table (mapped) vs B's own")
+      ("traces", po::value(&traces)->multitoken(), "target traces: reward (-estimated delta-NLL) with A's table (mapped) vs B's own")
       ("budget,b", po::value(&budgets), "budgets for --traces (default: B's budgets)")
       ("bootstrap", po::value(&bootstrap)->default_value(1000), "bootstrap resamples for the 95% CI")
       ("seed", po::value(&seed)->default_value(0), "bootstrap seed")

@@ -94,6 +94,12 @@ double ExactDecoder::flops_per_decode() const {
   return n * (c.n_layers * per_token_layer + 2.0 * c.hidden * c.vocab);
 }
 
+std::size_t ExactDecoder::bytes() const {
+  std::size_t n = 0;
+  for (std::size_t l = 0; l < cache_.keys.size(); ++l) n += (cache_.keys[l].size() + cache_.values[l].size()) * sizeof(float);
+  return n + ref_logprob_.size() * sizeof(double) + cont_.size() * sizeof(int);
+}
+
 std::vector<std::uint8_t> keep_mask(const Selection& s, int b) {
   const int L = s.n_layers(), Hkv = s.n_kv_heads(), T = s.T();
   std::vector<std::uint8_t> keep(static_cast<std::size_t>(L) * Hkv * T, 0);

@@ -11,6 +11,7 @@
 // position, which prefill computes with the full cache: compression cannot change it.
 // Δ-NLL is against the same computation with every prompt token kept, so a full kept set
 // gives exactly 0.
+#include <cstddef>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -50,6 +51,8 @@ class ExactDecoder {
   int M() const { return static_cast<int>(cont_.size()); }
   // Floating point operations of one decode (forward over M−1 tokens + classifier), approximate.
   double flops_per_decode() const;
+  // Memory held: the prompt K/V and the reference log-probs (for callers that cap a cache).
+  std::size_t bytes() const;
 
  private:
   ExactResult run(std::span<const std::uint8_t> keep, std::vector<double>* logprob_out) const;

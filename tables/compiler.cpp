@@ -137,6 +137,7 @@ class Compiler {
       if (std::isnan(r)) {
         ptrs[l] = &outs[k];
         r = prompt_reward(data, ptrs);
+        ++counters.task_rewards;
       }
       rewards[k] = r;
       if (ph == Phase::kGate) rewards[k] -= static_cast<double>(std::max(0, outs[k].candidates - Bp)) / ep.state.T;
@@ -243,6 +244,7 @@ class Compiler {
   static void add(EvalCounters& a, const EvalCounters& b) {
     a.decisions += b.decisions;
     a.measurements += b.measurements;
+    a.task_rewards += b.task_rewards;
   }
 
   const EvalSet& set_;
@@ -279,7 +281,8 @@ DecisionTable compile_table(const EvalSet& set, const CompileOptions& options, C
   bins.erase(std::unique(bins.begin(), bins.end()), bins.end());
   t.provenance["gate_bins_seen"] = bins;
   // Counts only (timing goes to stdout): the file is the same at any thread count.
-  t.provenance["evaluations"] = {{"rewards", s.counters.decisions}, {"kept_sets_measured", s.counters.measurements}};
+  t.provenance["evaluations"] = {{"rewards", s.counters.decisions}, {"kept_sets_measured", s.counters.measurements},
+                                 {"task_rewards_computed", s.counters.task_rewards}};
   return t;
 }
 

@@ -4,8 +4,9 @@
 //
 // Contexts: (B, l, h) for the head table, (B, l, b_ent, b_ppl) for the gate. Arms: head
 // weights 0.8..1.5 step 0.025 (29), thresholds 0.8..1.0 step 0.01 (21). Horizon 1: a record
-// is (context, arm, reward) with reward = −estimated Δ-NLL of the prompt (tables/eval_set.hpp),
-// and, for gate records, minus the over-retention penalty max(0, |C_w| − B')/T of the layer.
+// is (context, arm, reward) with reward = −estimated Δ-NLL of the prompt, or its exact
+// re-decode when the set has a model (tables/eval_set.hpp), and, for gate records, minus the
+// over-retention penalty max(0, |C_w| − B')/T of the layer.
 //
 // Rounds alternate until no table entry changes (or max_rounds):
 //   head phase: for h = 0..H−1 in turn (coordinate ascent over heads), every (B, l) context

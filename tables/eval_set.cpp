@@ -15,12 +15,13 @@ std::size_t PromptEvalData::bytes() const {
   std::size_t n = 0;
   for (const auto& ly : tensors.layers) n += (ly.values.size() + ly.cont_attn.size()) * sizeof(float);
   for (const auto& r : refs) n += (r.o.size() + r.n_cont.size() + 4 * r.z_total.size()) * sizeof(float);
+  if (exact) n += exact->bytes();
   return n;
 }
 
 EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::size_t cache_bytes,
-                 const std::function<void(const std::string&)>& progress)
-    : paths_(std::move(traces)), window_(window) {
+                 const std::function<void(const std::string&)>& progress, const CpuForward* exact)
+    : paths_(std::move(traces)), window_(window), exact_(exact) {
   if (paths_.empty()) fail<InputError>("no trace files given");
   if (window < 1) fail<InputError>("window must be >= 1, got ", window);
   for (std::size_t t = 0; t < paths_.size(); ++t) {
@@ -36,6 +37,7 @@ EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::siz
       fail<InputError>(file, ": model shape differs from ", paths_[0].string(), " (one table is for one model)");
     }
     if (r.prompts().empty()) fail<InputError>(file, ": the trace holds no complete prompt");
+    if (exact_) check_model_matches(exact_->model(), r);  // names the file and both models
     for (const PromptMeta& pm : r.prompts()) {
       if (pm.n_cont < 2) fail<InputError>(file, ": prompt ", pm.id, ": needs at least 2 continuation tokens, has ", pm.n_cont);
       if (pm.window < window)
@@ -72,6 +74,7 @@ std::size_t EvalSet::cached_prompts() const {
 }
 
 std::string EvalSet::reward_description() const {
+  if (exact_) return "-exact delta-NLL (teacher-forced re-decode, sim/exact_decode.hpp, nats/token)";
   return logit_rewards_ ? "-estimated_delta_nll: logit-space first-order estimate (dnll_est_logit, nats/token) of "
                           "Sum_l W_O delta_l, metrics/logit_estimate.hpp"
                         : "-estimated_delta_nll fallback: -Sum_l out_err_l (dnll_est_sum, unitless; the traces lack "
@@ -123,6 +126,7 @@ std::shared_ptr<PromptEvalData> EvalSet::load(std::size_t t, std::size_t i, Comp
     data->refs[l] = layer_reference(data->layer_views[l], 0);
   });
   data->logit = make_logit_estimator(r, i, classifier_[t].get(), final_norm_[t]);
+  if (exact_) data->exact = std::make_unique<ExactDecoder>(exact_decoder(*exact_, r, i));
   return data;
 }
 
@@ -180,7 +184,8 @@ void evaluate_layer(const EvalPrompt& prompt, const PromptEvalData& data, int l,
   }
   std::vector<LayerMetrics> metrics(nu);
   const std::size_t md = static_cast<std::size_t>(view.M) * view.hidden;
-  std::vector<float> wo_delta(data.logit ? nu * md : 0);
+  const bool estimate = data.logit && !data.exact;  // W_O δ feeds the logit estimate only
+  std::vector<float> wo_delta(estimate ? nu * md : 0);
   layer_metrics(view, data.refs[l], sel, metrics, wo_delta);
   out.resize(n);
   for (int k = 0; k < n; ++k) {
@@ -190,16 +195,32 @@ void evaluate_layer(const EvalPrompt& prompt, const PromptEvalData& data, int l,
     o.kept = static_cast<int>(kept[k].size());
     o.candidates = candidates[k];
     o.set_id = u;
-    if (data.logit)
+    if (estimate)
       o.wo_delta.assign(wo_delta.begin() + static_cast<std::ptrdiff_t>(u * md), wo_delta.begin() + static_cast<std::ptrdiff_t>((u + 1) * md));
     else
       o.wo_delta.clear();
+    // Only the exact decode reads the kept set itself: the estimate path skips the copy.
+    if (data.exact)
+      o.kept_tokens = kept[k];
+    else
+      o.kept_tokens.clear();
   }
   counters.decisions += n;
   counters.measurements += nu;
 }
 
 double prompt_reward(const PromptEvalData& data, std::span<const LayerOutcome* const> layers) {
+  if (data.exact) {
+    // keep [L, Hkv, T]: layer l's kept set for every KV head.
+    const int T = data.exact->T(), Hkv = data.tensors.n_kv_heads;
+    std::vector<std::uint8_t> keep(layers.size() * Hkv * T, 0);
+    for (std::size_t l = 0; l < layers.size(); ++l)
+      for (int g = 0; g < Hkv; ++g) {
+        std::uint8_t* row = keep.data() + (l * Hkv + g) * T;
+        for (std::int32_t i : layers[l]->kept_tokens) row[i] = 1;
+      }
+    return -data.exact->decode(keep).delta_nll;
+  }
   if (!data.logit) {
     double s = 0;  // estimated_delta_nll's fallback: Σ_l out_err_l
     for (const LayerOutcome* o : layers) s += o->metrics.out_err;
@@ -228,6 +249,7 @@ double evaluate_table(const EvalPrompt& prompt, const PromptEvalData& data, cons
   }
   std::vector<const LayerOutcome*> ptrs;
   for (const auto& o : outcomes) ptrs.push_back(&o);
+  ++counters.task_rewards;
   return prompt_reward(data, ptrs);
 }
 

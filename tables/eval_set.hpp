@@ -13,6 +13,12 @@
 // the estimate `kvsim run` reports as dnll_est_logit (estimated_delta_nll). On traces without
 // /model/classifier or cont_residual it falls back, as estimated_delta_nll does, to
 // −Σ_l out_err_l (dnll_est_sum, unitless).
+//
+// With a model (exact rewards, `kvsim compile --reward exact`) the reward is instead
+//   −exact Δ-NLL = −ExactDecoder::decode(keep).delta_nll   (nats per scored token)
+// the teacher-forced re-decode of sim/exact_decode.hpp, keep[l, g, t] = 1 for the tokens t that
+// layer l keeps (the same for every KV head g in CompilerKV). Each prompt then also holds its
+// decoder (prompt K/V and reference log-probs), counted against the cache cap.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -27,6 +33,7 @@
 #include "metrics/logit_estimate.hpp"
 #include "policies/compilerkv.hpp"
 #include "policies/prompt_tensors.hpp"
+#include "sim/exact_decode.hpp"
 #include "tables/format/decision_table.hpp"
 #include "traces/trace_reader.hpp"
 
@@ -38,6 +45,7 @@ struct PromptEvalData {
   std::vector<PromptView> layer_views;    // [L] one-layer views (layer l of the prompt as layer 0)
   std::vector<LayerReference> refs;       // [L] full-cache references, each of its one-layer view
   std::unique_ptr<LogitEstimator> logit;  // null: the reward falls back to −Σ_l out_err
+  std::unique_ptr<ExactDecoder> exact;    // non-null: exact rewards (the estimates are not used)
   std::size_t bytes() const;
 };
 
@@ -60,21 +68,24 @@ struct LayerOutcome {
   int kept = 0;                  // tokens kept per KV head
   int candidates = 0;            // w + |C|: the elastic set before the budget clamp
   int set_id = 0;                // decisions of one evaluate_layer call with equal set_id kept the same set
-  std::vector<float> wo_delta;   // [M, D] W_O δ_t (empty without a logit estimator)
+  std::vector<float> wo_delta;   // [M, D] W_O δ_t (empty without a logit estimator, or with exact rewards)
+  std::vector<std::int32_t> kept_tokens;  // ascending, the same for every KV head (exact rewards only)
 };
 
 struct EvalCounters {
   std::uint64_t decisions = 0;     // layer decisions evaluated (arms)
   std::uint64_t measurements = 0;  // distinct kept sets measured (identical ones are shared)
+  std::uint64_t task_rewards = 0;  // prompt rewards computed (exact rewards: one re-decode each)
 };
 
 class EvalSet {
  public:
   // Opens every trace and loads every prompt's state; checks that all traces share one model
   // shape, record at least `window` window queries, and have continuations. `progress` (may be
-  // empty) receives a line per loaded trace.
+  // empty) receives a line per loaded trace. `exact` (may be null; must outlive the set): exact
+  // rewards with this forward, whose model must be every trace's (check_model_matches).
   EvalSet(std::vector<std::filesystem::path> traces, int window, std::size_t cache_bytes,
-          const std::function<void(const std::string&)>& progress = {});
+          const std::function<void(const std::string&)>& progress = {}, const CpuForward* exact = nullptr);
   ~EvalSet();
 
   const ModelShape& model() const { return model_; }
@@ -85,7 +96,9 @@ class EvalSet {
   std::size_t cached_prompts() const;
   // True when every prompt has the logit-space estimator (reward in nats per token).
   bool logit_rewards() const { return logit_rewards_; }
-  // "estimated Δ-NLL (logit-space, nats/token)" or the fallback, for provenance.
+  // True when rewards are exact re-decodes (a forward was given).
+  bool exact_rewards() const { return exact_ != nullptr; }
+  // The reward in words, for provenance: exact, the logit-space estimate or its fallback.
   std::string reward_description() const;
   // [{path, xxh3, prompts, task}] and the hash of the whole set (order-independent).
   nlohmann::json trace_provenance() const;
@@ -105,6 +118,7 @@ class EvalSet {
   std::vector<std::string> hashes_;
   ModelShape model_;
   int window_ = 0;
+  const CpuForward* exact_ = nullptr;
   bool logit_rewards_ = true;
   std::vector<EvalPrompt> prompts_;
 };
@@ -114,7 +128,8 @@ class EvalSet {
 void evaluate_layer(const EvalPrompt& prompt, const PromptEvalData& data, int l, int B,
                     std::span<const LayerDecision> decisions, std::vector<LayerOutcome>& out, EvalCounters& counters);
 
-// The reward (−estimated Δ-NLL) of one prompt whose layer l has outcome layers[l].
+// The reward (−estimated Δ-NLL, or −exact Δ-NLL when data.exact) of one prompt whose layer l
+// has outcome layers[l].
 double prompt_reward(const PromptEvalData& data, std::span<const LayerOutcome* const> layers);
 
 // The table's decisions for one prompt at budget B (nearest table budget, the prompt's bins):

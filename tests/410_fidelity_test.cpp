@@ -4,7 +4,6 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
-#include <fstream>
 #include <sstream>
 
 #include "core/rng.hpp"
@@ -220,33 +219,13 @@ TEST_CASE("estimates: a trace without classifier/cont_residual falls back to the
 
 TEST_CASE("kvsim validate: runs, same bytes at 1 and 2 threads, refuses another model", "[fidelity][cli]") {
   test::TempDir tmp;
-  // The CLI loads a checkpoint: a random model in llama2.c's layout (H·d = D, interleaved RoPE).
-  ModelConfig cfg = test::small_config();
-  cfg.n_heads = 4, cfg.head_dim = 12, cfg.rope_style = RopeStyle::kInterleaved;
+  // The CLI loads a checkpoint: a random model in llama2.c's layout.
+  const ModelConfig cfg = test::small_llama2c_config();
   const Model m = random_model(cfg, 4);
   test::TraceSpec spec;
   spec.n_prompts = 3, spec.T = 64, spec.M = 8, spec.W = 16;
   test::write_model_trace(tmp / "a.h5", m, spec);
-  {
-    std::ofstream f(tmp / "m.bin", std::ios::binary);
-    const ModelConfig& c = m.config;
-    const std::int32_t header[7] = {c.hidden, c.ffn_hidden, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab, 256};
-    f.write(reinterpret_cast<const char*>(header), sizeof header);
-    auto put = [&](const float* p, std::size_t n) { f.write(reinterpret_cast<const char*>(p), static_cast<std::streamsize>(n * 4)); };
-    put(m.embed.data(), m.embed.size());
-    for (const auto& l : m.layers) put(l.attn_norm.data(), l.attn_norm.size());
-    for (const auto& l : m.layers) put(l.wq.data(), l.wq.size());
-    for (const auto& l : m.layers) put(l.wk.data(), l.wk.size());
-    for (const auto& l : m.layers) put(l.wv.data(), l.wv.size());
-    for (const auto& l : m.layers) put(l.wo.data(), l.wo.size());
-    for (const auto& l : m.layers) put(l.ffn_norm.data(), l.ffn_norm.size());
-    for (const auto& l : m.layers) put(l.w_gate.data(), l.w_gate.size());
-    for (const auto& l : m.layers) put(l.w_down.data(), l.w_down.size());
-    for (const auto& l : m.layers) put(l.w_up.data(), l.w_up.size());
-    put(m.final_norm.data(), m.final_norm.size());
-    std::vector<float> freqs(256 * c.head_dim / 2 * 2, 0.0f);
-    put(freqs.data(), freqs.size());
-  }
+  test::write_llama2c_checkpoint(tmp / "m.bin", m);
   const std::string base = "validate " + (tmp / "a.h5").string() + " --model " + (tmp / "m.bin").string() +
                            " -p full,streamingllm,snapkv:window=8,random -b 8,16,64 -q";
   const auto r1 = test::run_cli(base + " -t 1 -o " + (tmp / "v1").string());

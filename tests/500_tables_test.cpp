@@ -1,12 +1,15 @@
-// Decision tables: file format, relative-depth mapping, learners, compile determinism, the
-// diff regression gate and shape refusal (docs/tables.md).
+// Decision tables: file format, relative-depth mapping, learners, compile determinism, exact
+// rewards, the diff regression gate and shape refusal (docs/tables.md).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <sstream>
 #include <tbb/global_control.h>
 
+#include "sim/exact_decode.hpp"
 #include "sim/replay.hpp"
 #include "support/shared.hpp"
 #include "support/trace_fixture.hpp"
@@ -243,4 +246,131 @@ TEST_CASE("kvsim diff: exit 0 against itself, 3 for a damaged table, wrong shape
   INFO(tf.output);
   CHECK(tf.status == 0);
   CHECK(tf.output.find("Spearman") != std::string::npos);
+}
+
+TEST_CASE("tables: exact rewards equal an independent exact decode of the policy's kept sets", "[tables][exact]") {
+  test::TempDir tmp;
+  const Model m = random_model(test::small_config(), 5);
+  test::TraceSpec spec;
+  spec.n_prompts = 3, spec.T = 64, spec.M = 8, spec.W = 16;
+  test::write_model_trace(tmp / "a.h5", m, spec);
+  const CpuForward fwd(m);
+  const EvalSet set({tmp / "a.h5"}, 8, std::size_t(1) << 30, {}, &fwd);
+  const EvalSet uncached({tmp / "a.h5"}, 8, 0, {}, &fwd);  // decoders built per use
+  REQUIRE(set.cached_prompts() == 3);
+  REQUIRE(uncached.cached_prompts() == 0);
+  CHECK(set.exact_rewards());
+  CHECK(set.reward_description() == "-exact delta-NLL (teacher-forced re-decode, sim/exact_decode.hpp, nats/token)");
+  const std::vector<int> budgets = {12, 24};
+  const DecisionTable def = DecisionTable::defaults(set.model(), budgets, 8);
+
+  // The independent side: the compilerkv policy's own selections (replay engine, default
+  // table) decoded by a fresh decoder through keep_mask / exact_delta_nll.
+  ReplayOptions ro;
+  ro.traces = {tmp / "a.h5"};
+  ro.policies = {"compilerkv:window=8"};
+  ro.budgets = BudgetSweep::tokens(budgets);
+  ro.keep_selections = true;
+  const Replay replay(ro);
+  const TraceReader reader(tmp / "a.h5");
+  const ModelConfig& c = m.config;
+  int compressed = 0;
+  for (std::size_t p = 0; p < set.size(); ++p) {
+    const PromptResult pr = replay.replay_prompt(0, p);
+    const Selection& sel = pr.selections[0];
+    const ExactDecoder decoder = exact_decoder(fwd, reader, p);
+    set.with_data(p, [&](const PromptEvalData& data) {
+      REQUIRE(data.exact != nullptr);
+      // The decoder's prompt K/V count against the cache cap.
+      CHECK(data.exact->bytes() >= 2 * sizeof(float) * c.n_layers * c.n_kv_heads * (spec.T + spec.M) * c.head_dim);
+      CHECK(data.bytes() > data.exact->bytes());
+      for (int b = 0; b < 2; ++b) {
+        INFO("prompt " << p << " budget " << budgets[b]);
+        EvalCounters counters;
+        std::vector<LayerOutcome> outs;
+        const double reward = evaluate_table(set.prompt(p), data, def, budgets[b], outs, counters);
+        CHECK(counters.task_rewards == 1);
+        for (int l = 0; l < c.n_layers; ++l) {
+          std::vector<std::int32_t> kept(sel.kept(b, l, 0).begin(), sel.kept(b, l, 0).end());
+          std::sort(kept.begin(), kept.end());
+          CHECK(outs[l].kept_tokens == kept);
+          CHECK(outs[l].wo_delta.empty());  // the estimate is not computed for exact rewards
+        }
+        const double expect = -exact_delta_nll(decoder, sel, b);
+        CHECK(reward == expect);
+        compressed += reward != 0;
+        double again = 0;
+        uncached.with_data(p, [&](const PromptEvalData& d) { again = evaluate_table(uncached.prompt(p), d, def, budgets[b], outs, counters); });
+        CHECK(again == reward);
+      }
+    });
+  }
+  CHECK(compressed > 0);
+
+  // A full kept set: every token a gate candidate (thresholds at the lowest float) and B = T.
+  DecisionTable all = DecisionTable::defaults(set.model(), {spec.T}, 8);
+  for (float& x : all.gate) x = std::numeric_limits<float>::lowest();
+  set.with_data(0, [&](const PromptEvalData& data) {
+    EvalCounters counters;
+    std::vector<LayerOutcome> outs;
+    CHECK(evaluate_table(set.prompt(0), data, all, spec.T, outs, counters) == 0.0);
+    for (const auto& o : outs) CHECK(o.kept == spec.T);
+  });
+
+  // Another model's weights: refused naming the trace.
+  const Model other = random_model(test::small_config(), 6);
+  const CpuForward other_fwd(other);
+  CHECK_THROWS_WITH(EvalSet({tmp / "a.h5"}, 8, 0, {}, &other_fwd),
+                    Catch::Contains("a.h5: recorded with other weights"));
+}
+
+TEST_CASE("kvsim compile --reward exact: same bytes at 1 and 2 threads, refuses another model", "[tables][exact][cli]") {
+  test::TempDir tmp;
+  // The CLI loads a checkpoint: a random model in llama2.c's layout.
+  const ModelConfig cfg = test::small_llama2c_config();
+  const Model m = random_model(cfg, 4);
+  test::TraceSpec spec;
+  spec.n_prompts = 3, spec.T = 48, spec.M = 6, spec.W = 16;
+  test::write_model_trace(tmp / "a.h5", m, spec);
+  test::write_llama2c_checkpoint(tmp / "m.bin", m);
+  const std::string base = "compile " + (tmp / "a.h5").string() + " --budget 12,24 --window 8 --max-rounds 1 --reward exact";
+  const auto c1 = test::run_cli(base + " --model " + (tmp / "m.bin").string() + " -t 1 -o " + (tmp / "t1.json").string());
+  INFO(c1.output);
+  REQUIRE(c1.status == 0);
+  CHECK(c1.output.find("rewards: -exact delta-NLL") != std::string::npos);
+  const auto c2 = test::run_cli(base + " --model " + (tmp / "m.bin").string() + " --threads 2 -o " + (tmp / "t2.json").string());
+  REQUIRE(c2.status == 0);
+  std::string one = slurp(tmp / "t1.json");
+  const std::size_t at = one.find("t1.json");  // the --out argument in provenance.command
+  REQUIRE(at != std::string::npos);
+  one.replace(at, 7, "t2.json");
+  CHECK(one == slurp(tmp / "t2.json"));
+  const DecisionTable t = read_table(tmp / "t1.json");
+  CHECK(t.provenance["rewards"].get<std::string>().rfind("-exact delta-NLL", 0) == 0);
+  CHECK(t.provenance["reward_model"].get<std::string>().find("m.bin") != std::string::npos);
+  CHECK(t.provenance["evaluations"]["task_rewards_computed"].get<long>() > 0);
+
+  // Other weights, same shape: refused before any work, nothing written.
+  test::write_llama2c_checkpoint(tmp / "other.bin", random_model(cfg, 5));
+  const auto weights = test::run_cli(base + " --model " + (tmp / "other.bin").string() + " -o " + (tmp / "w.json").string());
+  CHECK(weights.status == 1);
+  CHECK(weights.output.find("a.h5: recorded with other weights") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(tmp / "w.json"));
+  // Another shape.
+  ModelConfig deeper = cfg;
+  deeper.n_layers = 4;
+  test::write_llama2c_checkpoint(tmp / "deeper.bin", random_model(deeper, 4));
+  const auto shape = test::run_cli(base + " --model " + (tmp / "deeper.bin").string() + " -o " + (tmp / "s.json").string());
+  CHECK(shape.status == 1);
+  CHECK(shape.output.find("a.h5: recorded with another model shape") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(tmp / "s.json"));
+  // Option errors.
+  const auto no_model = test::run_cli(base + " -o " + (tmp / "n.json").string());
+  CHECK(no_model.status == 1);
+  CHECK(no_model.output.find("--reward exact needs --model") != std::string::npos);
+  const auto unknown = test::run_cli("compile " + (tmp / "a.h5").string() + " --budget 12 --window 8 --reward exakt -o " +
+                                     (tmp / "u.json").string());
+  CHECK(unknown.status == 1);
+  CHECK(unknown.output.find("unknown --reward 'exakt' (estimate|exact)") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(tmp / "n.json"));
 }

@@ -1,8 +1,10 @@
 #pragma once
 // Traces for tests without ../shared: a random-weight model's real prefill, recorded with the
-// tracer's own code and written with the trace writer. And a runner for the kvsim executable.
+// tracer's own code and written with the trace writer; the model as a checkpoint file for the
+// commands that load one. And a runner for the kvsim executable.
 #include <array>
 #include <cstdio>
+#include <fstream>
 #include <string>
 #include <sys/wait.h>
 #include <vector>
@@ -96,9 +98,39 @@ inline void write_model_trace(const std::filesystem::path& path, const Model& m,
   w.finish();
 }
 
+// `m` as a llama2.c checkpoint (what `kvsim validate --model` / `compile --model` load). The
+// format has H·d = D and interleaved RoPE: configure the model so.
+inline void write_llama2c_checkpoint(const std::filesystem::path& path, const Model& m) {
+  std::ofstream f(path, std::ios::binary);
+  const ModelConfig& c = m.config;
+  const std::int32_t header[7] = {c.hidden, c.ffn_hidden, c.n_layers, c.n_heads, c.n_kv_heads, c.vocab, 256};
+  f.write(reinterpret_cast<const char*>(header), sizeof header);
+  auto put = [&](const float* p, std::size_t n) { f.write(reinterpret_cast<const char*>(p), static_cast<std::streamsize>(n * 4)); };
+  put(m.embed.data(), m.embed.size());
+  for (const auto& l : m.layers) put(l.attn_norm.data(), l.attn_norm.size());
+  for (const auto& l : m.layers) put(l.wq.data(), l.wq.size());
+  for (const auto& l : m.layers) put(l.wk.data(), l.wk.size());
+  for (const auto& l : m.layers) put(l.wv.data(), l.wv.size());
+  for (const auto& l : m.layers) put(l.wo.data(), l.wo.size());
+  for (const auto& l : m.layers) put(l.ffn_norm.data(), l.ffn_norm.size());
+  for (const auto& l : m.layers) put(l.w_gate.data(), l.w_gate.size());
+  for (const auto& l : m.layers) put(l.w_down.data(), l.w_down.size());
+  for (const auto& l : m.layers) put(l.w_up.data(), l.w_up.size());
+  put(m.final_norm.data(), m.final_norm.size());
+  std::vector<float> freqs(256 * c.head_dim / 2 * 2, 0.0f);
+  put(freqs.data(), freqs.size());
+}
+
 inline ModelConfig small_config() {
   ModelConfig c;
   c.n_layers = 3, c.n_heads = 6, c.n_kv_heads = 2, c.head_dim = 16, c.hidden = 48, c.ffn_hidden = 64, c.vocab = 97;
+  return c;
+}
+
+// small_config in llama2.c's layout (H·d = D, interleaved RoPE), for write_llama2c_checkpoint.
+inline ModelConfig small_llama2c_config() {
+  ModelConfig c = small_config();
+  c.n_heads = 4, c.head_dim = 12, c.rope_style = RopeStyle::kInterleaved;
   return c;
 }
 
