@@ -220,13 +220,10 @@ TEST_CASE("estimates: a trace without classifier/cont_residual falls back to the
 TEST_CASE("kvsim validate: runs, same bytes at 1 and 2 threads, refuses another model", "[fidelity][cli]") {
   test::TempDir tmp;
   // The CLI loads a checkpoint: a random model in llama2.c's layout.
-  const ModelConfig cfg = test::small_llama2c_config();
-  const Model m = random_model(cfg, 4);
   test::TraceSpec spec;
   spec.n_prompts = 3, spec.T = 64, spec.M = 8, spec.W = 16;
-  test::write_model_trace(tmp / "a.h5", m, spec);
-  test::write_llama2c_checkpoint(tmp / "m.bin", m);
-  const std::string base = "validate " + (tmp / "a.h5").string() + " --model " + (tmp / "m.bin").string() +
+  const test::CheckpointedTrace ct = test::write_checkpointed_trace(tmp.path(), spec);
+  const std::string base = "validate " + ct.trace.string() + " --model " + ct.checkpoint.string() +
                            " -p full,streamingllm,snapkv:window=8,random -b 8,16,64 -q";
   const auto r1 = test::run_cli(base + " -t 1 -o " + (tmp / "v1").string());
   INFO(r1.output);
@@ -241,9 +238,9 @@ TEST_CASE("kvsim validate: runs, same bytes at 1 and 2 threads, refuses another 
   CHECK_FALSE(std::filesystem::exists(tmp / "v1.partial"));
 
   // Another model's weights: refused before any work, nothing written.
-  const Model other = random_model(cfg, 5);
+  const Model other = random_model(test::small_llama2c_config(), 5);
   test::write_model_trace(tmp / "b.h5", other, spec);
-  const auto bad = test::run_cli("validate " + (tmp / "b.h5").string() + " --model " + (tmp / "m.bin").string() +
+  const auto bad = test::run_cli("validate " + (tmp / "b.h5").string() + " --model " + ct.checkpoint.string() +
                                  " -p streamingllm -b 8 -q -o " + (tmp / "v3").string());
   INFO(bad.output);
   CHECK(bad.status == 1);

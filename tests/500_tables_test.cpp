@@ -327,18 +327,15 @@ TEST_CASE("tables: exact rewards equal an independent exact decode of the policy
 TEST_CASE("kvsim compile --reward exact: same bytes at 1 and 2 threads, refuses another model", "[tables][exact][cli]") {
   test::TempDir tmp;
   // The CLI loads a checkpoint: a random model in llama2.c's layout.
-  const ModelConfig cfg = test::small_llama2c_config();
-  const Model m = random_model(cfg, 4);
   test::TraceSpec spec;
   spec.n_prompts = 3, spec.T = 48, spec.M = 6, spec.W = 16;
-  test::write_model_trace(tmp / "a.h5", m, spec);
-  test::write_llama2c_checkpoint(tmp / "m.bin", m);
-  const std::string base = "compile " + (tmp / "a.h5").string() + " --budget 12,24 --window 8 --max-rounds 1 --reward exact";
-  const auto c1 = test::run_cli(base + " --model " + (tmp / "m.bin").string() + " -t 1 -o " + (tmp / "t1.json").string());
+  const test::CheckpointedTrace ct = test::write_checkpointed_trace(tmp.path(), spec);
+  const std::string base = "compile " + ct.trace.string() + " --budget 12,24 --window 8 --max-rounds 1 --reward exact";
+  const auto c1 = test::run_cli(base + " --model " + ct.checkpoint.string() + " -t 1 -o " + (tmp / "t1.json").string());
   INFO(c1.output);
   REQUIRE(c1.status == 0);
   CHECK(c1.output.find("rewards: -exact delta-NLL") != std::string::npos);
-  const auto c2 = test::run_cli(base + " --model " + (tmp / "m.bin").string() + " --threads 2 -o " + (tmp / "t2.json").string());
+  const auto c2 = test::run_cli(base + " --model " + ct.checkpoint.string() + " --threads 2 -o " + (tmp / "t2.json").string());
   REQUIRE(c2.status == 0);
   std::string one = slurp(tmp / "t1.json");
   const std::size_t at = one.find("t1.json");  // the --out argument in provenance.command
@@ -351,13 +348,13 @@ TEST_CASE("kvsim compile --reward exact: same bytes at 1 and 2 threads, refuses 
   CHECK(t.provenance["evaluations"]["task_rewards_computed"].get<long>() > 0);
 
   // Other weights, same shape: refused before any work, nothing written.
-  test::write_llama2c_checkpoint(tmp / "other.bin", random_model(cfg, 5));
+  test::write_llama2c_checkpoint(tmp / "other.bin", random_model(test::small_llama2c_config(), 5));
   const auto weights = test::run_cli(base + " --model " + (tmp / "other.bin").string() + " -o " + (tmp / "w.json").string());
   CHECK(weights.status == 1);
   CHECK(weights.output.find("a.h5: recorded with other weights") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(tmp / "w.json"));
   // Another shape.
-  ModelConfig deeper = cfg;
+  ModelConfig deeper = test::small_llama2c_config();
   deeper.n_layers = 4;
   test::write_llama2c_checkpoint(tmp / "deeper.bin", random_model(deeper, 4));
   const auto shape = test::run_cli(base + " --model " + (tmp / "deeper.bin").string() + " -o " + (tmp / "s.json").string());
@@ -368,7 +365,7 @@ TEST_CASE("kvsim compile --reward exact: same bytes at 1 and 2 threads, refuses 
   const auto no_model = test::run_cli(base + " -o " + (tmp / "n.json").string());
   CHECK(no_model.status == 1);
   CHECK(no_model.output.find("--reward exact needs --model") != std::string::npos);
-  const auto unknown = test::run_cli("compile " + (tmp / "a.h5").string() + " --budget 12 --window 8 --reward exakt -o " +
+  const auto unknown = test::run_cli("compile " + ct.trace.string() + " --budget 12 --window 8 --reward exakt -o " +
                                      (tmp / "u.json").string());
   CHECK(unknown.status == 1);
   CHECK(unknown.output.find("unknown --reward 'exakt' (estimate|exact)") != std::string::npos);

@@ -134,4 +134,17 @@ inline ModelConfig small_llama2c_config() {
   return c;
 }
 
+// What a CLI test that loads a checkpoint needs: a random model in llama2.c's layout (seed 4),
+// saved as DIR/m.bin, and a trace of it recorded as DIR/a.h5.
+struct CheckpointedTrace {
+  std::filesystem::path trace, checkpoint;
+};
+inline CheckpointedTrace write_checkpointed_trace(const std::filesystem::path& dir, const TraceSpec& spec) {
+  const Model m = random_model(small_llama2c_config(), 4);
+  CheckpointedTrace out{dir / "a.h5", dir / "m.bin"};
+  write_model_trace(out.trace, m, spec);
+  write_llama2c_checkpoint(out.checkpoint, m);
+  return out;
+}
+
 }  // namespace kvsim::test
