@@ -19,6 +19,7 @@
 #include "tracer/cuda_backend.hpp"
 #include "tracer/model.hpp"
 #include "tracer/recorder.hpp"
+#include "tracer/trace_output.hpp"
 
 using namespace kvsim;
 using Clock = std::chrono::steady_clock;
@@ -146,16 +147,10 @@ int main(int argc, char** argv) try {
   for (int level : {0, 4}) {
     const auto path = std::filesystem::temp_directory_path() / "bench_cuda_prefill.h5";
     std::filesystem::remove(path);
-    ModelInfo info;
-    info.arch = c.arch, info.n_layers = c.n_layers, info.n_heads = c.n_heads, info.n_kv_heads = c.n_kv_heads;
-    info.head_dim = c.head_dim, info.hidden = c.hidden, info.vocab = c.vocab, info.rope_style = "rotate_half";
     WriterOptions wo;
     wo.compression_level = level;
     wo.overwrite = true;
-    std::vector<float> w_o;
-    for (const auto& l : m.layers) w_o.insert(w_o.end(), l.wo.data(), l.wo.data() + l.wo.size());
-    const std::vector<float> fn(m.final_norm.data(), m.final_norm.data() + c.hidden);
-    TraceWriter w(path, info, TraceProducer{"bench", "none", "cuda", ""}, w_o, fn, wo);
+    TraceWriter w(path, trace_model_info(m), TraceProducer{"bench", "none", "cuda", ""}, trace_w_o(m), trace_final_norm(m), wo);
     PromptMeta meta;
     meta.id = "000000", meta.n_prompt = n - kCont, meta.n_cont = kCont, meta.window = kWindow, meta.topk = kTopK;
     meta.truncated_from = n - kCont;

@@ -20,6 +20,7 @@
 #include "tracer/inputs.hpp"
 #include "tracer/recorder.hpp"
 #include "tracer/tokenizer.hpp"
+#include "tracer/trace_output.hpp"
 
 using namespace kvsim;
 namespace fs = std::filesystem;
@@ -27,16 +28,6 @@ namespace fs = std::filesystem;
 namespace {
 
 double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-class Sink : public PromptSink {
- public:
-  explicit Sink(TraceWriter& w) : w_(w) {}
-  void layer(int l, const LayerView& v) override { w_.write_layer(l, v); }
-  void outputs(const PromptOutputs& o) override { w_.end_prompt(o); }
-
- private:
-  TraceWriter& w_;
-};
 
 }  // namespace
 
@@ -55,7 +46,6 @@ int main(int argc, char** argv) {
   }
   const Model model = load_model(ckpt);
   const CpuForward fwd(model);
-  const ModelConfig& c = model.config;
   const int T = 512, M = 32, W = 64;
   const fs::path dir = fs::temp_directory_path() / ("kvsim-bench-fidelity-" + std::to_string(::getpid()));
   fs::create_directories(dir);
@@ -64,17 +54,11 @@ int main(int argc, char** argv) {
     InputOptions io;
     io.prompt_len = T, io.cont_len = M, io.limit = n_prompts;
     const auto prompts = load_prompts(text, *tok, io);
-    std::vector<float> w_o;
-    for (const auto& l : model.layers) w_o.insert(w_o.end(), l.wo.data(), l.wo.data() + l.wo.size());
-    const std::vector<float> fn(model.final_norm.data(), model.final_norm.data() + c.hidden);
-    ModelInfo info;
-    info.arch = c.arch, info.n_layers = c.n_layers, info.n_heads = c.n_heads, info.n_kv_heads = c.n_kv_heads;
-    info.head_dim = c.head_dim, info.hidden = c.hidden, info.vocab = c.vocab, info.rope_theta = c.rope_theta;
-    info.rope_style = rope_style_name(c.rope_style), info.norm_eps = c.norm_eps, info.source = model.source;
-    TraceWriter w(dir / "ts.h5", info, TraceProducer{"bench", "", "cpu", ""}, w_o, fn);
+    TraceWriter w(dir / "ts.h5", trace_model_info(model), TraceProducer{"bench", "", "cpu", ""}, trace_w_o(model),
+                  trace_final_norm(model));
     const MatrixRM& cls = model.output_matrix();
     w.write_classifier(std::span<const float>(cls.data(), static_cast<std::size_t>(cls.size())));
-    Sink sink(w);
+    TraceWriterSink sink(w);
     for (std::size_t p = 0; p < prompts.size(); ++p) {
       PromptMeta meta;
       meta.id = std::to_string(100000 + p), meta.n_prompt = T, meta.n_cont = M, meta.window = W, meta.topk = 64;

@@ -18,6 +18,7 @@
 #include "traces/trace_writer.hpp"
 #include "tracer/cpu_forward.hpp"
 #include "tracer/recorder.hpp"
+#include "tracer/trace_output.hpp"
 
 using namespace kvsim;
 namespace fs = std::filesystem;
@@ -119,22 +120,11 @@ int main(int argc, char** argv) {
   const CpuForward fwd(model);
   const int sT = 512, sM = 32, sN = 16;
   {
-    std::vector<float> w_o;
-    for (const auto& l : model.layers) w_o.insert(w_o.end(), l.wo.data(), l.wo.data() + l.wo.size());
-    const std::vector<float> fn(model.final_norm.data(), model.final_norm.data() + model.config.hidden);
-    ModelInfo info;
     const ModelConfig& c = model.config;
-    info.arch = c.arch, info.n_layers = c.n_layers, info.n_heads = c.n_heads, info.n_kv_heads = c.n_kv_heads;
-    info.head_dim = c.head_dim, info.hidden = c.hidden, info.vocab = c.vocab, info.rope_style = rope_style_name(c.rope_style);
-    TraceWriter w(dir / "stories.h5", info, TraceProducer{"bench", "", "cpu", ""}, w_o, fn);
+    TraceWriter w(dir / "stories.h5", trace_model_info(model), TraceProducer{"bench", "", "cpu", ""}, trace_w_o(model),
+                  trace_final_norm(model));
     Rng rng(3);
-    class Sink : public PromptSink {
-     public:
-      explicit Sink(TraceWriter& w) : w_(w) {}
-      void layer(int l, const LayerView& v) override { w_.write_layer(l, v); }
-      void outputs(const PromptOutputs& o) override { w_.end_prompt(o); }
-      TraceWriter& w_;
-    } sink(w);
+    TraceWriterSink sink(w);
     for (int p = 0; p < sN; ++p) {
       std::vector<int> tokens(sT + sM);
       for (auto& t : tokens) t = static_cast<int>(rng.below(c.vocab));

@@ -10,37 +10,11 @@
 #include "traces/trace_writer.hpp"
 #include "tracer/inputs.hpp"
 #include "tracer/recorder.hpp"
+#include "tracer/trace_output.hpp"
 
 namespace kvsim::cli {
 
 namespace {
-
-class WriterSink : public PromptSink {
- public:
-  explicit WriterSink(TraceWriter& w) : writer_(w) {}
-  void layer(int l, const LayerView& view) override { writer_.write_layer(l, view); }
-  void outputs(const PromptOutputs& outputs) override { writer_.end_prompt(outputs); }
-
- private:
-  TraceWriter& writer_;
-};
-
-ModelInfo model_info(const Model& m) {
-  const ModelConfig& c = m.config;
-  ModelInfo info;
-  info.arch = c.arch;
-  info.n_layers = c.n_layers;
-  info.n_heads = c.n_heads;
-  info.n_kv_heads = c.n_kv_heads;
-  info.head_dim = c.head_dim;
-  info.hidden = c.hidden;
-  info.vocab = c.vocab;
-  info.rope_theta = c.rope_theta;
-  info.rope_style = rope_style_name(c.rope_style);
-  info.norm_eps = c.norm_eps;
-  info.source = m.source;
-  return info;
-}
 
 std::string prompt_id(std::size_t index) {
   char buf[32];
@@ -116,14 +90,11 @@ int cmd_trace(const std::vector<std::string>& args) {
   std::fprintf(stderr, "[trace] %s: %zu prompts, %zu tokens (%zu truncated in the middle)\n", model.source.c_str(),
                prompts.size(), total_tokens, truncated);
 
-  std::vector<float> w_o;  // [L, hidden, n_heads*head_dim]
-  for (const auto& l : model.layers) w_o.insert(w_o.end(), l.wo.data(), l.wo.data() + l.wo.size());
-  const std::vector<float> final_norm(model.final_norm.data(), model.final_norm.data() + model.final_norm.size());
   TraceProducer producer{kToolVersion, kGitSha, backend->name(), utc_now_iso8601()};
   WriterOptions wo;
   wo.compression_level = compression;
   wo.overwrite = overwrite;
-  TraceWriter writer(out_path, model_info(model), producer, w_o, final_norm, wo);
+  TraceWriter writer(out_path, trace_model_info(model), producer, trace_w_o(model), trace_final_norm(model), wo);
   const MatrixRM& classifier = model.output_matrix();
   writer.write_classifier(std::span<const float>(classifier.data(), static_cast<std::size_t>(classifier.size())));
 
@@ -151,7 +122,7 @@ int cmd_trace(const std::vector<std::string>& args) {
     meta.sample_id = p.sample_id;
     meta.truncated_from = p.truncated_from;
     writer.begin_prompt(meta, std::vector<std::int32_t>(p.tokens.begin(), p.tokens.end()));
-    WriterSink sink(writer);
+    TraceWriterSink sink(writer);
     record_prompt(*backend, p.tokens, p.n_prompt, ro, sink);
     done_tokens += p.tokens.size();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -30,11 +30,8 @@ TEST_CASE("trace: keys/values read back equal the forward pass's cache within fp
   ModelInfo info;
   info.arch = "llama", info.n_layers = 3, info.n_heads = 6, info.n_kv_heads = 2, info.head_dim = 16;
   info.hidden = 48, info.vocab = 97, info.rope_style = "rotate_half";
-  std::vector<float> w_o;
-  for (const auto& l : m.layers) w_o.insert(w_o.end(), l.wo.data(), l.wo.data() + l.wo.size());
-  const std::vector<float> fn(m.final_norm.data(), m.final_norm.data() + c.hidden);
   {
-    TraceWriter w(tmp / "t.h5", info, TraceProducer{"test", "none", "cpu", ""}, w_o, fn);
+    TraceWriter w(tmp / "t.h5", info, TraceProducer{"test", "none", "cpu", ""}, trace_w_o(m), trace_final_norm(m));
     PromptMeta meta;
     meta.id = "000000", meta.n_prompt = T, meta.n_cont = M, meta.window = 16, meta.topk = 8, meta.truncated_from = T;
     w.begin_prompt(meta, std::vector<std::int32_t>(tokens.begin(), tokens.end()));

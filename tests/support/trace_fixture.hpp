@@ -13,6 +13,7 @@
 #include "traces/trace_writer.hpp"
 #include "tracer/cpu_forward.hpp"
 #include "tracer/recorder.hpp"
+#include "tracer/trace_output.hpp"
 
 namespace kvsim::test {
 
@@ -56,11 +57,8 @@ class WriterSink : public PromptSink {
 };
 
 inline ModelInfo model_info(const Model& m) {
-  const ModelConfig& c = m.config;
-  ModelInfo info;
-  info.arch = c.arch, info.n_layers = c.n_layers, info.n_heads = c.n_heads, info.n_kv_heads = c.n_kv_heads;
-  info.head_dim = c.head_dim, info.hidden = c.hidden, info.vocab = c.vocab, info.rope_theta = c.rope_theta;
-  info.rope_style = rope_style_name(c.rope_style), info.norm_eps = c.norm_eps, info.source = "random";
+  ModelInfo info = trace_model_info(m);
+  info.source = "random";
   return info;
 }
 
@@ -73,10 +71,7 @@ struct TraceSpec {
 
 // Random token prompts through `m`, one trace file.
 inline void write_model_trace(const std::filesystem::path& path, const Model& m, const TraceSpec& s) {
-  std::vector<float> w_o;
-  for (const auto& l : m.layers) w_o.insert(w_o.end(), l.wo.data(), l.wo.data() + l.wo.size());
-  const std::vector<float> fn(m.final_norm.data(), m.final_norm.data() + m.config.hidden);
-  TraceWriter w(path, model_info(m), TraceProducer{"test", "none", "cpu", ""}, w_o, fn);
+  TraceWriter w(path, model_info(m), TraceProducer{"test", "none", "cpu", ""}, trace_w_o(m), trace_final_norm(m));
   const MatrixRM& cls = m.output_matrix();
   if (s.logit_data) w.write_classifier(std::span<const float>(cls.data(), static_cast<std::size_t>(cls.size())));
   const CpuForward fwd(m);
