@@ -102,7 +102,7 @@ std::pair<DecisionTable, DecisionTable> read_table_pair(const std::string& a, co
 
 int cmd_compile(const std::vector<std::string>& args) {
   std::vector<std::string> traces;
-  std::string budgets, out, learner, reward, model_path;
+  std::string budgets, out, learner, reward, model_path, gate, gate_arms;
   int window, max_rounds, pulls, threads;
   double lambda;
   std::uint64_t seed;
@@ -120,6 +120,10 @@ int cmd_compile(const std::vector<std::string>& args) {
        "estimate (-estimated delta-NLL, logit-space) | exact (-exact delta-NLL: teacher-forced re-decode, needs --model)")
       ("model,m", po::value(&model_path), "--reward exact: the checkpoint the traces were recorded with (llama2.c .bin, .gguf or HF directory)")
       ("window", po::value(&window)->default_value(32), "compilerkv window the table is for")
+      ("gate", po::value(&gate)->default_value("absolute"),
+       "gate rule the thresholds are learned for: coverage (tau = share of the utility mass dropped; arms 1e-4..0.2 log) "
+       "| absolute (published: keep s >= tau; arms 0.8..1.0 step 0.01)")
+      ("gate-arms", po::value(&gate_arms), "gate arm grid lo:hi:step or lo:hi:count:log (default: the gate rule's)")
       ("seed", po::value(&seed)->default_value(0), "seed (ucb/thompson prompt orders and draws)")
       ("cache-mb", po::value(&cache_mb)->default_value(4096), "memory for cached prompt tensors (and exact decoders); beyond it prompts are re-read")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores); the table does not depend on it")
@@ -135,6 +139,8 @@ int cmd_compile(const std::vector<std::string>& args) {
   co.budgets = parse_budgets(budgets);
   co.learner = learner, co.cql_lambda = lambda, co.max_rounds = max_rounds, co.pulls = pulls, co.seed = seed;
   co.progress = [](const std::string& line) { stderr_line("compile", line); };
+  co.gate_mode = parse_gate_mode(gate, "--gate");
+  if (!gate_arms.empty()) co.gate_arms = ArmGrid::parse(gate_arms, "--gate-arms");
   if (learner != "cql" && learner != "ucb" && learner != "thompson")
     fail<InputError>("unknown learner '", learner, "' (cql|ucb|thompson)");
   if (reward != "estimate" && reward != "exact") fail<InputError>("unknown --reward '", reward, "' (estimate|exact)");

@@ -10,18 +10,21 @@
 //   heads     s_{l,i} = max over query heads h of W_head[B, l, h] · u_{l,g(h),i}
 //   risk      entropy of α/Σα (nats) and the local perplexity exp(−mean log p) of the w window
 //             tokens from prompt_logprob, binned by the table's edges (20 × 4 bins)
-//   gate      τ = T_gate[B, l, b_ent, b_ppl]
-//   elastic   C = {i < P : s_{l,i} ≥ τ}; layer l keeps the w window tokens (protected, counted
+//   gate      τ = T_gate[B, l, b_ent, b_ppl]; the table's gate mode says what τ means:
+//   elastic   absolute (published): C = {i < P : s_{l,i} ≥ τ};
+//             coverage: C = the fewest top-scored i < P whose s sum to ≥ (1 − τ)·Σ_{i<P} s_{l,i}
+//             (docs/methods.md, "CompilerKV gate"); layer l keeps the w window tokens (protected, counted
 //             in the budget) and the top min(|C|, B' − w) of C by s, B' = min(B, T): the clamp
 //             when |C| > B' − w, under-retention otherwise. If B' ≤ w: the most recent B'.
 //             One kept set per layer, shared by all its KV heads.
-// Since C is the set of scores above τ, it is a prefix of the layer's score order: the kept set
+// In both modes C is a prefix of the layer's score order (ties aside), so the kept set
 // is always a prefix of order_by_score(s) (window +inf) of length
 //   count = min(B', w + |C|)            and |C_w| = w + |C| is the elastic set before the clamp.
 //
 // Tables (parameter `table`, a kvsim-table JSON file, docs/tables.md): without one, every
-// head weight is 1.0, every threshold 0.8 and every prompt falls in bin (0, 0) (edges at
-// +inf). A budget the table does not hold uses the nearest table budget (ties: the smaller).
+// head weight is 1.0, every threshold the gate mode's default (parameter `gate`: absolute 0.8,
+// the published default; coverage 0.01) and every prompt falls in bin (0, 0) (edges at
+// +inf). With a table, the table's gate mode rules (`gate` may repeat it, not contradict it). A budget the table does not hold uses the nearest table budget (ties: the smaller).
 // A table for another depth is mapped by relative depth; other head counts are refused
 // (check_model, before any work). The table's window must equal the policy's.
 // The kept sets are not nested across budgets in general (the tables differ per budget): the
@@ -30,6 +33,7 @@
 #include <vector>
 
 #include "policies/policy.hpp"
+#include "tables/format/decision_table.hpp"
 
 namespace kvsim {
 
@@ -54,7 +58,8 @@ struct ElasticCount {
   int kept = 0;        // min(B', w + |C|)
   int candidates = 0;  // w + |C|: the elastic set before the budget clamp
 };
-// From the layer's scores (window +inf), threshold τ and budget B.
-ElasticCount compilerkv_elastic_count(std::span<const float> scores, int window, float tau, int B);
+// From the layer's scores (window +inf), threshold τ, budget B and the gate mode.
+ElasticCount compilerkv_elastic_count(std::span<const float> scores, int window, float tau, int B,
+                                      GateMode mode = GateMode::absolute);
 
 }  // namespace kvsim

@@ -35,7 +35,8 @@ class Compiler {
     if (opt.budgets.empty()) fail<InputError>("no budgets given");
     if (!(opt.cql_lambda >= 0)) fail<InputError>("--lambda must be >= 0");
     if (opt.max_rounds < 1) fail<InputError>("--max-rounds must be >= 1");
-    table_ = DecisionTable::defaults(set.model(), opt.budgets, set.window());
+    table_ = DecisionTable::defaults(set.model(), opt.budgets, set.window(), opt.gate_mode);
+    if (opt.gate_arms) table_.gate_arms = *opt.gate_arms;
     nb_ = table_.n_budgets();
     for (std::size_t p = 0; p < set.size(); ++p)
       for (int B : table_.budgets)
@@ -53,7 +54,7 @@ class Compiler {
       bin_.push_back(table_.entropy_bin(ent[p]) * kPerplexityBins + table_.perplexity_bin(ppl[p]));
     }
     head_default_ = table_.head_arms.nearest(kDefaultHeadWeight);
-    gate_default_ = table_.gate_arms.nearest(kDefaultGate);
+    gate_default_ = table_.gate_arms.nearest(default_gate(table_.gate_mode));
   }
 
   DecisionTable run(CompileStats& stats) {
@@ -122,7 +123,7 @@ class Compiler {
         row[h] = arm_value(ph, arm_list[k]);
       else
         tau = arm_value(ph, arm_list[k]);
-      decisions[k] = {std::span<const float>(row, H_), tau};
+      decisions[k] = {std::span<const float>(row, H_), tau, table_.gate_mode};
     }
     std::vector<LayerOutcome> outs;
     evaluate_layer(ep, data, l, B, decisions, outs, counters);

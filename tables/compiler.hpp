@@ -28,6 +28,7 @@
 // count for a seed.
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,8 @@ struct CompileOptions {
   int max_rounds = 6;
   int pulls = 0;                 // ucb/thompson: evaluations per context (0 = 2 × arms)
   std::uint64_t seed = 0;
+  GateMode gate_mode = GateMode::absolute;  // what the gate thresholds mean (decision_table.hpp)
+  std::optional<ArmGrid> gate_arms;         // default: gate_arm_grid(gate_mode)
   std::function<void(const std::string&)> progress;  // one line per pass (may be empty)
 };
 

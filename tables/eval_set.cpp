@@ -150,7 +150,7 @@ void evaluate_layer(const EvalPrompt& prompt, const PromptEvalData& data, int l,
   std::vector<std::int32_t> order(T);
   for (int k = 0; k < n; ++k) {
     compilerkv_layer_scores(st, l, decisions[k].head_w, scores);
-    const ElasticCount c = compilerkv_elastic_count(scores, st.window, decisions[k].tau, B);
+    const ElasticCount c = compilerkv_elastic_count(scores, st.window, decisions[k].tau, B, decisions[k].gate_mode);
     candidates[k] = c.candidates;
     // The top c.kept by (score, later token): the prefix of order_by_score, as the policy keeps.
     std::iota(order.begin(), order.end(), 0);
@@ -243,7 +243,7 @@ double evaluate_table(const EvalPrompt& prompt, const PromptEvalData& data, cons
   std::vector<LayerOutcome> one;
   for (int l = 0; l < L; ++l) {
     const LayerDecision d{std::span<const float>(&table.head[(static_cast<std::size_t>(tb) * L + l) * H], H),
-                          table.gate_at(tb, l, be, bp)};
+                          table.gate_at(tb, l, be, bp), table.gate_mode};
     evaluate_layer(prompt, data, l, B, std::span(&d, 1), one, counters);
     outcomes[l] = std::move(one[0]);
   }

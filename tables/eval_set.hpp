@@ -56,10 +56,11 @@ struct EvalPrompt {
   std::shared_ptr<const PromptEvalData> cached;  // null when beyond the cache cap
 };
 
-// The decision for one layer: head weights [H] and the gate threshold.
+// The decision for one layer: head weights [H] and the gate threshold, read by the gate mode.
 struct LayerDecision {
   std::span<const float> head_w;
   float tau = 0;
+  GateMode gate_mode = GateMode::absolute;
 };
 
 // The measured outcome of one layer's kept set.

@@ -1,6 +1,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <fstream>
 
 #include "support/policy_fixture.hpp"
 #include "support/shared.hpp"
@@ -86,6 +87,94 @@ TEST_CASE("compilerkv: threshold, clamp and under-retention by hand", "[policies
   CHECK(test::kept_set(sel, 1, 0, 0) == std::set<int>{4, 5});        // τ 3.5: the window only
   CHECK(test::kept_set(sel, 2, 0, 0) == std::set<int>{0, 2, 4, 5});  // B 4 → table budget 3 (tie → smaller): τ 0.8, under-retention
   CHECK(sel.total_kept(1) == 2);
+}
+
+TEST_CASE("compilerkv: coverage gate by hand, and through a table", "[policies][compilerkv]") {
+  const PromptTensors p = hand_prompt();
+  const CompilerKvState st = compilerkv_state(p.view(), 2);
+  std::vector<float> s(6);
+  const std::vector<float> ones = {1.0f, 1.0f};
+  compilerkv_layer_scores(st, 0, ones, s);  // prefix scores 1.5 .6 3.0 .6, total 5.7; window +inf
+  // Sorted: 3.0 (token 2), 1.5 (token 0), .6, .6; prefix sums 3.0, 4.5, 5.1, 5.7.
+  // τ 0.5: target (1 − .5)·5.7 = 2.85 ≤ 3.0 → |C| = 1; |C_w| = 3.
+  auto c = compilerkv_elastic_count(s, 2, 0.5f, 6, GateMode::coverage);
+  CHECK(c.candidates == 3);
+  CHECK(c.kept == 3);
+  // τ 0.25: target 4.275 → 3.0 < 4.275 ≤ 4.5 → |C| = 2.
+  CHECK(compilerkv_elastic_count(s, 2, 0.25f, 6, GateMode::coverage).candidates == 4);
+  // τ 0.1: target 5.13 → 5.1 < 5.13 ≤ 5.7 → |C| = 4 (every prefix token).
+  CHECK(compilerkv_elastic_count(s, 2, 0.1f, 6, GateMode::coverage).candidates == 6);
+  // τ 0.2: target 4.56 → 4.5 < 4.56 ≤ 5.1 → |C| = 3; the budget 4 clamps it.
+  c = compilerkv_elastic_count(s, 2, 0.2f, 4, GateMode::coverage);
+  CHECK(c.candidates == 5);
+  CHECK(c.kept == 4);
+  // τ 0 takes every positive score; τ 1 nothing (the window only).
+  CHECK(compilerkv_elastic_count(s, 2, 0.0f, 6, GateMode::coverage).kept == 6);
+  CHECK(compilerkv_elastic_count(s, 2, 1.0f, 6, GateMode::coverage).kept == 2);
+  // The same τ under the absolute rule means something else: 0.5 admits all four.
+  CHECK(compilerkv_elastic_count(s, 2, 0.5f, 6, GateMode::absolute).kept == 6);
+
+  // Through the policy: the default coverage table (τ 0.01) keeps all four prefix tokens at
+  // B = 6; a table with τ 0.5 keeps {2} + window; the table's mode rules.
+  const Selection def = make_policy("compilerkv:window=2,gate=coverage")->select(p.view(), test::plan_of({6}));
+  CHECK(test::kept_set(def, 0, 0, 0) == std::set<int>{0, 1, 2, 3, 4, 5});
+  test::TempDir tmp;
+  DecisionTable t = DecisionTable::defaults(p.view().shape(), {6}, 2, GateMode::coverage);
+  for (int e = 0; e < kEntropyBins; ++e)
+    for (int q = 0; q < kPerplexityBins; ++q) t.gate_at(0, 0, e, q) = 0.5f;
+  write_table(t, tmp / "cov.json");
+  const std::string spec = "compilerkv:window=2,table=" + (tmp / "cov.json").string();
+  CHECK(test::kept_set(make_policy(spec)->select(p.view(), test::plan_of({6})), 0, 0, 0) == std::set<int>{2, 4, 5});
+  CHECK(test::kept_set(make_policy(spec + ",gate=coverage")->select(p.view(), test::plan_of({6})), 0, 0, 0) ==
+        std::set<int>{2, 4, 5});
+  CHECK_THROWS_WITH(make_policy(spec + ",gate=absolute"), Catch::Contains("compiled with the coverage gate"));
+  CHECK_THROWS_WITH(make_policy("compilerkv:gate=relative"), Catch::Contains("unknown gate mode 'relative'"));
+  // Coverage thresholds outside [0, 1] are refused when the table is read.
+  t.gate_at(0, 0, 0, 0) = 1.5f;
+  CHECK_THROWS_WITH(write_table(t, tmp / "bad.json"), Catch::Contains("must lie in [0, 1]"));
+}
+
+TEST_CASE("compilerkv: a version-1 table loads as the absolute gate and selects as before", "[policies][compilerkv][tables]") {
+  const PromptTensors p = hand_prompt();
+  test::TempDir tmp;
+  // A version-1 file as kvsim wrote it before gate modes existed (no gate_mode, grids
+  // without "scale"); thresholds 0.8 at B = 3 and 3.5 at B = 5.
+  std::string gate3, gate5;  // [20 entropy bins][4 perplexity bins] of one layer
+  for (int e = 0; e < kEntropyBins; ++e) {
+    gate3 += std::string(e ? "," : "") + "[0.8,0.8,0.8,0.8]";
+    gate5 += std::string(e ? "," : "") + "[3.5,3.5,3.5,3.5]";
+  }
+  std::string inf19;
+  for (int k = 0; k < kEntropyBins - 1; ++k) inf19 += std::string(k ? "," : "") + "\"inf\"";
+  const std::string v1 = std::string("{\"format\": \"kvsim-table\", \"format_version\": 1, \"policy\": \"compilerkv\",\n") +
+                         "\"model\": {\"n_layers\": 1, \"n_heads\": 2, \"n_kv_heads\": 1, \"head_dim\": 1, \"hidden\": 2},\n" +
+                         "\"window\": 2, \"budgets\": [3, 5],\n" +
+                         "\"head_arms\": {\"lo\": 0.8, \"hi\": 1.5, \"step\": 0.025, \"count\": 29},\n" +
+                         "\"gate_arms\": {\"lo\": 0.8, \"hi\": 1.0, \"step\": 0.01, \"count\": 21},\n" +
+                         "\"defaults\": {\"head\": 1.0, \"gate\": 0.8},\n" +
+                         "\"bins\": {\"entropy_edges\": [" + inf19 + "], \"perplexity_edges\": [\"inf\", \"inf\", \"inf\"]},\n" +
+                         "\"head\": [[[1.0, 1.0]], [[1.0, 1.0]]],\n" +
+                         "\"gate\": [[[" + gate3 + "]], [[" + gate5 + "]]],\n" +
+                         "\"provenance\": {}}\n";
+  std::ofstream(tmp / "v1.json", std::ios::binary) << v1;
+  const DecisionTable r = read_table(tmp / "v1.json");
+  CHECK(r.gate_mode == GateMode::absolute);
+  CHECK(r.gate_arms.log_count == 0);
+  CHECK(r.gate_arms.count() == 21);
+  CHECK(r.gate_at(1, 0, 7, 2) == 3.5f);
+  // The kept sets of the absolute rule (hand-checked in "threshold, clamp and under-retention").
+  const auto pol = make_policy("compilerkv:window=2,table=" + (tmp / "v1.json").string());
+  const Selection sel = pol->select(p.view(), test::plan_of({3, 5, 4}));
+  CHECK(test::kept_set(sel, 0, 0, 0) == std::set<int>{2, 4, 5});
+  CHECK(test::kept_set(sel, 1, 0, 0) == std::set<int>{4, 5});
+  CHECK(test::kept_set(sel, 2, 0, 0) == std::set<int>{0, 2, 4, 5});
+  // Written back it becomes version 2 with gate_mode absolute, and selects the same.
+  write_table(r, tmp / "v2.json");
+  const DecisionTable r2 = read_table(tmp / "v2.json");
+  CHECK(r2.gate_mode == GateMode::absolute);
+  CHECK(r2.gate == r.gate);
+  const Selection sel2 = make_policy("compilerkv:window=2,table=" + (tmp / "v2.json").string())->select(p.view(), test::plan_of({3, 5, 4}));
+  for (int b = 0; b < 3; ++b) CHECK(test::kept_set(sel2, b, 0, 0) == test::kept_set(sel, b, 0, 0));
 }
 
 TEST_CASE("compilerkv: invariants on GQA shapes, kept set shared by a layer's heads, may keep fewer", "[policies][compilerkv]") {

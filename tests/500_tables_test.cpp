@@ -59,7 +59,8 @@ TEST_CASE("tables: JSON round trip, format and version checks", "[tables]") {
   write_table(t, tmp / "t.json");
   const std::string text = slurp(tmp / "t.json");
   CHECK(text.find("\"format\": \"kvsim-table\"") != std::string::npos);
-  CHECK(text.find("\"format_version\": 1") != std::string::npos);
+  CHECK(text.find("\"format_version\": 2") != std::string::npos);
+  CHECK(text.find("\"gate_mode\": \"absolute\"") != std::string::npos);
   const DecisionTable r = read_table(tmp / "t.json");
   CHECK(r.head == t.head);
   CHECK(r.gate == t.gate);
@@ -79,9 +80,24 @@ TEST_CASE("tables: JSON round trip, format and version checks", "[tables]") {
   CHECK(t.budget_index(1000) == 2);
 
   std::string bad = text;
-  bad.replace(bad.find("\"format_version\": 1"), 19, "\"format_version\": 2");
-  write_text(tmp / "v2.json", bad);
-  CHECK_THROWS_WITH(read_table(tmp / "v2.json"), Catch::Contains("format_version 2 is not supported"));
+  bad.replace(bad.find("\"format_version\": 2"), 19, "\"format_version\": 3");
+  write_text(tmp / "v3.json", bad);
+  CHECK_THROWS_WITH(read_table(tmp / "v3.json"), Catch::Contains("format_version 3 is not supported"));
+  bad = text;
+  bad.replace(bad.find("\"gate_mode\": \"absolute\""), 23, "\"gate_mode\": \"relative\"");
+  write_text(tmp / "mode.json", bad);
+  CHECK_THROWS_WITH(read_table(tmp / "mode.json"), Catch::Contains("unknown gate mode 'relative'"));
+  // Arm grids: parsed and validated (count 0, step <= 0, lo > hi, log with lo <= 0).
+  CHECK(ArmGrid::parse("0.8:1:0.01", "g").count() == 21);
+  const ArmGrid lg = ArmGrid::parse("0.0001:0.2:21:log", "g");
+  CHECK(lg.count() == 21);
+  CHECK(lg.value(0) == 1e-4);
+  CHECK(lg.value(20) == 0.2);
+  CHECK(lg.value(10) == Approx(std::sqrt(1e-4 * 0.2)).epsilon(1e-5));
+  CHECK(lg.nearest(lg.value(7)) == 7);
+  CHECK(lg.nearest(0.01) == lg.nearest(0.0099));
+  for (const char* b : {"0.8:1:0", "1:0.8:0.01", "0:1:5:log", "0.1:1:0:log", "0.8:1", "a:b:c", "0:1:1e-6"})
+    CHECK_THROWS_AS(ArmGrid::parse(b, "--gate-arms"), InputError);
   write_text(tmp / "other.json", "{\"format\": \"something\"}");
   CHECK_THROWS_WITH(read_table(tmp / "other.json"), Catch::Contains("not a kvsim decision table"));
   bad = text;

@@ -56,7 +56,10 @@ void write_compact(std::ostringstream& out, const nlohmann::json& j, int indent)
   }
 }
 
-nlohmann::json grid_json(const ArmGrid& g) { return {{"lo", g.lo}, {"hi", g.hi}, {"step", g.step}, {"count", g.count()}}; }
+nlohmann::json grid_json(const ArmGrid& g) {
+  if (g.log_count > 0) return {{"scale", "log"}, {"lo", g.lo}, {"hi", g.hi}, {"count", g.log_count}};
+  return {{"scale", "linear"}, {"lo", g.lo}, {"hi", g.hi}, {"step", g.step}, {"count", g.count()}};
+}
 
 template <typename T>
 T field(const nlohmann::json& j, const char* name, const std::string& where) {
@@ -104,20 +107,113 @@ int bin_of(const std::vector<double>& edges, double x, int n_bins) {
 
 }  // namespace
 
-int ArmGrid::count() const { return static_cast<int>(std::floor((hi - lo) / step + 0.5)) + 1; }
-double ArmGrid::value(int k) const { return round9(lo + k * step); }
-int ArmGrid::nearest(double x) const { return std::clamp(static_cast<int>(std::lround((x - lo) / step)), 0, count() - 1); }
+int ArmGrid::count() const {
+  if (log_count > 0) return log_count;
+  return static_cast<int>(std::floor((hi - lo) / step + 0.5)) + 1;
+}
+double ArmGrid::value(int k) const {
+  if (log_count > 0) {
+    if (log_count == 1 || k == 0) return round9(lo);
+    if (k == log_count - 1) return round9(hi);
+    // Rounded to 6 significant digits so that the table prints the values as the grid does.
+    const double v = lo * std::pow(hi / lo, static_cast<double>(k) / (log_count - 1));
+    const double scale = std::pow(10.0, 5 - static_cast<int>(std::floor(std::log10(v))));
+    return std::round(v * scale) / scale;
+  }
+  return round9(lo + k * step);
+}
+int ArmGrid::nearest(double x) const {
+  if (log_count > 0) {
+    if (log_count == 1 || !(x > lo)) return 0;
+    const double f = std::log(x / lo) / std::log(hi / lo) * (log_count - 1);
+    return std::clamp(static_cast<int>(std::lround(f)), 0, log_count - 1);
+  }
+  return std::clamp(static_cast<int>(std::lround((x - lo) / step)), 0, count() - 1);
+}
 
-DecisionTable DecisionTable::defaults(const ModelShape& model, std::vector<int> budgets, int window) {
+void ArmGrid::validate(const std::string& where) const {
+  if (!std::isfinite(lo) || !std::isfinite(hi) || lo > hi)
+    fail<InputError>(where, ": arm grid needs finite lo <= hi, got lo ", lo, ", hi ", hi);
+  if (log_count > 0) {
+    if (lo <= 0) fail<InputError>(where, ": a log-scale arm grid needs lo > 0, got ", lo);
+    if (log_count > 1000) fail<InputError>(where, ": arm grid of ", log_count, " arms (at most 1000)");
+    return;
+  }
+  if (!std::isfinite(step) || step <= 0) fail<InputError>(where, ": arm grid step must be > 0, got ", step);
+  if ((hi - lo) / step > 999.5) fail<InputError>(where, ": arm grid of more than 1000 arms (lo ", lo, ", hi ", hi, ", step ", step, ")");
+}
+
+ArmGrid ArmGrid::parse(const std::string& text, const std::string& where) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t colon = text.find(':', start);
+    parts.push_back(text.substr(start, colon - start));
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  auto number = [&](const std::string& s) {
+    std::size_t used = 0;
+    double x = 0;
+    try {
+      x = std::stod(s, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (s.empty() || used != s.size()) fail<InputError>(where, ": '", text, "' is not lo:hi:step or lo:hi:count:log");
+    return x;
+  };
+  ArmGrid g;
+  if (parts.size() == 3) {
+    g = ArmGrid{number(parts[0]), number(parts[1]), number(parts[2])};
+  } else if (parts.size() == 4 && parts[3] == "log") {
+    const double n = number(parts[2]);
+    if (n < 1 || n != std::floor(n) || n > 1000) fail<InputError>(where, ": '", text, "': count must be an integer in [1, 1000]");
+    g = ArmGrid{number(parts[0]), number(parts[1]), 1, static_cast<int>(n)};
+  } else {
+    fail<InputError>(where, ": '", text, "' is not lo:hi:step or lo:hi:count:log");
+  }
+  g.validate(where);
+  return g;
+}
+
+std::string ArmGrid::text() const {
+  std::ostringstream o;
+  o << lo << ":" << hi << ":";
+  if (log_count > 0)
+    o << log_count << ":log";
+  else
+    o << step;
+  return o.str();
+}
+
+const char* gate_mode_name(GateMode mode) { return mode == GateMode::coverage ? "coverage" : "absolute"; }
+
+GateMode parse_gate_mode(std::string_view name, const std::string& where) {
+  if (name == "absolute") return GateMode::absolute;
+  if (name == "coverage") return GateMode::coverage;
+  fail<InputError>(where, ": unknown gate mode '", name, "' (absolute|coverage)");
+}
+
+double default_gate(GateMode mode) { return mode == GateMode::coverage ? 0.01 : kDefaultGate; }
+
+ArmGrid gate_arm_grid(GateMode mode) {
+  if (mode == GateMode::coverage) return ArmGrid{1e-4, 0.2, 1, 21};
+  return {0.8, 1.0, 0.01};
+}
+
+DecisionTable DecisionTable::defaults(const ModelShape& model, std::vector<int> budgets, int window, GateMode mode) {
   DecisionTable t;
   t.model = model;
+  t.gate_mode = mode;
+  t.gate_arms = gate_arm_grid(mode);
   t.window = window;
   t.budgets = std::move(budgets);
   std::sort(t.budgets.begin(), t.budgets.end());
   t.budgets.erase(std::unique(t.budgets.begin(), t.budgets.end()), t.budgets.end());
   const std::size_t nb = t.budgets.size();
   t.head.assign(nb * model.n_layers * model.n_heads, static_cast<float>(kDefaultHeadWeight));
-  t.gate.assign(nb * model.n_layers * kEntropyBins * kPerplexityBins, static_cast<float>(kDefaultGate));
+  t.gate.assign(nb * model.n_layers * kEntropyBins * kPerplexityBins, static_cast<float>(default_gate(mode)));
   t.entropy_edges.assign(kEntropyBins - 1, std::numeric_limits<double>::infinity());
   t.perplexity_edges.assign(kPerplexityBins - 1, std::numeric_limits<double>::infinity());
   return t;
@@ -149,8 +245,13 @@ void DecisionTable::validate(const std::string& where) const {
     fail<InputError>(where, ": gate table has ", gate.size(), " entries");
   for (float x : head)
     if (!std::isfinite(x) || x < 0) fail<InputError>(where, ": head weights must be finite and >= 0, got ", x);
-  for (float x : gate)
+  for (float x : gate) {
     if (!std::isfinite(x)) fail<InputError>(where, ": gate thresholds must be finite, got ", x);
+    if (gate_mode == GateMode::coverage && (x < 0 || x > 1))
+      fail<InputError>(where, ": coverage gate thresholds (the share of utility mass dropped) must lie in [0, 1], got ", x);
+  }
+  head_arms.validate(where + ": head_arms");
+  gate_arms.validate(where + ": gate_arms");
   auto check_edges = [&](const std::vector<double>& e, int n, const char* name) {
     if (static_cast<int>(e.size()) != n - 1) fail<InputError>(where, ": ", name, " must hold ", n - 1, " edges");
     for (std::size_t k = 1; k < e.size(); ++k)
@@ -175,10 +276,11 @@ std::string table_to_json_text(const DecisionTable& t) {
       {"model",
        {{"n_layers", L}, {"n_heads", H}, {"n_kv_heads", t.model.n_kv_heads}, {"head_dim", t.model.head_dim}, {"hidden", t.model.hidden}}},
       {"window", t.window},
+      {"gate_mode", gate_mode_name(t.gate_mode)},
       {"budgets", t.budgets},
       {"head_arms", grid_json(t.head_arms)},
       {"gate_arms", grid_json(t.gate_arms)},
-      {"defaults", {{"head", kDefaultHeadWeight}, {"gate", kDefaultGate}}},
+      {"defaults", {{"head", kDefaultHeadWeight}, {"gate", default_gate(t.gate_mode)}}},
       {"bins", {{"entropy_edges", edges(t.entropy_edges)}, {"perplexity_edges", edges(t.perplexity_edges)}}},
       {"head", nest(t.head, {nb, L, H})},
       {"gate", nest(t.gate, {nb, L, kEntropyBins, kPerplexityBins})},
@@ -221,9 +323,12 @@ DecisionTable read_table(const std::filesystem::path& path) {
   if (!j.is_object() || j.value("format", std::string()) != kTableFormatName)
     fail<InputError>(where, ": not a kvsim decision table (format must be \"", kTableFormatName, "\")");
   const int version = field<int>(j, "format_version", where);
-  if (version != kTableFormatVersion)
-    fail<InputError>(where, ": table format_version ", version, " is not supported (this kvsim reads ", kTableFormatVersion, ")");
+  if (version != 1 && version != kTableFormatVersion)
+    fail<InputError>(where, ": table format_version ", version, " is not supported (this kvsim reads 1 and ",
+                     kTableFormatVersion, ")");
   DecisionTable t;
+  // Version 1 predates gate_mode: its thresholds are absolute (the published rule).
+  if (version >= 2) t.gate_mode = parse_gate_mode(field<std::string>(j, "gate_mode", where), where + ": gate_mode");
   const auto& m = j.at("model");
   t.model.n_layers = field<int>(m, "n_layers", where + ": model");
   t.model.n_heads = field<int>(m, "n_heads", where + ": model");
@@ -234,8 +339,17 @@ DecisionTable read_table(const std::filesystem::path& path) {
   t.budgets = field<std::vector<int>>(j, "budgets", where);
   auto grid = [&](const char* name) {
     const auto& g = j.at(name);
-    return ArmGrid{field<double>(g, "lo", where), field<double>(g, "hi", where), field<double>(g, "step", where)};
+    const std::string w = where + ": " + name;
+    const std::string scale = g.contains("scale") ? field<std::string>(g, "scale", w) : "linear";
+    if (scale == "log") {
+      const int n = field<int>(g, "count", w);
+      if (n < 1) fail<InputError>(w, ": a log-scale arm grid needs count >= 1, got ", n);
+      return ArmGrid{field<double>(g, "lo", w), field<double>(g, "hi", w), 1, n};
+    }
+    if (scale != "linear") fail<InputError>(w, ": unknown scale '", scale, "' (linear|log)");
+    return ArmGrid{field<double>(g, "lo", w), field<double>(g, "hi", w), field<double>(g, "step", w)};
   };
+  t.gate_arms = gate_arm_grid(t.gate_mode);
   if (j.contains("head_arms")) t.head_arms = grid("head_arms");
   if (j.contains("gate_arms")) t.gate_arms = grid("gate_arms");
   auto edges = [&](const char* name) {

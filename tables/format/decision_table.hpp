@@ -6,11 +6,18 @@
 // Layouts (memory order):
 //   head [n_budgets, L, H]           reliability weight W_head[B, l, h] of query head h
 //   gate [n_budgets, L, 20, 4]       threshold T_gate[B, l, b_ent, b_ppl]
+// The gate's meaning is the table's `gate_mode` (docs/methods.md, "CompilerKV gate"):
+//   absolute  (the published rule; every version-1 table)  C = {i : s_{l,i} >= τ}
+//   coverage  (version 2)  C = the fewest highest-scored non-window tokens whose scores sum to
+//             at least (1 − τ) of the layer's non-window score mass: τ is the share of the
+//             utility mass the gate may drop (0 keeps every token with a positive score).
+// In both, a larger τ admits fewer candidates.
 // Bins: b = number of edges <= x (so x below the first edge is bin 0); 19 entropy edges
 // (20 bins), 3 perplexity edges (4 bins), ascending.
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/model_shape.hpp"
@@ -18,22 +25,38 @@
 namespace kvsim {
 
 inline constexpr const char* kTableFormatName = "kvsim-table";
-inline constexpr int kTableFormatVersion = 1;
+inline constexpr int kTableFormatVersion = 2;  // 1: no gate_mode (absolute), linear grids
 inline constexpr int kEntropyBins = 20;
 inline constexpr int kPerplexityBins = 4;
 inline constexpr double kDefaultHeadWeight = 1.0;
-inline constexpr double kDefaultGate = 0.8;
 
-// An arm grid lo, lo+step, ..., hi (values rounded to 1e-9 so they print as written).
+enum class GateMode { absolute, coverage };
+const char* gate_mode_name(GateMode mode);
+// "absolute" | "coverage"; InputError naming `where` otherwise.
+GateMode parse_gate_mode(std::string_view name, const std::string& where);
+// The default threshold of a mode: absolute 0.8 (published); coverage 0.01 (drop at most 1%
+// of the utility mass; docs/methods.md says why).
+double default_gate(GateMode mode);
+inline constexpr double kDefaultGate = 0.8;  // the published (absolute) default
+
+// An arm grid. Linear: lo, lo+step, ..., hi (values rounded to 1e-9 so they print as written).
+// Log (log_count > 0): log_count values from lo to hi in a geometric progression.
 struct ArmGrid {
   double lo = 0, hi = 0, step = 1;
+  int log_count = 0;
   int count() const;
   double value(int k) const;
-  // The arm whose value is nearest to x.
+  // The arm whose value is nearest to x (in log space for a log grid).
   int nearest(double x) const;
+  // "lo:hi:step" (linear) or "lo:hi:count:log"; InputError naming `where` on anything else
+  // (count 0, step <= 0, lo > hi, log grids with lo <= 0, more than 1000 arms).
+  static ArmGrid parse(const std::string& text, const std::string& where);
+  void validate(const std::string& where) const;
+  std::string text() const;
 };
 inline ArmGrid head_arm_grid() { return {0.8, 1.5, 0.025}; }  // 29 arms
-inline ArmGrid gate_arm_grid() { return {0.8, 1.0, 0.01}; }   // 21 arms
+// absolute: 0.8..1.0 step 0.01 (21 arms, published); coverage: 1e-4..0.2 on a log scale (21 arms).
+ArmGrid gate_arm_grid(GateMode mode = GateMode::absolute);
 
 struct DecisionTable {
   ModelShape model;          // shape the table was compiled for (head_dim/hidden informative)
@@ -43,11 +66,14 @@ struct DecisionTable {
   std::vector<float> gate;   // [n_budgets, L, 20, 4]
   std::vector<double> entropy_edges;     // [19] ascending
   std::vector<double> perplexity_edges;  // [3] ascending
+  GateMode gate_mode = GateMode::absolute;
   ArmGrid head_arms = head_arm_grid(), gate_arms = gate_arm_grid();
   nlohmann::json provenance = nlohmann::json::object();  // docs/tables.md lists the fields
 
-  // Every weight 1.0, every threshold 0.8, edges at +inf (every prompt in bin (0, 0)).
-  static DecisionTable defaults(const ModelShape& model, std::vector<int> budgets, int window);
+  // Every weight 1.0, every threshold default_gate(mode), the mode's arm grid, edges at +inf
+  // (every prompt in bin (0, 0)).
+  static DecisionTable defaults(const ModelShape& model, std::vector<int> budgets, int window,
+                                GateMode mode = GateMode::absolute);
 
   int n_budgets() const { return static_cast<int>(budgets.size()); }
   float& head_at(int b, int l, int h) { return head[(static_cast<std::size_t>(b) * model.n_layers + l) * model.n_heads + h]; }
@@ -62,8 +88,9 @@ struct DecisionTable {
   void validate(const std::string& where) const;
 };
 
-// Reads and validates a table file: format name and version, sizes, finite values. Throws
-// InputError naming the file and the field.
+// Reads and validates a table file: format name and version (1 and 2; a version-1 table has
+// no gate_mode and means the absolute rule), sizes, finite values. Throws InputError naming
+// the file and the field.
 DecisionTable read_table(const std::filesystem::path& path);
 // Writes atomically (path.partial, renamed). Inner arrays on one line, so a diff shows entries.
 void write_table(const DecisionTable& table, const std::filesystem::path& path);
