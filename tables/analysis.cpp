@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
+#include "metrics/bootstrap.hpp"
 #include "metrics/correlation.hpp"
 
 namespace kvsim {
@@ -27,23 +28,14 @@ void summarise(const std::vector<const PairedRecord*>& recs, int bootstrap, std:
     by_prompt[r->prompt].push_back(r->new_reward - r->old_reward);
   }
   s.mean_old = so / s.n, s.mean_new = sn / s.n, s.mean_diff = (sn - so) / s.n;
-  std::vector<std::pair<double, int>> groups;  // Σ d, count per prompt
-  for (const auto& [p, d] : by_prompt) groups.emplace_back(std::accumulate(d.begin(), d.end(), 0.0), static_cast<int>(d.size()));
-  Rng rng(seed);
-  std::vector<double> means(bootstrap);
-  for (int k = 0; k < bootstrap; ++k) {
-    double sum = 0;
-    long count = 0;
-    for (std::size_t j = 0; j < groups.size(); ++j) {
-      const auto& g = groups[rng.below(groups.size())];
-      sum += g.first, count += g.second;
-    }
-    means[k] = sum / static_cast<double>(count);
+  std::vector<double> sums, counts;  // Σ d and the record count per prompt
+  for (const auto& [p, d] : by_prompt) {
+    sums.push_back(std::accumulate(d.begin(), d.end(), 0.0));
+    counts.push_back(static_cast<double>(d.size()));
   }
-  std::sort(means.begin(), means.end());
   if (bootstrap > 0) {
-    s.ci_lo = means[static_cast<std::size_t>(std::floor(0.025 * (bootstrap - 1)))];
-    s.ci_hi = means[static_cast<std::size_t>(std::ceil(0.975 * (bootstrap - 1)))];
+    const Interval ci = bootstrap_ratio_of_sums(sums, counts, bootstrap, seed);  // the grouped mean
+    s.ci_lo = ci.lo, s.ci_hi = ci.hi;
   } else {
     s.ci_lo = s.ci_hi = s.mean_diff;
   }
