@@ -18,9 +18,9 @@ class AdaKvPolicy final : public Policy {
   Selection select(const PromptView& v, const BudgetPlan& plan) const override {
     const int L = v.n_layers, Hkv = v.n_kv_heads, T = v.T, nb = static_cast<int>(plan.per_head.size());
     std::vector<float> scores(static_cast<std::size_t>(L) * Hkv * T);
-    inner_->score(v, scores);
+    inner_->protected_scores(v, scores);
     Selection s(nb, 1, L, Hkv, T);
-    order_rows(v, scores, s);
+    order_rows(v, scores, s, inner_->sink());
     const auto budgets = inner_->plan_layer_budgets(v, plan);  // [nb][L]
     tbb::parallel_for(0, L, [&](int l) {
       for (int b = 0; b < nb; ++b) allocate_layer(v, scores, l, budgets[b][l], b, s);
@@ -31,20 +31,21 @@ class AdaKvPolicy final : public Policy {
  private:
   // Counts of layer l at budget b: floors, then a merge of the heads' remaining orders.
   void allocate_layer(const PromptView& v, std::span<const float> scores, int l, int B, int b, Selection& s) const {
-    const int Hkv = v.n_kv_heads, T = v.T;
+    const int Hkv = v.n_kv_heads, T = v.T, sink = inner_->sink();
     const int floor = floor_fraction(alpha_, B);
     std::vector<int> next(Hkv, floor);  // next position in each head's order
     long remaining = static_cast<long>(Hkv) * (B - floor);
+    // (score, tie_rank): the order of a head restricted to its tokens, so merging keeps prefixes.
     auto score_at = [&](int g, int pos) {
       const std::int32_t i = s.order(0, l, g)[pos];
-      return std::pair<float, std::int32_t>(scores[(static_cast<std::size_t>(l) * Hkv + g) * T + i], i);
+      return std::pair<float, std::int64_t>(scores[(static_cast<std::size_t>(l) * Hkv + g) * T + i], tie_rank(i, sink));
     };
     for (; remaining > 0; --remaining) {
       int best = -1;
-      std::pair<float, std::int32_t> best_key{};
+      std::pair<float, std::int64_t> best_key{};
       for (int g = 0; g < Hkv; ++g) {
         if (next[g] >= T) continue;
-        const auto key = score_at(g, next[g]);  // higher score, then later token; lower head on a tie
+        const auto key = score_at(g, next[g]);  // higher score, then tie_rank; lower head on a tie
         if (best < 0 || key.first > best_key.first || (key.first == best_key.first && key.second > best_key.second))
           best = g, best_key = key;
       }

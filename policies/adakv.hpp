@@ -15,6 +15,10 @@
 // grows with B (uniform budgets) f and the layer total grow and no count can shrink, so kept
 // sets are nested across budgets (not promised under pyramidkv's layer budgets).
 // α = alpha, default 0.2, in [0, 1] (α = 1: p's uniform selection).
+// Sinks are p's parameter: `adakv(snapkv:sink=4)`; `adakv(snapkv):sink=4` is refused with that
+// spelling (make_policy). p's sinks and window are +inf in every head and go first across
+// heads, the sinks first (tie_rank), so with B_l >= sink + window every head keeps all of
+// them, the sinks coming off each head's share like the window.
 // Scores are compared across heads as p produces them: kvpress also compares raw scores
 // (its SnapKV scores are per-head attention means, comparable across heads).
 // kvpress differences: kvpress marks the floor with the largest finite float and lets topk

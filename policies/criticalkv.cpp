@@ -48,7 +48,7 @@ class CriticalKvPolicy final : public Policy {
   Selection select(const PromptView& v, const BudgetPlan& plan) const override {
     const int L = v.n_layers, Hkv = v.n_kv_heads, T = v.T, nb = static_cast<int>(plan.per_head.size());
     std::vector<float> scores(static_cast<std::size_t>(L) * Hkv * T);
-    inner_->score(v, scores);
+    inner_->protected_scores(v, scores);
     const auto budgets = inner_->plan_layer_budgets(v, plan);  // [nb][L]
     Selection s(nb, nb, L, Hkv, T);
     tbb::parallel_for(0, L * Hkv, [&](int lg) {
@@ -59,8 +59,8 @@ class CriticalKvPolicy final : public Policy {
       const float eps = static_cast<float>(epsilon_), inf = std::numeric_limits<float>::infinity();
       for (int i = 0; i < T; ++i) s2[i] = s1[i] == inf ? inf : (s1[i] + eps) * norm[i];
       std::vector<std::int32_t> order1(T), order2(T);
-      order_by_score(s1, order1);
-      order_by_score(s2, order2);
+      order_by_score(s1, order1, inner_->sink());
+      order_by_score(s2, order2, inner_->sink());
       std::vector<char> first(T);
       for (int b = 0; b < nb; ++b) {
         const int B = budgets[b][l], k1 = floor_fraction(first_stage_, B);

@@ -12,6 +12,8 @@
 //            value of token i in KV head g. kvpress takes the L1 norm per query head and the
 //            group mean (CriticalKVPress.vwl1norm): reduce mean is that default.
 // Parameters: epsilon 1e-4 (>= 0), first_stage 0.5 (in [0, 1]), reduce mean.
+// Sinks are p's parameter: `criticalkv(snapkv:sink=4)` (`criticalkv(snapkv):sink=4` is refused
+// with that spelling). Both stages rank with p's sinks first (order_by_score(..., p.sink())).
 // p's protected tokens (+inf) stay protected: stage 1 takes them first and in stage 2 their
 // score is +inf whatever the norm (kvpress's SnapKV gives the window the maximum finite score,
 // which stage 2 rescales, so kvpress can drop window tokens in stage 2; we do not).

@@ -8,8 +8,8 @@ namespace {
 
 class H2oPolicy final : public ScoredPolicy {
  public:
-  H2oPolicy(std::string spec, int window, GroupReduce reduce)
-      : ScoredPolicy(std::move(spec)), window_(window), reduce_(reduce) {}
+  H2oPolicy(std::string spec, int window, int sink, GroupReduce reduce)
+      : ScoredPolicy(std::move(spec), sink), window_(window), reduce_(reduce) {}
   PolicyNeeds needs() const override { return {.colsum = true}; }
   void score(const PromptView& v, std::span<float> scores) const override {
     const int H = v.n_heads, T = v.T;
@@ -33,10 +33,11 @@ class H2oPolicy final : public ScoredPolicy {
 
 PolicyInfo h2o_policy_info() {
   return {"h2o", "observed attention: prompt attention received / queries that saw it, recent window kept (Zhang et al. 2023)",
-          {{"window", "64", "most recent tokens always kept (0: none, as kvpress ObservedAttentionPress)"}, reduce_param()},
+          {{"window", "64", "most recent tokens always kept (0: none, as kvpress ObservedAttentionPress)"}, reduce_param(),
+           sink_param()},
           false, [](PolicyArgs a) {
             const int window = integer_at_least(a.params, "window", 0);
-            return std::make_unique<H2oPolicy>(a.spec, window, parse_group_reduce(a.params));
+            return std::make_unique<H2oPolicy>(a.spec, window, read_sink(a.params), parse_group_reduce(a.params));
           }};
 }
 

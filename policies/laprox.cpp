@@ -17,6 +17,7 @@ enum class PoolAt { kProduct, kAttention, kNone };
 
 struct LaproxParams {
   int window = 32;
+  int sink = 0;  // protected first tokens (score_utils.hpp)
   int kernel = 7;
   LaproxReduce reduce = LaproxReduce::kMean;
   PoolAt pool_at = PoolAt::kProduct;
@@ -63,17 +64,21 @@ class LaproxPolicy final : public Policy {
 
   Selection select(const PromptView& v, const BudgetPlan& plan) const override {
     const int L = v.n_layers, Hkv = v.n_kv_heads, T = v.T, nb = static_cast<int>(plan.per_head.size());
-    const int w = std::min(p_.window, T), P = T - w;
+    // Protected per (l, g): the sinks [0, first) and the window [P, T); the tokens between compete.
+    const int w = std::min(p_.window, T), P = T - w, first = std::min(p_.sink, P), n_protected = first + w;
     std::vector<float> scores(static_cast<std::size_t>(L) * Hkv * T);  // [L, Hkv, T]
-    tbb::parallel_for(0, L, [&](int l) { score_layer(v, l, w, scores); });
+    tbb::parallel_for(0, L, [&](int l) { score_layer(v, l, w, first, scores); });
     Selection s(nb, 1, L, Hkv, T);
-    order_rows(v, scores, s);
+    order_rows(v, scores, s, p_.sink);
 
-    // The global order of every (l, g, i < P): descending score, then the later token, then
-    // the lower (l, g) row. Restricted to one row it is that row's order_by_score.
-    std::vector<std::int64_t> entries(static_cast<std::size_t>(L) * Hkv * P);
+    // The global order of every competing (l, g, first <= i < P): descending score, then the
+    // later token, then the lower (l, g) row. Restricted to one row it is that row's
+    // order_by_score after the protected tokens.
+    const int n_free = P - first;
+    std::vector<std::int64_t> entries(static_cast<std::size_t>(L) * Hkv * n_free);
     for (int r = 0; r < L * Hkv; ++r)
-      for (int i = 0; i < P; ++i) entries[static_cast<std::size_t>(r) * P + i] = static_cast<std::int64_t>(r) * T + i;
+      for (int i = first; i < P; ++i)
+        entries[static_cast<std::size_t>(r) * n_free + (i - first)] = static_cast<std::int64_t>(r) * T + i;
     std::sort(entries.begin(), entries.end(), [&](std::int64_t a, std::int64_t b) {
       const float sa = scores[a], sb = scores[b];
       if (sa != sb) return sa > sb;
@@ -83,8 +88,8 @@ class LaproxPolicy final : public Policy {
     std::vector<int> per_row(static_cast<std::size_t>(L) * Hkv);
     for (int b = 0; b < nb; ++b) {
       const int Bp = std::clamp(plan.per_head[b], 0, T);
-      std::fill(per_row.begin(), per_row.end(), std::min(Bp, w));
-      const std::size_t K = Bp > w ? static_cast<std::size_t>(L) * Hkv * (Bp - w) : 0;
+      std::fill(per_row.begin(), per_row.end(), std::min(Bp, n_protected));
+      const std::size_t K = Bp > n_protected ? static_cast<std::size_t>(L) * Hkv * (Bp - n_protected) : 0;
       for (std::size_t k = 0; k < std::min(K, entries.size()); ++k) ++per_row[entries[k] / T];
       for (int l = 0; l < L; ++l)
         for (int g = 0; g < Hkv; ++g) s.count(b, l, g) = per_row[static_cast<std::size_t>(l) * Hkv + g];
@@ -93,9 +98,9 @@ class LaproxPolicy final : public Policy {
   }
 
  private:
-  // Scores of layer l into its [Hkv, T] block: p (pooled, reduced, normalised) for i < P,
-  // +inf for the window.
-  void score_layer(const PromptView& v, int l, int w, std::span<float> scores) const {
+  // Scores of layer l into its [Hkv, T] block: p (pooled, reduced, normalised) for
+  // first <= i < P, +inf for the sinks [0, first) and the window [P, T).
+  void score_layer(const PromptView& v, int l, int w, int first, std::span<float> scores) const {
     const int H = v.n_heads, Hkv = v.n_kv_heads, G = v.group_size(), T = v.T, P = T - w;
     const int d = v.head_dim, D = v.hidden, N = v.T + v.M;
     const LayerData& ly = v.layers[l];
@@ -117,10 +122,11 @@ class LaproxPolicy final : public Policy {
       for (int h : heads) rows.push_back(window_rows(h));
       attention_column_norms(rows, w, T, P, att);
       projected_value_norms(ly, heads, per_group ? u : u / G, H, d, D, N, P, val);
-      if (p_.pool_at == PoolAt::kAttention) pool_same(att, p_.kernel, PoolKind::kAvg);
+      // Pooled between the sinks and the window: protected tokens do not leak into neighbours.
+      if (p_.pool_at == PoolAt::kAttention) pool_same(std::span<float>(att).subspan(first), p_.kernel, PoolKind::kAvg);
       float* p = unit_scores.data() + static_cast<std::size_t>(u) * P;
       for (int i = 0; i < P; ++i) p[i] = att[i] * val[i];
-      if (p_.pool_at == PoolAt::kProduct) pool_same(std::span<float>(p, P), p_.kernel, PoolKind::kAvg);
+      if (p_.pool_at == PoolAt::kProduct) pool_same(std::span<float>(p + first, P - first), p_.kernel, PoolKind::kAvg);
     }
     for (int g = 0; g < Hkv; ++g) {
       float* o = out.data() + static_cast<std::size_t>(g) * T;
@@ -135,17 +141,22 @@ class LaproxPolicy final : public Policy {
       }
     }
     if (p_.normalize) {
+      // Over the competing tokens only: the sinks' (large) attention would shrink every layer's
+      // share by a layer-dependent amount.
       double total = 0;  // fixed order: g, then i
       for (int g = 0; g < Hkv; ++g)
-        for (int i = 0; i < P; ++i) total += out[static_cast<std::size_t>(g) * T + i];
+        for (int i = first; i < P; ++i) total += out[static_cast<std::size_t>(g) * T + i];
       if (total > 0)
         for (int g = 0; g < Hkv; ++g)
-          for (int i = 0; i < P; ++i) {
+          for (int i = first; i < P; ++i) {
             float& x = out[static_cast<std::size_t>(g) * T + i];
             x = static_cast<float>(x / total);
           }
     }
-    for (int g = 0; g < Hkv; ++g) protect_last(out.subspan(static_cast<std::size_t>(g) * T, T), w);
+    for (int g = 0; g < Hkv; ++g) {
+      protect_first(out.subspan(static_cast<std::size_t>(g) * T, T), first);
+      protect_last(out.subspan(static_cast<std::size_t>(g) * T, T), w);
+    }
   }
 
   LaproxParams p_;
@@ -160,7 +171,8 @@ PolicyInfo laprox_policy_info() {
            {"kernel", "7", "average pooling kernel along tokens (odd; 1 = no pooling)"},
            {"reduce", "mean", "GQA: mean|sum of per-head scores, or attn_first (group-mean attention first)"},
            {"pool_at", "product", "where pooling applies: product|attention (the |A| factor)|none"},
-           {"normalize", "1", "1: divide scores by their layer's sum before the global top-K; 0: raw"}},
+           {"normalize", "1", "1: divide scores by their layer's sum before the global top-K; 0: raw"},
+           sink_param()},
           false, [](PolicyArgs a) {
             LaproxParams p;
             p.window = integer_at_least(a.params, "window", 1);
@@ -172,6 +184,7 @@ PolicyInfo laprox_policy_info() {
             const std::string at = a.params.choice("pool_at", {"product", "attention", "none"});
             p.pool_at = at == "product" ? PoolAt::kProduct : at == "attention" ? PoolAt::kAttention : PoolAt::kNone;
             p.normalize = a.params.choice("normalize", {"1", "0"}) == "1";
+            p.sink = read_sink(a.params);
             return std::make_unique<LaproxPolicy>(a.spec, p);
           }};
 }

@@ -19,9 +19,14 @@
 //   normalize= 1: divide every score of layer l by Σ over (KV head, i < P) of that layer
 //              (layers compete on their relative share, as the paper); 0: raw scores (the
 //              ablation without normalisation)
-//   K        = L·Hkv·(B' − w) with B' = min(B, T): the K highest (l, g, i < P) scores of the
-//              whole model are kept, plus the w window tokens of every (l, g) (protected,
-//              counted in the budget). If B' ≤ w every (l, g) keeps its most recent B' tokens.
+//   sink     = s (default 0): the first min(s, P) tokens of every (l, g) are protected like the
+//              window; pooling and normalisation then run over the competing tokens
+//              [s, P) only (the sinks' large attention would otherwise leak into their
+//              neighbours and shrink each layer's share by a layer-dependent amount)
+//   K        = L·Hkv·(B' − s − w) with B' = min(B, T): the K highest (l, g, s <= i < P) scores
+//              of the whole model are kept, plus the s sinks and the w window tokens of every
+//              (l, g) (protected, counted in the budget). If B' ≤ s + w every (l, g) keeps the
+//              first B' of its protected tokens: the sinks, then the most recent.
 //
 // Per-(layer, KV head) counts come out uneven; the total is exactly B'·L·Hkv whenever the
 // prefix has K tokens. Ties: the later token, then the lower (layer, KV head) index. The

@@ -8,8 +8,8 @@ namespace {
 
 class OraclePolicy final : public ScoredPolicy {
  public:
-  OraclePolicy(std::string spec, int window, GroupReduce reduce)
-      : ScoredPolicy(std::move(spec)), window_(window), reduce_(reduce) {}
+  OraclePolicy(std::string spec, int window, int sink, GroupReduce reduce)
+      : ScoredPolicy(std::move(spec), sink), window_(window), reduce_(reduce) {}
   PolicyNeeds needs() const override { return {.cont_attn = true}; }
   void score(const PromptView& v, std::span<float> scores) const override {
     const int H = v.n_heads, T = v.T, M = v.M, N = v.T + v.M;
@@ -35,10 +35,10 @@ class OraclePolicy final : public ScoredPolicy {
 
 PolicyInfo oracle_policy_info() {
   return {"oracle", "attention the continuation actually pays (future information: an upper bound, like Belady)",
-          {{"window", "0", "most recent tokens always kept (default none)"}, reduce_param("sum")}, false,
+          {{"window", "0", "most recent tokens always kept (default none)"}, reduce_param("sum"), sink_param()}, false,
           [](PolicyArgs a) {
             const int window = integer_at_least(a.params, "window", 0);
-            return std::make_unique<OraclePolicy>(a.spec, window, parse_group_reduce(a.params));
+            return std::make_unique<OraclePolicy>(a.spec, window, read_sink(a.params), parse_group_reduce(a.params));
           }};
 }
 

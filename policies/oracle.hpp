@@ -11,7 +11,9 @@
 // the group's queries pay to token i. Every KV head of a model has the same group size G, so
 // sum = G·mean and the two give the same order, within a KV head and across heads (adakv);
 // only max orders differently. Parameter window, default 0 (no protection): the last `window`
-// tokens score +inf. Needs cont_attn. Kept sets are nested across budgets.
+// tokens score +inf. Parameter sink, default 0: the first `sink` tokens are protected too,
+// ahead of the window (score_utils.hpp), so the bound can be compared with a policy that keeps
+// sinks. Needs cont_attn. Kept sets are nested across budgets.
 // Attention mass is not the output error (values and W_O matter too), so this is the best
 // kept set by attention recall, not necessarily by output error or Δ-NLL.
 #include "policies/policy.hpp"

@@ -52,8 +52,14 @@ class Policy {
 // Its kept sets are nested across budgets. Wrappers (adakv, criticalkv) take any of these.
 class ScoredPolicy : public Policy {
  public:
-  // Scores [L, Hkv, T], higher = keep; protected tokens (sinks, window) +inf.
+  // Scores [L, Hkv, T], higher = keep; protected window tokens +inf. The sinks are the base's.
   virtual void score(const PromptView& view, std::span<float> scores) const = 0;
+  // score() with the first sink() tokens of every (layer, KV head) at +inf (protect_first):
+  // what select() and the wrappers (adakv, criticalkv) rank by, with order_rows(..., sink()).
+  void protected_scores(const PromptView& view, std::span<float> scores) const;
+  // The attention sinks this scorer protects: its `sink` parameter (score_utils.hpp), 0 for
+  // scorers without one. They lead every order, ahead of the window.
+  int sink() const { return sink_; }
   Selection select(const PromptView& view, const BudgetPlan& plan) const override;
   // Per-layer budgets (tokens per KV head) for an average budget B, each in [0, T], summing
   // to at most L·B. Default: min(B, T) in every layer. Public so that wrappers (adakv,
@@ -63,7 +69,10 @@ class ScoredPolicy : public Policy {
   std::vector<std::vector<int>> plan_layer_budgets(const PromptView& view, const BudgetPlan& plan) const;
 
  protected:
-  using Policy::Policy;
+  explicit ScoredPolicy(std::string spec, int sink = 0) : Policy(std::move(spec)), sink_(sink) {}
+
+ private:
+  int sink_;
 };
 
 // What a registry factory receives.

@@ -8,12 +8,12 @@
 
 namespace kvsim {
 
-std::vector<int> pyramid_layer_budgets(int L, int T, int B, int window, double beta) {
+std::vector<int> pyramid_layer_budgets(int L, int T, int B, int protect, double beta) {
   B = std::clamp(B, 0, T);
   const std::vector<int> uniform(L, B);
   double lo = B / beta, hi = 2.0 * B - lo;
-  if (hi >= T - window) hi = T - window, lo = 2.0 * B - hi;
-  if (L <= 1 || !(T >= hi && hi >= lo && lo >= window)) return uniform;
+  if (hi >= T - protect) hi = T - protect, lo = 2.0 * B - hi;
+  if (L <= 1 || !(T >= hi && hi >= lo && lo >= protect)) return uniform;
   const double step = (hi - lo) / (L - 1);
   std::vector<double> raw(L);
   for (int l = 0; l < L; ++l) raw[l] = hi - l * step;
@@ -25,11 +25,12 @@ namespace {
 class PyramidKvPolicy final : public ScoredPolicy {
  public:
   PyramidKvPolicy(std::string spec, SnapKvParams params, double beta)
-      : ScoredPolicy(std::move(spec)), params_(params), beta_(beta) {}
+      : ScoredPolicy(std::move(spec), params.sink), params_(params), beta_(beta) {}
   PolicyNeeds needs() const override { return {.window = params_.window}; }
   void score(const PromptView& v, std::span<float> scores) const override { snapkv_score(v, params_, scores); }
   std::vector<int> layer_budgets(const PromptView& v, int B) const override {
-    return pyramid_layer_budgets(v.n_layers, v.T, B, params_.window, beta_);
+    // The sinks come off every layer's budget like the window: both are protected.
+    return pyramid_layer_budgets(v.n_layers, v.T, B, params_.window + params_.sink, beta_);
   }
 
  private:

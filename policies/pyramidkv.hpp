@@ -4,8 +4,9 @@
 // Funneling", 2024; budget formula as kvpress's PyramidKVPress (which takes it from the
 // authors' KVCache-Factory).
 //
-// Scores: exactly snapkv's (same parameters window 64, kernel 5, pool avg, reduce mean).
-// Budgets, for an average budget B (clamped to T) per KV head, window w, L layers, β = beta:
+// Scores: exactly snapkv's (same parameters window 64, kernel 5, pool avg, reduce mean, sink 0).
+// Budgets, for an average budget B (clamped to T) per KV head, w = the protected tokens
+// (window + sink: the sinks come off every layer's budget like the window), L layers, β = beta:
 //   min = B / β,  max = 2B − min                         (mean of max and min is B)
 //   if max >= T − w:  max = T − w,  min = 2B − max
 //   if not (T >= max >= min >= w) or L = 1:  B in every layer (kvpress falls back to SnapKV)
@@ -25,7 +26,7 @@
 namespace kvsim {
 
 PolicyInfo pyramidkv_policy_info();
-// The per-layer budgets above (exposed for tests).
-std::vector<int> pyramid_layer_budgets(int L, int T, int B, int window, double beta);
+// The per-layer budgets above (exposed for tests); protect = window + sink.
+std::vector<int> pyramid_layer_budgets(int L, int T, int B, int protect, double beta);
 
 }  // namespace kvsim

@@ -19,6 +19,13 @@ PoolKind parse_pool(const ParamReader& p, const std::string& name) {
   return p.choice(name, {"avg", "max"}) == "avg" ? PoolKind::kAvg : PoolKind::kMax;
 }
 
+ParamInfo sink_param() {
+  return {"sink", "0", "first tokens always kept, ahead of the window (attention sinks; 0: none, the published definition)",
+          /*omit_default=*/true};
+}
+
+int read_sink(const ParamReader& p) { return integer_at_least(p, "sink", 0); }
+
 int integer_at_least(const ParamReader& p, const std::string& name, int lo) {
   const int x = p.integer(name);
   if (x < lo) fail<InputError>("policy ", p.policy_name(), ": parameter ", name, " must be >= ", lo, ", got ", x);
@@ -82,25 +89,30 @@ void reduce_group(std::span<const float> per_head, int H, int Hkv, int T, GroupR
   }
 }
 
-void order_by_score(std::span<const float> scores, std::span<std::int32_t> order) {
+void order_by_score(std::span<const float> scores, std::span<std::int32_t> order, int sink) {
   KVSIM_CHECK(scores.size() == order.size());
   std::iota(order.begin(), order.end(), 0);
   std::sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
-    return scores[a] > scores[b] || (scores[a] == scores[b] && a > b);
+    return scores[a] > scores[b] || (scores[a] == scores[b] && tie_rank(a, sink) > tie_rank(b, sink));
   });
 }
 
-void order_rows(const PromptView& v, std::span<const float> scores, Selection& s) {
+void order_rows(const PromptView& v, std::span<const float> scores, Selection& s, int sink) {
   KVSIM_CHECK(scores.size() == static_cast<std::size_t>(v.n_layers) * v.n_kv_heads * v.T);
   tbb::parallel_for(0, v.n_layers * v.n_kv_heads, [&](int lg) {
     const int l = lg / v.n_kv_heads, g = lg % v.n_kv_heads;
-    order_by_score(score_row(scores, v, l, g), s.order(0, l, g));
+    order_by_score(score_row(scores, v, l, g), s.order(0, l, g), sink);
   });
 }
 
 void protect_last(std::span<float> scores, int w) {
   const int n = static_cast<int>(scores.size());
   for (int i = std::max(0, n - w); i < n; ++i) scores[i] = std::numeric_limits<float>::infinity();
+}
+
+void protect_first(std::span<float> scores, int n) {
+  const int m = std::min(n, static_cast<int>(scores.size()));
+  for (int i = 0; i < m; ++i) scores[i] = std::numeric_limits<float>::infinity();
 }
 
 void score_query_heads(const PromptView& v, GroupReduce r, int protect, std::span<float> scores,

@@ -24,6 +24,22 @@ inline ParamInfo reduce_param(const std::string& default_value = "mean") {
   return {"reduce", default_value, "GQA: how a group's query-head scores become one KV-head score (mean|max|sum)"};
 }
 
+// Attention sinks (Xiao et al., ICLR 2024): the `sink` parameter of every policy that protects
+// a window. The first min(sink, T) prompt tokens of every (layer, KV head) are protected
+// exactly like the window tokens: they score +inf (protect_first), count inside the budget, and
+// lead the priority order. Order of the protected tokens, for every policy: the sinks first
+// (the earliest first), then the window (the latest first), then the scores; so when B is
+// smaller than sink + window the sinks win, and below sink the first B tokens are kept (as
+// streamingllm). Default 0: the published definitions, whose canonical specs omit `sink=0`.
+ParamInfo sink_param();
+// The `sink` parameter: an integer >= 0 (InputError naming the policy otherwise).
+int read_sink(const ParamReader& p);
+// The rank that breaks score ties (higher first): the later token (recency), except that the
+// first `sink` tokens rank above every other, the earliest highest. sink 0: the token index.
+inline std::int64_t tie_rank(std::int32_t i, int sink) {
+  return i < sink ? (std::int64_t{1} << 32) - i : i;
+}
+
 // Factory checks (InputError naming the policy and parameter): an integer >= lo; a finite
 // number in [lo, hi].
 int integer_at_least(const ParamReader& p, const std::string& name, int lo);
@@ -40,16 +56,20 @@ void pool_same(std::span<float> x, int kernel, PoolKind kind);
 // [H, T] per query head -> [Hkv, T] per KV head.
 void reduce_group(std::span<const float> per_head, int H, int Hkv, int T, GroupReduce r, std::span<float> out);
 
-// The priority order of one score row: descending score, ties broken towards the later
-// token (recency), so the order is total and deterministic.
-void order_by_score(std::span<const float> scores, std::span<std::int32_t> order);
+// The priority order of one score row: descending score, ties broken by tie_rank (the later
+// token; the first `sink` tokens before all others), so the order is total and deterministic.
+// With the sinks and the window at +inf (protect_first, protect_last) it starts with the
+// sinks, then the window, latest first.
+void order_by_score(std::span<const float> scores, std::span<std::int32_t> order, int sink = 0);
 
 // Fills order 0 of every (layer, KV head) of s with order_by_score of its row of scores
 // [L, Hkv, T], in parallel (one task per row).
-void order_rows(const PromptView& v, std::span<const float> scores, Selection& s);
+void order_rows(const PromptView& v, std::span<const float> scores, Selection& s, int sink = 0);
 
 // Sets the last w of the T scores to +inf (protected window tokens).
 void protect_last(std::span<float> scores, int w);
+// Sets the first n of the T scores to +inf (protected sink tokens).
+void protect_first(std::span<float> scores, int n);
 
 // ⌊fraction·B⌋ for fraction in [0, 1], robust to the binary representation of the fraction
 // (0.29·100 is 28.999… in doubles; the result here is 29).

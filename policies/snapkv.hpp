@@ -18,6 +18,10 @@
 // (FasterDecoding/SnapKV issue 22). kvpress pads the window with the maximum prefix score
 // (a tie that topk happens to resolve towards the window); we give it +inf, so the window is
 // kept whenever B >= w and, when B < w, the most recent B tokens are.
+// sink (default 0, not in SnapKV or kvpress): the first min(sink, P) tokens are protected like
+// the window (+inf, ahead of it in the order: score_utils.hpp) and, like the window, left out
+// of the pooled vector, which then spans [sink, P): their attention does not leak into their
+// neighbours' scores.
 // Needs window queries: needs().window = window (the trace's W must be at least that).
 // Kept sets are nested across budgets.
 #include <span>
@@ -33,14 +37,16 @@ PolicyInfo snapkv_policy_info();
 // Shared with pyramidkv, which scores exactly like snapkv.
 struct SnapKvParams {
   int window = 64;
+  int sink = 0;  // protected first tokens (score_utils.hpp), left out of the pooled vector like the window
   int kernel = 5;
   PoolKind pool = PoolKind::kAvg;
   GroupReduce reduce = GroupReduce::kMean;
 };
 std::vector<ParamInfo> snapkv_param_infos();
-// Validates: window >= 1, kernel >= 1 and odd (InputError otherwise).
+// Validates: window >= 1, kernel >= 1 and odd, sink >= 0 (InputError otherwise).
 SnapKvParams read_snapkv_params(const ParamReader& p);
-// The formula above: scores [L, Hkv, T].
+// The formula above: scores [L, Hkv, T]; the sinks are pooled out but not yet +inf
+// (ScoredPolicy::protected_scores sets them).
 void snapkv_score(const PromptView& v, const SnapKvParams& params, std::span<float> scores);
 
 }  // namespace kvsim

@@ -83,7 +83,7 @@ std::vector<std::string> split_policy_list(std::string_view text) {
   return out;
 }
 
-ParamReader::ParamReader(const PolicySpec& spec, const std::vector<ParamInfo>& known) : policy_(spec.name) {
+ParamReader::ParamReader(const PolicySpec& spec, const std::vector<ParamInfo>& known) : policy_(spec.name), known_(known) {
   for (const auto& k : known) values_.emplace_back(k.name, k.default_value);
   for (const auto& [key, value] : spec.params) {
     bool found = false;
@@ -135,7 +135,11 @@ std::string ParamReader::choice(const std::string& name, const std::vector<std::
 
 std::string ParamReader::canonical() const {
   std::string s;
-  for (const auto& [k, v] : values_) s += (s.empty() ? "" : ",") + k + "=" + v;
+  for (std::size_t j = 0; j < values_.size(); ++j) {
+    const auto& [k, v] = values_[j];
+    if (known_[j].omit_default && v == known_[j].default_value) continue;
+    s += (s.empty() ? "" : ",") + k + "=" + v;
+  }
   return s;
 }
 

@@ -26,6 +26,10 @@ struct ParamInfo {
   std::string name;
   std::string default_value;
   std::string help;
+  // The canonical spec leaves the parameter out while it has its default value: for a parameter
+  // added to existing policies whose default is the old behaviour (`sink`), so the specs that
+  // name those policies in results, tables and manifests stay byte-identical.
+  bool omit_default = false;
 };
 
 // Typed access to a spec's parameters with defaults; refuses unknown keys at construction.
@@ -37,14 +41,16 @@ class ParamReader {
   std::string choice(const std::string& name, const std::vector<std::string>& allowed) const;
   // The value as written (e.g. a file path).
   const std::string& text(const std::string& name) const { return raw(name); }
-  // "key=value,..." with every known parameter (defaults filled), in declaration order.
+  // "key=value,..." with every known parameter (defaults filled), in declaration order; a
+  // parameter marked omit_default is written only when it differs from its default.
   std::string canonical() const;
   const std::string& policy_name() const { return policy_; }
 
  private:
   const std::string& raw(const std::string& name) const;
   std::string policy_;
-  std::vector<std::pair<std::string, std::string>> values_;  // declaration order
+  std::vector<ParamInfo> known_;
+  std::vector<std::pair<std::string, std::string>> values_;  // declaration order, as known_
 };
 
 }  // namespace kvsim

@@ -8,7 +8,7 @@ namespace {
 
 class TovaPolicy final : public ScoredPolicy {
  public:
-  TovaPolicy(std::string spec, int window) : ScoredPolicy(std::move(spec)), window_(window) {}
+  TovaPolicy(std::string spec, int window, int sink) : ScoredPolicy(std::move(spec), sink), window_(window) {}
   PolicyNeeds needs() const override { return {.window = 1}; }
   void score(const PromptView& v, std::span<float> scores) const override {
     const int H = v.n_heads, T = v.T;
@@ -33,8 +33,10 @@ class TovaPolicy final : public ScoredPolicy {
 
 PolicyInfo tova_policy_info() {
   return {"tova", "last prompt query's attention, mean over all heads, one kept set per layer (Oren et al. 2024)",
-          {{"window", "1", "most recent tokens always kept (1: the last token, as kvpress; 0: the paper)"}}, false,
-          [](PolicyArgs a) { return std::make_unique<TovaPolicy>(a.spec, integer_at_least(a.params, "window", 0)); }};
+          {{"window", "1", "most recent tokens always kept (1: the last token, as kvpress; 0: the paper)"}, sink_param()},
+          false, [](PolicyArgs a) {
+            return std::make_unique<TovaPolicy>(a.spec, integer_at_least(a.params, "window", 0), read_sink(a.params));
+          }};
 }
 
 }  // namespace kvsim

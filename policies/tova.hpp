@@ -12,6 +12,8 @@
 // TOVA", in kvpress's words; the paper protects nothing). We follow kvpress: parameter
 // window, default 1, makes the last `window` tokens +inf; window=0 is the paper's TOVA.
 // The last token's own attention A_h[T−1, T−1] is part of the average when unprotected.
+// sink, default 0 (not in TOVA or kvpress): the first `sink` tokens are protected too, ahead of
+// the window (score_utils.hpp), in the layer's one kept set.
 // TOVA evicts one token per decoding step; as a prefill policy it decides once from the last
 // prompt query (kvpress's reading). Kept sets are nested across budgets.
 #include "policies/policy.hpp"

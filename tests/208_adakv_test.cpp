@@ -48,6 +48,22 @@ TEST_CASE("adakv gives a layer's budget to the top scores across heads, above a 
   CHECK(test::kept_set(f, 0, 0, 1) == std::set<int>{0, 2, 3, 5});
 }
 
+TEST_CASE("adakv over a scorer with sinks keeps them in every head", "[policies][adakv][sink]") {
+  const PromptTensors p = hand_prompt();
+  // sink=2: tokens 0 and 1 score +inf too; each head's order is 0, 1 (sinks), 5 (window), then
+  // its scores (head 0: 2 4 3, head 1: 2 3 4). Across heads the +inf ties go sinks first,
+  // then the lower head, so every head gets its sinks before any window token.
+  const Selection s = make_policy("adakv(h2o:window=1,sink=2)")->select(p.view(), test::plan_of({2, 3, 4}));
+  for (int g = 0; g < 2; ++g) {
+    CHECK(test::kept_set(s, 0, 0, g) == std::set<int>{0, 1});        // B=2 < sink + window: the sinks
+    CHECK(test::kept_set(s, 1, 0, g) == std::set<int>{0, 1, 5});     // B=3: 6 slots, all protected
+    CHECK(test::kept_set(s, 2, 0, g) == std::set<int>{0, 1, 2, 5});  // B=4: + 6 (head 0), 5 (head 1)
+  }
+  // sink 0 at B=3 (above): head 1 keeps {2, 5}, dropping 0 and 1.
+  CHECK(test::kept_set(make_policy("adakv(h2o:window=1)")->select(p.view(), test::plan_of({3})), 0, 0, 1) ==
+        std::set<int>{2, 5});
+}
+
 TEST_CASE("adakv invariants, nesting, determinism and uneven counts on GQA shapes", "[policies][adakv]") {
   for (const auto& sh : test::gqa_shapes()) {
     const PromptTensors p = test::random_prompt(sh, 51 + sh.H, 3.0f);

@@ -4,16 +4,28 @@
 
 using namespace kvsim;
 
-TEST_CASE("tova keeps what the last prompt query attends to, one set per layer", "[policies][tova]") {
+namespace {
+
+// L = 1, H = Hkv = 2, T = 5: window_attn [H=2, W=2, T=5] with the last prompt query's rows
+// (row 1) as given and 0.9s in row 0, which must not count.
+PromptTensors last_query_prompt(const std::vector<float>& head0, const std::vector<float>& head1) {
   test::PromptShape sh;
   sh.L = 1, sh.H = 2, sh.Hkv = 2, sh.T = 5, sh.M = 1, sh.W = 2;
   PromptTensors p = test::random_prompt(sh, 17);
-  // window_attn [H=2, W=2, T=5]; only row 1 (the last prompt query) counts, row 0 is 0.9s.
+  auto& a = p.layers[0].window_attn;
+  std::fill(a.begin(), a.end(), 0.9f);
+  std::copy(head0.begin(), head0.end(), a.begin() + 5);
+  std::copy(head1.begin(), head1.end(), a.begin() + 15);
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("tova keeps what the last prompt query attends to, one set per layer", "[policies][tova]") {
   //   head 0: 0.5   0.125 0.25 0      0.125
   //   head 1: 0.125 0.375 0    0.375  0.125
   //   mean:   0.3125 0.25 0.125 0.1875 0.125   (over all heads, for both KV heads)
-  p.layers[0].window_attn = {0.9f, 0.9f, 0.9f, 0.9f, 0.9f, 0.5f, 0.125f, 0.25f, 0.0f, 0.125f,
-                             0.9f, 0.9f, 0.9f, 0.9f, 0.9f, 0.125f, 0.375f, 0.0f, 0.375f, 0.125f};
+  const PromptTensors p = last_query_prompt({0.5f, 0.125f, 0.25f, 0.0f, 0.125f}, {0.125f, 0.375f, 0.0f, 0.375f, 0.125f});
   const auto tova = make_policy("tova");
   CHECK(tova->spec() == "tova:window=1");
   CHECK(tova->needs().window == 1);
@@ -27,6 +39,20 @@ TEST_CASE("tova keeps what the last prompt query attends to, one set per layer",
   const Selection paper = make_policy("tova:window=0")->select(p.view(), test::plan_of({2, 4}));
   CHECK(test::kept_set(paper, 0, 0, 1) == std::set<int>{0, 1});
   CHECK(test::kept_set(paper, 1, 0, 1) == std::set<int>{0, 1, 3, 4});
+}
+
+TEST_CASE("tova protects the sinks in the layer's one kept set", "[policies][tova][sink]") {
+  // mean .0625 .0625 .3125 .4375 .125 -> sink 0: 4 | 3 2 ...; sink 2: 0 1 | 4 | 3 2 ...
+  const PromptTensors p = last_query_prompt({0.0f, 0.125f, 0.25f, 0.5f, 0.125f}, {0.125f, 0.0f, 0.375f, 0.375f, 0.125f});
+  const auto plan = test::plan_of({3, 4});
+  const Selection off = make_policy("tova")->select(p.view(), plan);
+  const Selection on = make_policy("tova:sink=2")->select(p.view(), plan);
+  CHECK(make_policy("tova:sink=2")->spec() == "tova:window=1,sink=2");
+  for (int g = 0; g < 2; ++g) {
+    CHECK(test::kept_set(off, 0, 0, g) == std::set<int>{2, 3, 4});
+    CHECK(test::kept_set(on, 0, 0, g) == std::set<int>{0, 1, 4});
+    CHECK(test::kept_set(on, 1, 0, g) == std::set<int>{0, 1, 3, 4});
+  }
 }
 
 TEST_CASE("tova invariants: one kept set per layer, nesting, determinism", "[policies][tova]") {

@@ -7,16 +7,26 @@
 
 using namespace kvsim;
 
-TEST_CASE("criticalkv's second stage weighs scores by the projected value norm", "[policies][criticalkv]") {
+namespace {
+
+// One layer, one head, d = 1, T = 6, column sums for an inner h2o:window=1 (score · (T − i));
+// d = 1 values 1 1 1 10 1 1 (+ the continuation's); w_o [D=2, H·d=1] = (1, 0.5)ᵀ, so
+// ‖W_O v_i‖₁ = 1.5 |v_i|.
+PromptTensors weighted_prompt(std::vector<float> colsum) {
   test::PromptShape sh;
   sh.L = 1, sh.H = 1, sh.Hkv = 1, sh.d = 1, sh.D = 2, sh.T = 6, sh.M = 1, sh.W = 1;
   PromptTensors p = test::random_prompt(sh, 23);
-  // Inner h2o:window=1 with per-token scores 0.5 0.4 0.3 0.2 0.1 +inf (column sums · (T − i)).
-  p.layers[0].attn_colsum = {3.0f, 2.0f, 1.2f, 0.4f, 0.2f, 1.0f};
-  // d = 1 values 1 1 1 10 1 1 (+ the continuation's); w_o [D=2, H·d=1] = (1, 0.5)ᵀ, so
-  // ‖W_O v_i‖₁ = 1.5 |v_i|: stage-2 scores (s + 1e-4)·1.5·|v| ≈ 0.75 0.6 0.45 3.0 0.15 +inf.
+  p.layers[0].attn_colsum = std::move(colsum);
   p.layers[0].values = {1, 1, 1, 10, 1, 1, 1};
   p.w_o = std::make_shared<std::vector<std::vector<float>>>(std::vector<std::vector<float>>{{1.0f, 0.5f}});
+  return p;
+}
+
+}  // namespace
+
+TEST_CASE("criticalkv's second stage weighs scores by the projected value norm", "[policies][criticalkv]") {
+  // h2o scores 0.5 0.4 0.3 0.2 0.1 +inf; stage-2 scores (s + 1e-4)·1.5·|v| ≈ 0.75 0.6 0.45 3.0 0.15 +inf.
+  PromptTensors p = weighted_prompt({3.0f, 2.0f, 1.2f, 0.4f, 0.2f, 1.0f});
   const auto crit = make_policy("criticalkv(h2o:window=1)");
   CHECK(crit->spec() == "criticalkv(h2o:window=1,reduce=mean):epsilon=1e-4,first_stage=0.5,reduce=mean");
   CHECK(crit->needs().w_o);
@@ -40,6 +50,22 @@ TEST_CASE("criticalkv's second stage weighs scores by the projected value norm",
   const Selection z = make_policy("criticalkv(h2o:window=1):first_stage=0")->select(p.view(), test::plan_of({1, 2}));
   CHECK(test::kept_set(z, 0, 0, 0) == std::set<int>{5});
   CHECK(test::kept_set(z, 1, 0, 0) == std::set<int>{3, 5});
+}
+
+TEST_CASE("criticalkv keeps the scorer's sinks in both stages", "[policies][criticalkv][sink]") {
+  // h2o scores 0.1 0.2 0.3 0.4 0.5 +inf; stage-2 scores ≈ .15 .3 .45 6.0 .75 +inf.
+  const PromptTensors p = weighted_prompt({0.6f, 1.0f, 1.2f, 1.2f, 1.0f, 1.0f});
+  const auto plan = test::plan_of({2, 4});
+  // sink 0, B=4: stage 1 keeps 5, 4; stage 2 keeps 3 (6.0), 2 (.45): 0 and 1 dropped.
+  CHECK(test::kept_set(make_policy("criticalkv(h2o:window=1)")->select(p.view(), plan), 1, 0, 0) ==
+        std::set<int>{2, 3, 4, 5});
+  const auto crit = make_policy("criticalkv(h2o:window=1,sink=2)");
+  CHECK(crit->spec() == "criticalkv(h2o:window=1,reduce=mean,sink=2):epsilon=1e-4,first_stage=0.5,reduce=mean");
+  const Selection on = crit->select(p.view(), plan);
+  // sink 2, B=4: stage 1 (k1 = 2) keeps the sinks 0, 1; stage 2 keeps 5 (+inf) and 3 (6.0).
+  CHECK(test::kept_set(on, 1, 0, 0) == std::set<int>{0, 1, 3, 5});
+  // B=2: stage 1 keeps 0, stage 2 the next protected token in order, the sink 1 (not the window).
+  CHECK(test::kept_set(on, 0, 0, 0) == std::set<int>{0, 1});
 }
 
 TEST_CASE("criticalkv equals a direct computation on GQA shapes (W_O blocks, group mean)", "[policies][criticalkv]") {

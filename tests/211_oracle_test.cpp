@@ -43,6 +43,12 @@ TEST_CASE("oracle keeps the prompt tokens the continuation attends to", "[polici
   const Selection w = make_policy("oracle:window=1")->select(p.view(), test::plan_of({1, 2}));
   CHECK(test::kept_set(w, 0, 0, 0) == std::set<int>{3});
   CHECK(test::kept_set(w, 1, 0, 0) == std::set<int>{0, 3});
+  // sink=2: 0, 1 first, then 3, 2: token 1 (the least attended) is kept, 2 (B=3) and 3 (B=2) are not.
+  const Selection sk = make_policy("oracle:sink=2")->select(p.view(), test::plan_of({1, 2, 3}));
+  CHECK(make_policy("oracle:sink=2")->spec() == "oracle:window=0,reduce=sum,sink=2");
+  CHECK(test::kept_set(sk, 0, 0, 0) == std::set<int>{0});
+  CHECK(test::kept_set(sk, 1, 0, 0) == std::set<int>{0, 1});
+  CHECK(test::kept_set(sk, 2, 0, 0) == std::set<int>{0, 1, 3});
 }
 
 TEST_CASE("oracle is an upper bound on attention recall, with the usual invariants", "[policies][oracle]") {

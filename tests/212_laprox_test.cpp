@@ -70,6 +70,35 @@ TEST_CASE("laprox: model-wide top-K gives uneven per-head counts (hand-checked)"
   CHECK(raw.count(1, 1, 0) == 3);
 }
 
+TEST_CASE("laprox: sinks come off every (layer, KV head)'s budget before the model-wide top-K", "[policies][laprox][sink]") {
+  // L = 2, H = Hkv = 2, T = 6, window 1 (token 5), no pooling; tokens 0, 1 get no attention.
+  //   layer 0: h0 0 0 .30 .20 .10 (.40)   h1 0 0 .05 .13 .22 (.60)   prefix sum 1
+  //   layer 1: h0 0 0 .12 .08 .04 (.76)   h1 0 0 .25 .35 .16 (.24)   prefix sum 1
+  // Global order: L1h1t3 .35, L0h0t2 .30, L1h1t2 .25, L0h1t4 .22, L0h0t3 .20, L1h1t4 .16,
+  //   L0h1t3 .13, L1h0t2 .12, ... then the zeros of tokens 0, 1.
+  // sink 0, B=3: K = 4·(3 − 1) = 8: L0h0 {2,3,5}, L0h1 {3,4,5}, L1h0 {2,5}, L1h1 {2,3,4,5}.
+  // sink 2: 3 protected per (l, g); B=3: K = 0; B=4: K = 4·(4 − 3) = 4, the first four above.
+  const PromptTensors p = hand_prompt(2, 2, 6,
+                                      {{0, 0, 0.30f, 0.20f, 0.10f, 0.40f, 0, 0, 0.05f, 0.13f, 0.22f, 0.60f},
+                                       {0, 0, 0.12f, 0.08f, 0.04f, 0.76f, 0, 0, 0.25f, 0.35f, 0.16f, 0.24f}});
+  const Selection off = make_policy("laprox:window=1,pool_at=none")->select(p.view(), test::plan_of({3}));
+  CHECK(test::kept_set(off, 0, 0, 0) == std::set<int>{2, 3, 5});
+  CHECK(test::kept_set(off, 0, 0, 1) == std::set<int>{3, 4, 5});
+  CHECK(test::kept_set(off, 0, 1, 0) == std::set<int>{2, 5});
+  CHECK(test::kept_set(off, 0, 1, 1) == std::set<int>{2, 3, 4, 5});
+  const Selection on = make_policy("laprox:window=1,pool_at=none,sink=2")->select(p.view(), test::plan_of({2, 3, 4}));
+  for (int l = 0; l < 2; ++l)
+    for (int g = 0; g < 2; ++g) {
+      CHECK(test::kept_set(on, 0, l, g) == std::set<int>{0, 1});  // B < sink + window: the sinks
+      CHECK(test::kept_set(on, 1, l, g) == std::set<int>{0, 1, 5});
+    }
+  CHECK(test::kept_set(on, 2, 0, 0) == std::set<int>{0, 1, 2, 5});
+  CHECK(test::kept_set(on, 2, 0, 1) == std::set<int>{0, 1, 4, 5});
+  CHECK(test::kept_set(on, 2, 1, 0) == std::set<int>{0, 1, 5});
+  CHECK(test::kept_set(on, 2, 1, 1) == std::set<int>{0, 1, 2, 3, 5});
+  for (int b = 0; b < 3; ++b) CHECK(on.total_kept(b) == (b + 2) * 4L);
+}
+
 TEST_CASE("laprox: p = ||A_h[W rows, i]|| * ||v_i W_O^h|| with the Gram matrix (direct computation)", "[policies][laprox]") {
   // One layer, one head, random tensors: the single (layer, KV head) keeps the top B − w of
   // the direct product (pool none, G = 1: reduce and normalisation do not change the order).

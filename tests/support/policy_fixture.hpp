@@ -132,6 +132,23 @@ inline void check_nested(const Selection& s) {
       }
 }
 
+// Two selections are identical: the same orders and the same counts for every budget.
+inline bool same_selection(const Selection& a, const Selection& b) {
+  if (a.n_orders() != b.n_orders() || a.n_budgets() != b.n_budgets() || a.n_layers() != b.n_layers() ||
+      a.n_kv_heads() != b.n_kv_heads() || a.T() != b.T())
+    return false;
+  for (int l = 0; l < a.n_layers(); ++l)
+    for (int g = 0; g < a.n_kv_heads(); ++g) {
+      for (int o = 0; o < a.n_orders(); ++o) {
+        const std::span<const std::int32_t> x = a.order(o, l, g), y = b.order(o, l, g);
+        if (!std::equal(x.begin(), x.end(), y.begin(), y.end())) return false;
+      }
+      for (int k = 0; k < a.n_budgets(); ++k)
+        if (a.count(k, l, g) != b.count(k, l, g)) return false;
+    }
+  return true;
+}
+
 // The selection is the same at one thread and at the default thread count.
 inline void check_thread_independent(const Policy& policy, const PromptTensors& p, const BudgetPlan& plan) {
   Selection one;
@@ -139,17 +156,7 @@ inline void check_thread_independent(const Policy& policy, const PromptTensors& 
     tbb::global_control serial(tbb::global_control::max_allowed_parallelism, 1);
     one = policy.select(p.view(), plan);
   }
-  const Selection many = policy.select(p.view(), plan);
-  REQUIRE(one.n_orders() == many.n_orders());
-  for (int o = 0; o < one.n_orders(); ++o)
-    for (int l = 0; l < p.n_layers; ++l)
-      for (int g = 0; g < p.n_kv_heads; ++g) {
-        const std::span<const std::int32_t> a = one.order(o, l, g), b = many.order(o, l, g);
-        CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
-      }
-  for (int b = 0; b < one.n_budgets(); ++b)
-    for (int l = 0; l < p.n_layers; ++l)
-      for (int g = 0; g < p.n_kv_heads; ++g) CHECK(one.count(b, l, g) == many.count(b, l, g));
+  CHECK(same_selection(one, policy.select(p.view(), plan)));
 }
 
 // The common checks of a policy on one prompt: the invariants (the last `window` tokens
