@@ -103,7 +103,7 @@ std::pair<DecisionTable, DecisionTable> read_table_pair(const std::string& a, co
 int cmd_compile(const std::vector<std::string>& args) {
   std::vector<std::string> traces;
   std::string budgets, out, learner, reward, model_path, gate, gate_arms;
-  int window, max_rounds, pulls, threads;
+  int window, sink, max_rounds, pulls, threads;
   double lambda;
   std::uint64_t seed;
   std::size_t cache_mb;
@@ -123,6 +123,7 @@ int cmd_compile(const std::vector<std::string>& args) {
       ("gate", po::value(&gate)->default_value("absolute"),
        "gate rule the thresholds are learned for: coverage (tau = share of the utility mass dropped; arms 1e-4..0.2 log) "
        "| absolute (published: keep s >= tau; arms 0.8..1.0 step 0.01)")
+      ("sink", po::value(&sink)->default_value(0), "compilerkv sink tokens the table is for (protected first tokens)")
       ("gate-arms", po::value(&gate_arms), "gate arm grid lo:hi:step or lo:hi:count:log (default: the gate rule's)")
       ("seed", po::value(&seed)->default_value(0), "seed (ucb/thompson prompt orders and draws)")
       ("cache-mb", po::value(&cache_mb)->default_value(4096), "memory for cached prompt tensors (and exact decoders); beyond it prompts are re-read")
@@ -155,7 +156,7 @@ int cmd_compile(const std::vector<std::string>& args) {
     model.emplace(load_model(model_path));
     fwd.emplace(*model);
   }
-  const EvalSet set(paths_of(traces), window, cache_mb << 20, co.progress, fwd ? &*fwd : nullptr);
+  const EvalSet set(paths_of(traces), window, cache_mb << 20, co.progress, fwd ? &*fwd : nullptr, sink);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   CompileStats st;
   DecisionTable table = compile_table(set, co, &st);
@@ -208,7 +209,8 @@ int cmd_diff(const std::vector<std::string>& args) {
   auto tbb_limit = limit_threads(threads);
   const auto [old_t, new_t] = read_table_pair(tables[0], tables[1]);
   if (old_t.window != new_t.window) fail<InputError>("the tables were compiled with different windows (", old_t.window, ", ", new_t.window, ")");
-  const EvalSet set(paths_of(traces), old_t.window, cache_mb << 20);
+  if (old_t.sink != new_t.sink) fail<InputError>("the tables were compiled with different sinks (", old_t.sink, ", ", new_t.sink, ")");
+  const EvalSet set(paths_of(traces), old_t.window, cache_mb << 20, {}, nullptr, old_t.sink);
   const DiffReport rep = diff_tables(set, old_t, new_t, parse_budgets(budgets), tolerance, bootstrap, seed);
   std::printf("%s", diff_table_text(rep, tables[0], tables[1]).c_str());
   if (!csv.empty()) write_diff_csv(rep, csv);
@@ -255,7 +257,7 @@ int cmd_transfer(const std::vector<std::string>& args) {
     std::printf("%-5s %-7s %6d %8s\n", c.part.c_str(), c.layer < 0 ? "overall" : std::to_string(c.layer).c_str(), c.n,
                 num(c.rho, "%.3f").c_str());
   if (!traces.empty()) {
-    const EvalSet set(paths_of(traces), b.window, cache_mb << 20);
+    const EvalSet set(paths_of(traces), b.window, cache_mb << 20, {}, nullptr, b.sink);
     const std::vector<int> bs = budgets.empty() ? b.budgets : parse_budgets(budgets);
     const DiffReport rep = diff_tables(set, b, a, bs, 0.0, bootstrap, seed);
     std::printf("\ntransfer cost on %zu target prompts (OLD = B's own table, NEW = A's table mapped):\n\n%s", set.size(),

@@ -12,11 +12,12 @@
 
 namespace kvsim {
 
-CompilerKvState compilerkv_state(const PromptView& v, int window) {
+CompilerKvState compilerkv_state(const PromptView& v, int window, int sink) {
   const int L = v.n_layers, H = v.n_heads, Hkv = v.n_kv_heads, T = v.T, d = v.head_dim, N = v.T + v.M;
   CompilerKvState st;
   st.n_layers = L, st.n_heads = H, st.n_kv_heads = Hkv, st.T = T;
   st.window = std::min(window, T);
+  st.sink = std::clamp(sink, 0, T - st.window);
   const int w = st.window;
   // Σ over the window queries of A_h[q, i], per layer (parallel), then over layers in order.
   std::vector<std::vector<double>> per_layer(L, std::vector<double>(T, 0.0));
@@ -86,34 +87,37 @@ void compilerkv_layer_scores(const CompilerKvState& st, int l, std::span<const f
     for (int i = 0; i < T; ++i) out[i] = std::max(out[i], wh * u[i]);
   }
   protect_last(out, st.window);
+  protect_first(out, st.sink);
 }
 
-ElasticCount compilerkv_elastic_count(std::span<const float> scores, int window, float tau, int B, GateMode mode) {
+ElasticCount compilerkv_elastic_count(std::span<const float> scores, int window, float tau, int B, GateMode mode,
+                                      int sink) {
   const int T = static_cast<int>(scores.size()), w = std::min(window, T), Bp = std::clamp(B, 0, T);
+  const int s = std::clamp(sink, 0, T - w);
   int c = 0;
   if (mode == GateMode::absolute) {
-    for (int i = 0; i < T - w; ++i) c += scores[i] >= tau;
+    for (int i = s; i < T - w; ++i) c += scores[i] >= tau;
   } else {
     // The fewest top scores whose sum reaches (1 − τ) of the total. Summed in descending order
     // (double), the total is the last prefix sum, so τ = 0 takes every positive score; equal
     // scores contribute equally, so their order does not change the count.
-    std::vector<float> sorted(scores.begin(), scores.begin() + (T - w));
+    std::vector<float> sorted(scores.begin() + s, scores.begin() + (T - w));
     std::sort(sorted.begin(), sorted.end(), std::greater<float>());
     double total = 0;
     for (float x : sorted) total += x;
     const double target = (1.0 - static_cast<double>(tau)) * total;
     double prefix = 0;
-    while (c < T - w && prefix < target) prefix += sorted[c++];
+    while (c < T - w - s && prefix < target) prefix += sorted[c++];
   }
-  return {std::min(Bp, w + c), w + c};
+  return {std::min(Bp, w + s + c), w + s + c};
 }
 
 namespace {
 
 class CompilerKvPolicy final : public Policy {
  public:
-  CompilerKvPolicy(std::string spec, int window, GateMode gate, std::optional<DecisionTable> table)
-      : Policy(std::move(spec)), window_(window), gate_(gate), table_(std::move(table)) {}
+  CompilerKvPolicy(std::string spec, int window, int sink, GateMode gate, std::optional<DecisionTable> table)
+      : Policy(std::move(spec)), window_(window), sink_(sink), gate_(gate), table_(std::move(table)) {}
   PolicyNeeds needs() const override { return {.window = window_, .prompt_logprob = true}; }
 
   void check_model(const ModelShape& shape) const override {
@@ -123,15 +127,15 @@ class CompilerKvPolicy final : public Policy {
   Selection select(const PromptView& v, const BudgetPlan& plan) const override {
     const int L = v.n_layers, Hkv = v.n_kv_heads, T = v.T, nb = static_cast<int>(plan.per_head.size());
     const DecisionTable table = table_ ? map_table_to_model(*table_, v.shape()) : DecisionTable::defaults(v.shape(), plan.per_head, window_, gate_);
-    const CompilerKvState st = compilerkv_state(v, window_);
+    const CompilerKvState st = compilerkv_state(v, window_, sink_);
     const int be = table.entropy_bin(st.entropy), bp = table.perplexity_bin(st.perplexity);
     Selection s(nb, nb, L, Hkv, T);
     tbb::parallel_for(0, nb * L, [&](int bl) {
       const int b = bl / L, l = bl % L, tb = table.budget_index(plan.per_head[b]);
       std::vector<float> scores(T);
       compilerkv_layer_scores(st, l, std::span<const float>(&table.head[(static_cast<std::size_t>(tb) * L + l) * v.n_heads], v.n_heads), scores);
-      const ElasticCount c = compilerkv_elastic_count(scores, st.window, table.gate_at(tb, l, be, bp), plan.per_head[b], table.gate_mode);
-      order_by_score(scores, s.order(b, l, 0));
+      const ElasticCount c = compilerkv_elastic_count(scores, st.window, table.gate_at(tb, l, be, bp), plan.per_head[b], table.gate_mode, st.sink);
+      order_by_score(scores, s.order(b, l, 0), st.sink);
       for (int g = 0; g < Hkv; ++g) {
         if (g > 0) std::copy_n(s.order(b, l, 0).begin(), T, s.order(b, l, g).begin());
         s.count(b, l, g) = c.kept;
@@ -141,7 +145,7 @@ class CompilerKvPolicy final : public Policy {
   }
 
  private:
-  int window_;
+  int window_, sink_;
   GateMode gate_;
   std::optional<DecisionTable> table_;
 };
@@ -156,9 +160,11 @@ PolicyInfo compilerkv_policy_info() {
            {"table", "default", "decision table JSON from 'kvsim compile' (default: weights 1.0, thresholds 0.8)"},
            {"gate", "table",
             "gate rule: absolute (published: keep s >= tau) | coverage (keep the top scores holding 1 - tau of the "
-            "utility mass); 'table': the table's, absolute for the default table"}},
+            "utility mass); 'table': the table's, absolute for the default table"},
+           sink_param()},
           false, [](PolicyArgs a) {
             const int window = integer_at_least(a.params, "window", 1);
+            const int sink = read_sink(a.params);
             const std::string& gate_text = a.params.text("gate");
             const std::optional<GateMode> gate =
                 gate_text == "table" ? std::nullopt
@@ -170,11 +176,14 @@ PolicyInfo compilerkv_policy_info() {
               if (table->window != window)
                 fail<InputError>("policy compilerkv: table ", path, " was compiled with window ", table->window,
                                  ", the policy's window is ", window, " (pass window=", table->window, ")");
+              if (table->sink != sink)
+                fail<InputError>("policy compilerkv: table ", path, " was compiled with sink ", table->sink,
+                                 ", the policy's sink is ", sink, " (pass sink=", table->sink, ")");
               if (gate && *gate != table->gate_mode)
                 fail<InputError>("policy compilerkv: table ", path, " was compiled with the ",
                                  gate_mode_name(table->gate_mode), " gate, the policy asks for gate=", gate_text);
             }
-            return std::make_unique<CompilerKvPolicy>(a.spec, window, gate.value_or(GateMode::absolute), std::move(table));
+            return std::make_unique<CompilerKvPolicy>(a.spec, window, sink, gate.value_or(GateMode::absolute), std::move(table));
           }};
 }
 

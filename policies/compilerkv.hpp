@@ -11,6 +11,9 @@
 //   risk      entropy of α/Σα (nats) and the local perplexity exp(−mean log p) of the w window
 //             tokens from prompt_logprob, binned by the table's edges (20 × 4 bins)
 //   gate      τ = T_gate[B, l, b_ent, b_ppl]; the table's gate mode says what τ means:
+//   sinks     parameter sink (default 0, the published definition): the first s = min(sink, T − w)
+//             tokens are protected like the window (docs/policies.md, "Sinks"); the gate judges
+//             the tokens s ≤ i < P only.
 //   elastic   absolute (published): C = {i < P : s_{l,i} ≥ τ};
 //             coverage: C = the fewest top-scored i < P whose s sum to ≥ (1 − τ)·Σ_{i<P} s_{l,i}
 //             (docs/methods.md, "CompilerKV gate"); layer l keeps the w window tokens (protected, counted
@@ -43,23 +46,26 @@ PolicyInfo compilerkv_policy_info();
 struct CompilerKvState {
   int n_layers = 0, n_heads = 0, n_kv_heads = 0, T = 0;
   int window = 0;                // w = min(window, T)
+  int sink = 0;                  // s = min(sink, T − w): the first s tokens are protected too
   std::vector<float> alpha;      // [T]
   std::vector<float> utility;    // u [L, Hkv, T]
   double entropy = 0;            // of α/Σα, nats
   double perplexity = 1;         // exp(−mean log p) over the window tokens
 };
 // Requires window <= the view's W and the window attention derived.
-CompilerKvState compilerkv_state(const PromptView& v, int window);
+CompilerKvState compilerkv_state(const PromptView& v, int window, int sink = 0);
 
-// s_{l,i} for layer l with head weights head_w [H]: out [T], window tokens +inf.
+// s_{l,i} for layer l with head weights head_w [H]: out [T], window and sink tokens +inf.
 void compilerkv_layer_scores(const CompilerKvState& st, int l, std::span<const float> head_w, std::span<float> out);
 
 struct ElasticCount {
   int kept = 0;        // min(B', w + |C|)
-  int candidates = 0;  // w + |C|: the elastic set before the budget clamp
+  int candidates = 0;  // w + s + |C|: the elastic set before the budget clamp
 };
-// From the layer's scores (window +inf), threshold τ, budget B and the gate mode.
+// From the layer's scores (window and sinks +inf), threshold τ, budget B and the gate mode.
+// The gate judges the unprotected tokens s ≤ i < T − w; the protected ones always count:
+// kept = min(B', w + s + |C|).
 ElasticCount compilerkv_elastic_count(std::span<const float> scores, int window, float tau, int B,
-                                      GateMode mode = GateMode::absolute);
+                                      GateMode mode = GateMode::absolute, int sink = 0);
 
 }  // namespace kvsim

@@ -36,6 +36,7 @@ class Compiler {
     if (!(opt.cql_lambda >= 0)) fail<InputError>("--lambda must be >= 0");
     if (opt.max_rounds < 1) fail<InputError>("--max-rounds must be >= 1");
     table_ = DecisionTable::defaults(set.model(), opt.budgets, set.window(), opt.gate_mode);
+    table_.sink = set.sink();
     if (opt.gate_arms) table_.gate_arms = *opt.gate_arms;
     nb_ = table_.n_budgets();
     for (std::size_t p = 0; p < set.size(); ++p)

@@ -20,8 +20,9 @@ std::size_t PromptEvalData::bytes() const {
 }
 
 EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::size_t cache_bytes,
-                 const std::function<void(const std::string&)>& progress, const CpuForward* exact)
-    : paths_(std::move(traces)), window_(window), exact_(exact) {
+                 const std::function<void(const std::string&)>& progress, const CpuForward* exact, int sink)
+    : paths_(std::move(traces)), window_(window), sink_(sink), exact_(exact) {
+  if (sink < 0) fail<InputError>("sink must be >= 0, got ", sink);
   if (paths_.empty()) fail<InputError>("no trace files given");
   if (window < 1) fail<InputError>("window must be >= 1, got ", window);
   for (std::size_t t = 0; t < paths_.size(); ++t) {
@@ -110,7 +111,7 @@ std::shared_ptr<PromptEvalData> EvalSet::load(std::size_t t, std::size_t i, Comp
   needs.prompt_logprob = state != nullptr;
   data->tensors = load_prompt(r, i, needs, w_o_[t], 0);
   PromptTensors& pt = data->tensors;
-  if (state) *state = compilerkv_state(pt.view(), window_);
+  if (state) *state = compilerkv_state(pt.view(), window_, sink_);
   // Keep what measuring kept sets reads: values, continuation attention, W_O.
   for (auto& ly : pt.layers) {
     ly.keys = {}, ly.q_window = {}, ly.q_cont = {}, ly.attn_colsum = {}, ly.window_attn = {};
@@ -150,11 +151,13 @@ void evaluate_layer(const EvalPrompt& prompt, const PromptEvalData& data, int l,
   std::vector<std::int32_t> order(T);
   for (int k = 0; k < n; ++k) {
     compilerkv_layer_scores(st, l, decisions[k].head_w, scores);
-    const ElasticCount c = compilerkv_elastic_count(scores, st.window, decisions[k].tau, B, decisions[k].gate_mode);
+    const ElasticCount c = compilerkv_elastic_count(scores, st.window, decisions[k].tau, B, decisions[k].gate_mode, st.sink);
     candidates[k] = c.candidates;
     // The top c.kept by (score, later token): the prefix of order_by_score, as the policy keeps.
     std::iota(order.begin(), order.end(), 0);
-    auto better = [&](std::int32_t a, std::int32_t b) { return scores[a] > scores[b] || (scores[a] == scores[b] && a > b); };
+    auto better = [&](std::int32_t a, std::int32_t b) {
+      return scores[a] > scores[b] || (scores[a] == scores[b] && tie_rank(a, st.sink) > tie_rank(b, st.sink));
+    };
     if (c.kept < T) std::nth_element(order.begin(), order.begin() + c.kept, order.end(), better);
     kept[k].assign(order.begin(), order.begin() + c.kept);
     std::sort(kept[k].begin(), kept[k].end());

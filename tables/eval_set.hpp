@@ -85,12 +85,15 @@ class EvalSet {
   // shape, record at least `window` window queries, and have continuations. `progress` (may be
   // empty) receives a line per loaded trace. `exact` (may be null; must outlive the set): exact
   // rewards with this forward, whose model must be every trace's (check_model_matches).
+  // `sink`: CompilerKV's protected first tokens (compilerkv_state).
   EvalSet(std::vector<std::filesystem::path> traces, int window, std::size_t cache_bytes,
-          const std::function<void(const std::string&)>& progress = {}, const CpuForward* exact = nullptr);
+          const std::function<void(const std::string&)>& progress = {}, const CpuForward* exact = nullptr,
+          int sink = 0);
   ~EvalSet();
 
   const ModelShape& model() const { return model_; }
   int window() const { return window_; }
+  int sink() const { return sink_; }
   std::size_t size() const { return prompts_.size(); }
   const EvalPrompt& prompt(std::size_t p) const { return prompts_[p]; }
   const std::vector<std::filesystem::path>& traces() const { return paths_; }
@@ -118,7 +121,7 @@ class EvalSet {
   std::vector<std::vector<float>> final_norm_;
   std::vector<std::string> hashes_;
   ModelShape model_;
-  int window_ = 0;
+  int window_ = 0, sink_ = 0;
   const CpuForward* exact_ = nullptr;
   bool logit_rewards_ = true;
   std::vector<EvalPrompt> prompts_;

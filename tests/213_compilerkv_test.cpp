@@ -134,6 +134,31 @@ TEST_CASE("compilerkv: coverage gate by hand, and through a table", "[policies][
   CHECK_THROWS_WITH(write_table(t, tmp / "bad.json"), Catch::Contains("must lie in [0, 1]"));
 }
 
+TEST_CASE("compilerkv: sinks are protected ahead of the window and outside the gate", "[policies][compilerkv][sink]") {
+  const PromptTensors p = hand_prompt();
+  // sink 1: token 0 (u 1.5) is protected; the gate judges tokens 1..3 (u .6 3.0 .6).
+  const CompilerKvState st = compilerkv_state(p.view(), 2, 1);
+  CHECK(st.sink == 1);
+  std::vector<float> s(6);
+  const std::vector<float> ones = {1.0f, 1.0f};
+  compilerkv_layer_scores(st, 0, ones, s);
+  CHECK(std::isinf(s[0]));
+  // absolute τ 0.8: C = {2}; kept = w + s + |C| = 4.
+  CHECK(compilerkv_elastic_count(s, 2, 0.8f, 6, GateMode::absolute, 1).candidates == 4);
+  // coverage τ 0.5: mass .6 + 3.0 + .6 = 4.2, target 2.1 ≤ 3.0 → |C| = 1 (the sink's 1.5 is not in the mass).
+  CHECK(compilerkv_elastic_count(s, 2, 0.5f, 6, GateMode::coverage, 1).candidates == 4);
+  const auto pol = make_policy("compilerkv:window=2,sink=1");
+  const Selection sel = pol->select(p.view(), test::plan_of({6, 3, 1}));
+  CHECK(test::kept_set(sel, 0, 0, 0) == std::set<int>{0, 2, 4, 5});
+  CHECK(test::kept_set(sel, 1, 0, 0) == std::set<int>{0, 4, 5});  // B 3: sink, then the window
+  CHECK(test::kept_set(sel, 2, 0, 0) == std::set<int>{0});        // B 1: the sink wins
+  // A table compiled without sinks is refused by a policy with sinks (and vice versa).
+  test::TempDir tmp;
+  write_table(DecisionTable::defaults(p.view().shape(), {6}, 2), tmp / "t.json");
+  CHECK_THROWS_WITH(make_policy("compilerkv:window=2,sink=1,table=" + (tmp / "t.json").string()),
+                    Catch::Contains("compiled with sink 0"));
+}
+
 TEST_CASE("compilerkv: a version-1 table loads as the absolute gate and selects as before", "[policies][compilerkv][tables]") {
   const PromptTensors p = hand_prompt();
   test::TempDir tmp;

@@ -216,7 +216,8 @@ TEST_CASE("sink: every window-based policy declares it, and kvsim policies lists
   for (const auto& info : policy_registry()) {
     const auto it = std::find_if(info.params.begin(), info.params.end(), [](const ParamInfo& p) { return p.name == "sink"; });
     const bool window_based = info.name == "h2o" || info.name == "snapkv" || info.name == "pyramidkv" ||
-                              info.name == "tova" || info.name == "laprox" || info.name == "oracle";
+                              info.name == "tova" || info.name == "laprox" || info.name == "oracle" ||
+                              info.name == "compilerkv";
     INFO(info.name);
     if (window_based) {
       REQUIRE(it != info.params.end());
@@ -225,12 +226,12 @@ TEST_CASE("sink: every window-based policy declares it, and kvsim policies lists
       REQUIRE(it != info.params.end());
       CHECK(it->default_value == "4");
     } else {
-      CHECK(it == info.params.end());  // wrappers take their scorer's; compilerkv, knorm, random, full: none
+      CHECK(it == info.params.end());  // wrappers take their scorer's; knorm, random, full: none
     }
   }
   const test::CliResult r = test::run_cli("policies");
   REQUIRE(r.status == 0);
   // One `sink` line per window-based policy, plus streamingllm's.
-  CHECK(test::count_occurrences(r.output, "\n    sink ") == 7);
+  CHECK(test::count_occurrences(r.output, "\n    sink ") == 8);
   CHECK_THAT(r.output, Catch::Contains("sink         default 0        first tokens always kept, ahead of the window"));
 }

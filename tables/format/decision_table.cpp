@@ -235,6 +235,7 @@ void DecisionTable::validate(const std::string& where) const {
   if (m.n_layers < 1 || m.n_heads < 1 || m.n_kv_heads < 1 || m.n_heads % m.n_kv_heads != 0)
     fail<InputError>(where, ": bad model shape (", shape_text(m), ")");
   if (window < 1) fail<InputError>(where, ": window must be >= 1, got ", window);
+  if (sink < 0) fail<InputError>(where, ": sink must be >= 0, got ", sink);
   if (budgets.empty()) fail<InputError>(where, ": no budgets");
   for (std::size_t k = 0; k < budgets.size(); ++k)
     if (budgets[k] < 1 || (k > 0 && budgets[k] <= budgets[k - 1]))
@@ -276,6 +277,7 @@ std::string table_to_json_text(const DecisionTable& t) {
       {"model",
        {{"n_layers", L}, {"n_heads", H}, {"n_kv_heads", t.model.n_kv_heads}, {"head_dim", t.model.head_dim}, {"hidden", t.model.hidden}}},
       {"window", t.window},
+      {"sink", t.sink},
       {"gate_mode", gate_mode_name(t.gate_mode)},
       {"budgets", t.budgets},
       {"head_arms", grid_json(t.head_arms)},
@@ -328,7 +330,10 @@ DecisionTable read_table(const std::filesystem::path& path) {
                      kTableFormatVersion, ")");
   DecisionTable t;
   // Version 1 predates gate_mode: its thresholds are absolute (the published rule).
-  if (version >= 2) t.gate_mode = parse_gate_mode(field<std::string>(j, "gate_mode", where), where + ": gate_mode");
+  if (version >= 2) {
+    t.gate_mode = parse_gate_mode(field<std::string>(j, "gate_mode", where), where + ": gate_mode");
+    t.sink = field<int>(j, "sink", where);
+  }
   const auto& m = j.at("model");
   t.model.n_layers = field<int>(m, "n_layers", where + ": model");
   t.model.n_heads = field<int>(m, "n_heads", where + ": model");

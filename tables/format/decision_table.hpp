@@ -61,6 +61,7 @@ ArmGrid gate_arm_grid(GateMode mode = GateMode::absolute);
 struct DecisionTable {
   ModelShape model;          // shape the table was compiled for (head_dim/hidden informative)
   int window = 32;           // CompilerKV window the table was compiled with
+  int sink = 0;              // CompilerKV sink tokens the table was compiled with (version 2; 0 in version 1)
   std::vector<int> budgets;  // ascending, tokens per KV head
   std::vector<float> head;   // [n_budgets, L, H]
   std::vector<float> gate;   // [n_budgets, L, 20, 4]
