@@ -11,12 +11,21 @@ namespace kvsim::cli {
 
 int cmd_validate(const std::vector<std::string>& args) {
   ReplayArgs ra;
-  std::string model_path, out_dir;
+  std::string model_path, out_dir, tokenizer_path, scorer;
+  int generate = 0, bootstrap = 1000;
   po::options_description opts("validate options");
   ra.add_to(opts);
   opts.add_options()
       ("model,m", po::value(&model_path)->required(), "the checkpoint the traces were recorded with (llama2.c .bin or HF directory)")
-      ("out,o", po::value(&out_dir)->required(), "results directory (pairs.csv, correlations.csv, rankings.csv, manifest.json)");
+      ("out,o", po::value(&out_dir)->required(), "results directory (pairs.csv, correlations.csv, rankings.csv, manifest.json)")
+      ("generate,g", po::value(&generate)->default_value(0),
+       "also generate N tokens greedily from every compressed cache and score them against the gold answers "
+       "(scores.csv, decisions.csv, generations.jsonl); 0 = off")
+      ("scorer", po::value(&scorer),
+       "with --generate: ruler_all | ruler_part | exact_match | f1 | rouge_l for every prompt (default: the trace's, "
+       "else by task name)")
+      ("bootstrap", po::value(&bootstrap)->default_value(1000), "with --generate: bootstrap resamples of the CIs")
+      ("tokenizer", po::value(&tokenizer_path), "with --generate: tokenizer file (default: the model's own or found beside it)");
   po::positional_options_description pos;
   pos.add("traces", -1);
   if (!parse("validate", "Compares the estimated Δ-NLL of every kept set with its exact re-decode.", opts, args, &pos))
@@ -24,8 +33,19 @@ int cmd_validate(const std::vector<std::string>& args) {
   auto tbb_limit = limit_threads(ra.threads);
   ReplayOptions ro = ra.replay_options();
   const Model model = load_model(model_path);
-  // Everything is checked here (policies, traces, budgets, model vs traces), before any work.
-  Validation validation(std::move(ro), model);
+  GenerationOptions go;
+  std::unique_ptr<Tokenizer> tok;
+  if (generate > 0) {
+    tok = resolve_tokenizer(model_path, tokenizer_path, model.config.vocab);
+    go.max_new = generate, go.scorer = scorer, go.tokenizer = tok.get(), go.bootstrap = bootstrap, go.seed = ra.seed;
+    if (tok->eos_id() >= 0) go.stop.push_back(tok->eos_id());
+  } else if (!scorer.empty() || !tokenizer_path.empty()) {
+    fail<InputError>("--scorer and --tokenizer are used with --generate N only");
+  }
+  go.max_new = generate;
+  // Everything is checked here (policies, traces, budgets, model vs traces, scorers and gold
+  // answers), before any work.
+  Validation validation(std::move(ro), model, go);
   if (std::filesystem::exists(out_dir) && !ra.overwrite)
     fail<InputError>(out_dir, ": already exists (pass --overwrite to replace it)");
 

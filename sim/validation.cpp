@@ -7,7 +7,10 @@
 #include <map>
 
 #include "core/error.hpp"
+#include "core/hash.hpp"
+#include "metrics/bootstrap.hpp"
 #include "metrics/correlation.hpp"
+#include "sim/generate.hpp"
 #include "sim/output_files.hpp"
 
 namespace kvsim {
@@ -36,16 +39,91 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-Validation::Validation(ReplayOptions options, const Model& model)
-    : replay_(with_selections(std::move(options))), fwd_(model) {
+Validation::Validation(ReplayOptions options, const Model& model, GenerationOptions generation)
+    : replay_(with_selections(std::move(options))), fwd_(model), gen_(std::move(generation)) {
+  if (gen_.max_new < 0) fail<InputError>("--generate must be >= 0, got ", gen_.max_new);
+  if (gen_.max_new > 0) {
+    if (!gen_.tokenizer) fail<InputError>("generation needs the model's tokenizer");
+    if (!gen_.scorer.empty()) (void)parse_scorer(gen_.scorer, "--scorer");
+    if (gen_.bootstrap < 0) fail<InputError>("--bootstrap must be >= 0, got ", gen_.bootstrap);
+  }
   for (std::size_t t = 0; t < replay_.options().traces.size(); ++t) {
     const TraceReader& r = replay_.trace(t);
     check_model_matches(model, r);
-    for (const PromptMeta& m : r.prompts())
+    for (const PromptMeta& m : r.prompts()) {
       if (m.n_cont < 2)
         fail<InputError>(r.path().string(), ": prompt ", m.id, " has ", m.n_cont,
                          " continuation tokens; exact decoding needs at least 2 (trace with --cont-len >= 2)");
+      if (gen_.max_new > 0) {
+        const std::string where = r.path().string() + ": prompt " + m.id;
+        const Scorer s = prompt_scorer(m, where);
+        if (!m.answers.empty()) check_gold(s, m.answers, where + ": answers");
+      }
+    }
   }
+}
+
+Scorer Validation::prompt_scorer(const PromptMeta& m, const std::string& where) const {
+  if (!gen_.scorer.empty()) return parse_scorer(gen_.scorer, "--scorer");
+  if (!m.scorer.empty()) return parse_scorer(m.scorer, where + ": scorer");
+  return default_scorer(m.task);
+}
+
+void Validation::generate_prompt(std::size_t t, std::size_t i, const PromptResult& r, const ExactDecoder& decoder,
+                                 std::size_t first_point) {
+  const TraceReader& reader = replay_.trace(t);
+  const PromptMeta& meta = *r.meta;
+  const std::string where = reader.path().string() + ": prompt " + meta.id;
+  const PromptOutputs outs = reader.read_outputs(i);
+  const int T = meta.n_prompt;
+  // Gold answers: the trace's (RULER outputs, LongBench answers), else the continuation text.
+  std::vector<std::string> gold = meta.answers;
+  if (gold.empty()) {
+    const std::vector<int> cont(outs.tokens.begin() + T, outs.tokens.end());
+    gold.push_back(gen_.tokenizer->decode(cont));
+  }
+  const Scorer scorer = prompt_scorer(meta, where);
+  check_gold(scorer, gold, where + ": gold answers");
+  // Jobs: the full cache first, then each distinct kept set once.
+  const int P = static_cast<int>(r.selections.size()), B = static_cast<int>(r.budget_tokens.size());
+  std::vector<std::vector<std::uint8_t>> jobs(1);
+  std::vector<int> job_of(static_cast<std::size_t>(P) * B, 0);
+  std::map<std::uint64_t, std::vector<int>> by_hash;
+  for (int p = 0; p < P; ++p)
+    for (int b = 0; b < B; ++b) {
+      const FidelityPoint& pt = points_[first_point + static_cast<std::size_t>(p) * B + b];
+      if (pt.keeps_all) continue;  // job 0
+      std::vector<std::uint8_t> keep = keep_mask(r.selections[p], b);
+      const std::uint64_t h = hash_bytes(std::as_bytes(std::span(keep)));
+      int found = -1;
+      for (int j : by_hash[h])
+        if (jobs[j] == keep) found = j;
+      if (found < 0) {
+        found = static_cast<int>(jobs.size());
+        by_hash[h].push_back(found);
+        jobs.push_back(std::move(keep));
+      }
+      job_of[static_cast<std::size_t>(p) * B + b] = found;
+    }
+  if (outs.cont_topk_ids.empty()) fail<InputError>(where, ": no cont_topk_ids (top-K 0); generation needs the prefill's argmax");
+  const GreedyGenerator generator(fwd_, decoder.cache(), outs.cont_topk_ids[0], gen_.stop);
+  const std::vector<std::vector<int>> tokens = generator.generate(jobs, gen_.max_new);
+  generation_jobs_ += jobs.size();
+  std::vector<std::string> texts(jobs.size());
+  std::vector<double> scores(jobs.size());
+  for (std::size_t j = 0; j < jobs.size(); ++j) {
+    texts[j] = gen_.tokenizer->decode(tokens[j]);
+    scores[j] = task_score(scorer, texts[j], gold);
+  }
+  for (int p = 0; p < P; ++p)
+    for (int b = 0; b < B; ++b) {
+      FidelityPoint& pt = points_[first_point + static_cast<std::size_t>(p) * B + b];
+      const int j = job_of[static_cast<std::size_t>(p) * B + b];
+      pt.score = scores[j], pt.score_full = scores[0], pt.text = texts[j];
+      pt.generated_tokens = static_cast<int>(tokens[j].size());
+    }
+  generations_.push_back({t, meta.id, meta.task, std::string(scorer_name(scorer)), std::move(gold), texts[0], scores[0],
+                          static_cast<int>(tokens[0].size())});
 }
 
 void Validation::run(const std::function<void(std::size_t, const std::string&)>& progress) {
@@ -62,6 +140,7 @@ void Validation::run(const std::function<void(std::size_t, const std::string&)>&
       const std::vector<ExactResult> exact = exact_sweep(decoder, r.selections);
       seconds_exact_ += seconds_since(t0);
       const int B = static_cast<int>(r.budget_tokens.size()), L = r.n_layers;
+      const std::size_t first_point = points_.size();
       for (int p = 0; p < static_cast<int>(policies.size()); ++p)
         for (int b = 0; b < B; ++b) {
           FidelityPoint pt;
@@ -76,6 +155,11 @@ void Validation::run(const std::function<void(std::size_t, const std::string&)>&
           pt.exact_nll = e.nll, pt.exact_dnll = e.delta_nll, pt.exact_kl = e.kl;
           points_.push_back(std::move(pt));
         }
+      if (gen_.max_new > 0) {
+        t0 = std::chrono::steady_clock::now();
+        generate_prompt(t, i, r, decoder, first_point);
+        seconds_generate_ += seconds_since(t0);
+      }
       ++done;
       if (progress) progress(done, r.meta->id);
     }
@@ -124,6 +208,73 @@ std::vector<RankingRow> Validation::rankings() const {
   return rows;
 }
 
+std::vector<ScoreRow> Validation::scores() const {
+  std::vector<ScoreRow> rows;
+  if (gen_.max_new <= 0) return rows;
+  const int P = static_cast<int>(replay_.options().policies.size());
+  const int B = static_cast<int>(replay_.options().budgets.labels().size());
+  std::vector<std::string> tasks = {"all"};
+  for (const FidelityPoint& p : points_)
+    if (std::find(tasks.begin(), tasks.end(), p.task) == tasks.end()) tasks.push_back(p.task);
+  if (tasks.size() == 2) tasks.pop_back();  // one task: "all" says it
+  for (std::size_t k = 0; k < tasks.size(); ++k)
+    for (int q = 0; q < P; ++q)
+      for (int b = 0; b < B; ++b) {
+        ScoreRow row;
+        row.task = tasks[k], row.policy = q, row.budget = b;
+        std::vector<double> s, f;
+        for (const FidelityPoint& p : points_)
+          if (p.policy == q && p.budget == b && (k == 0 || p.task == tasks[k])) {
+            s.push_back(p.score), f.push_back(p.score_full);
+            row.kept_per_head += p.kept_per_head, row.dnll_exact += p.exact_dnll, row.out_err += p.out_err;
+            row.est_logit += p.est_logit;
+          }
+        row.n = s.size();
+        if (row.n == 0) continue;
+        const double n = static_cast<double>(row.n);
+        row.kept_per_head /= n, row.dnll_exact /= n, row.out_err /= n, row.est_logit /= n;
+        // One seed per cell, so adding a policy or a task does not move the other cells' CIs.
+        const std::uint64_t seed = gen_.seed + 1000003ull * static_cast<std::uint64_t>(q * B + b);
+        const MeanCi m = mean_ci(s, gen_.bootstrap, seed);
+        row.score = m.mean, row.score_lo = m.lo, row.score_hi = m.hi;
+        const RatioCi r = percent_of_reference(s, f, gen_.bootstrap, seed);
+        row.pct_full = r.ratio, row.pct_lo = r.lo, row.pct_hi = r.hi;
+        rows.push_back(row);
+      }
+  return rows;
+}
+
+std::vector<DecisionRow> Validation::decisions() const {
+  std::vector<DecisionRow> rows;
+  if (gen_.max_new <= 0) return rows;
+  const auto& labels = replay_.options().budgets.labels();
+  const int P = static_cast<int>(replay_.options().policies.size()), B = static_cast<int>(labels.size());
+  struct Predictor {
+    const char* name;
+    double FidelityPoint::*field;
+  };
+  const Predictor predictors[] = {{"out_err", &FidelityPoint::out_err}, {"sum", &FidelityPoint::est_sum},
+                                  {"logit", &FidelityPoint::est_logit}, {"logit_kl", &FidelityPoint::est_kl},
+                                  {"dnll_exact", &FidelityPoint::exact_dnll}};
+  for (const Predictor& pr : predictors) {
+    if (!supported(points_, pr.field)) continue;
+    // Cell means [P, B] of the predictor and of −score (both: lower = better).
+    std::vector<double> x(static_cast<std::size_t>(P) * B, 0.0), y(x.size(), 0.0), n(x.size(), 0.0);
+    for (const FidelityPoint& p : points_) {
+      const std::size_t c = static_cast<std::size_t>(p.policy) * B + p.budget;
+      x[c] += p.*pr.field, y[c] -= p.score, n[c] += 1;
+    }
+    for (std::size_t c = 0; c < x.size(); ++c) x[c] /= std::max(1.0, n[c]), y[c] /= std::max(1.0, n[c]);
+    for (int b = 0; b < B; ++b) {
+      std::vector<double> xb, yb;
+      for (int q = 0; q < P; ++q) xb.push_back(x[static_cast<std::size_t>(q) * B + b]), yb.push_back(y[static_cast<std::size_t>(q) * B + b]);
+      rows.push_back({"budget", labels[b], pr.name, P, kendall_tau_b(xb, yb), spearman(xb, yb)});
+    }
+    rows.push_back({"cells", "all", pr.name, P * B, kendall_tau_b(x, y), spearman(x, y)});
+  }
+  return rows;
+}
+
 std::string Validation::report() const {
   std::string out;
   char buf[512];
@@ -149,6 +300,28 @@ std::string Validation::report() const {
                   r.best_estimated.substr(0, 32).c_str(), r.best_exact.substr(0, 32).c_str());
     out += buf;
   }
+  if (gen_.max_new <= 0) return out;
+  const auto& specs = replay_.options().policies;
+  const auto& labels = replay_.options().budgets.labels();
+  out += "\ntask score of greedy generation (" + std::to_string(gen_.max_new) +
+         " tokens) from the compressed cache, % of FullKV [95% CI], kept tokens per head:\n";
+  std::snprintf(buf, sizeof buf, "%-10s %-36s %-8s %6s %7s %24s %9s\n", "task", "policy", "budget", "n", "score",
+                "% of FullKV", "kept");
+  out += buf;
+  for (const ScoreRow& r : scores()) {
+    std::snprintf(buf, sizeof buf, "%-10s %-36s %-8s %6zu %7.3f %8.1f [%5.1f, %5.1f] %9.1f\n", r.task.substr(0, 10).c_str(),
+                  specs[r.policy].substr(0, 36).c_str(), labels[r.budget].c_str(), r.n, r.score, 100 * r.pct_full,
+                  100 * r.pct_lo, 100 * r.pct_hi, r.kept_per_head);
+    out += buf;
+  }
+  out += "\ndecision-level fidelity: policy rankings by each predictor vs by task score (Kendall tau-b, Spearman):\n";
+  std::snprintf(buf, sizeof buf, "%-7s %-8s %-11s %5s %9s %9s\n", "scope", "budget", "predictor", "n", "kendall", "spearman");
+  out += buf;
+  for (const DecisionRow& r : decisions()) {
+    std::snprintf(buf, sizeof buf, "%-7s %-8s %-11s %5d %9.4f %9.4f\n", r.scope.c_str(), r.budget.c_str(),
+                  r.predictor.c_str(), r.n, r.kendall, r.spearman);
+    out += buf;
+  }
   return out;
 }
 
@@ -157,16 +330,20 @@ void Validation::write(const std::filesystem::path& dir, bool overwrite, nlohman
   const auto& opts = replay_.options();
   const auto& specs = opts.policies;
   const auto& labels = opts.budgets.labels();
+  const bool gen = gen_.max_new > 0;
   {
     std::FILE* f = open_write(out / "pairs.csv");
     std::fputs("trace,prompt,task,policy,budget,budget_tokens,kept_per_head,out_err,dnll_est_sum,dnll_est_logit,"
-               "dnll_est_kl,nll_exact,dnll_exact,kl_exact\n", f);
+               "dnll_est_kl,nll_exact,dnll_exact,kl_exact", f);
+    std::fputs(gen ? ",score,score_full,generated_tokens\n" : "\n", f);
     for (const FidelityPoint& p : points_) {
       const std::string row = opts.traces[p.trace].filename().string() + "," + p.prompt + "," + p.task + ",\"" +
                               specs[p.policy] + "\"," + labels[p.budget] + "," + std::to_string(p.budget_tokens) + "," +
                               fmt_g9(p.kept_per_head) + "," + fmt_g9(p.out_err) + "," + fmt_g9(p.est_sum) + "," +
                               fmt_g9(p.est_logit) + "," + fmt_g9(p.est_kl) + "," + fmt_g9(p.exact_nll) + "," +
-                              fmt_g9(p.exact_dnll) + "," + fmt_g9(p.exact_kl) + "\n";
+                              fmt_g9(p.exact_dnll) + "," + fmt_g9(p.exact_kl) +
+                              (gen ? "," + fmt_g9(p.score) + "," + fmt_g9(p.score_full) + "," + std::to_string(p.generated_tokens) : "") +
+                              "\n";
       std::fputs(row.c_str(), f);
     }
     close_checked(f, out / "pairs.csv");
@@ -191,7 +368,50 @@ void Validation::write(const std::filesystem::path& dir, bool overwrite, nlohman
     }
     close_checked(f, out / "rankings.csv");
   }
+  if (gen) {
+    std::FILE* f = open_write(out / "scores.csv");
+    std::fputs("task,policy,budget,n,kept_per_head,score,score_lo,score_hi,pct_full,pct_full_lo,pct_full_hi,dnll_exact,"
+               "out_err,dnll_est_logit\n", f);
+    for (const ScoreRow& r : scores()) {
+      const std::string row = r.task + ",\"" + specs[r.policy] + "\"," + labels[r.budget] + "," + std::to_string(r.n) + "," +
+                              fmt_g9(r.kept_per_head) + "," + fmt_g9(r.score) + "," + fmt_g9(r.score_lo) + "," +
+                              fmt_g9(r.score_hi) + "," + fmt_g9(r.pct_full) + "," + fmt_g9(r.pct_lo) + "," +
+                              fmt_g9(r.pct_hi) + "," + fmt_g9(r.dnll_exact) + "," + fmt_g9(r.out_err) + "," +
+                              fmt_g9(r.est_logit) + "\n";
+      std::fputs(row.c_str(), f);
+    }
+    close_checked(f, out / "scores.csv");
+    f = open_write(out / "decisions.csv");
+    std::fputs("scope,budget,predictor,n,kendall,spearman\n", f);
+    for (const DecisionRow& r : decisions()) {
+      const std::string row = r.scope + "," + r.budget + "," + r.predictor + "," + std::to_string(r.n) + "," +
+                              fmt_g9(r.kendall) + "," + fmt_g9(r.spearman) + "\n";
+      std::fputs(row.c_str(), f);
+    }
+    close_checked(f, out / "decisions.csv");
+    // One JSON line per prompt (the full cache's text and the gold answers), then per point.
+    f = open_write(out / "generations.jsonl");
+    auto line = [&](const nlohmann::json& j) {
+      std::fputs((j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n").c_str(), f);
+    };
+    for (const PromptGeneration& g : generations_)
+      line({{"trace", opts.traces[g.trace].filename().string()}, {"prompt", g.prompt}, {"task", g.task},
+            {"policy", "FullKV"}, {"scorer", g.scorer}, {"gold", g.gold}, {"text", g.text_full},
+            {"score", g.score_full}, {"generated_tokens", g.generated_tokens}});
+    for (const FidelityPoint& p : points_)
+      line({{"trace", opts.traces[p.trace].filename().string()}, {"prompt", p.prompt}, {"task", p.task},
+            {"policy", specs[p.policy]}, {"budget", labels[p.budget]}, {"kept_per_head", p.kept_per_head},
+            {"text", p.text}, {"score", p.score}, {"generated_tokens", p.generated_tokens}});
+    close_checked(f, out / "generations.jsonl");
+    manifest["generation"] = {{"max_new", gen_.max_new},
+                              {"scorer", gen_.scorer.empty() ? "per prompt (trace scorer, else by task)" : gen_.scorer},
+                              {"stop_ids", gen_.stop},
+                              {"bootstrap", gen_.bootstrap},
+                              {"seed", gen_.seed},
+                              {"jobs", generation_jobs_}};
+  }
   manifest["timing_seconds"] = {{"estimates", seconds_estimates_}, {"exact", seconds_exact_}};
+  if (gen) manifest["timing_seconds"]["generate"] = seconds_generate_;
   {
     std::ofstream m(out / "manifest.json");
     m << manifest.dump(2) << "\n";

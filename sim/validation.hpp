@@ -5,6 +5,14 @@
 // reports Spearman, Pearson and Kendall τ-b between each estimator and the exact Δ-NLL,
 // overall, per policy and per budget, and per budget the agreement of the policy rankings
 // (Kendall τ-b between the orders by mean estimate and by mean exact Δ-NLL).
+//
+// With generation on (GenerationOptions::max_new > 0) it also writes, for every kept set,
+// the text the model generates greedily from the compressed cache (sim/generate.hpp), scores
+// it against the prompt's gold answers with the task's scorer (metrics/task_score.hpp), and
+// reports scores per (policy, budget) and task as % of FullKV (the same prompts decoded with
+// the full cache) with bootstrap CIs, and the decision-level fidelity: per budget, Kendall τ-b
+// between the policy ranking by each cheap estimate (and by exact Δ-NLL) and by task score,
+// and Spearman over (policy, budget) cells (docs/metrics.md, "Task scores").
 #include <cstddef>
 #include <filesystem>
 #include <functional>
@@ -13,8 +21,10 @@
 #include <string>
 #include <vector>
 
+#include "metrics/task_score.hpp"
 #include "sim/exact_decode.hpp"
 #include "sim/replay.hpp"
+#include "tracer/tokenizer.hpp"
 
 namespace kvsim {
 
@@ -28,6 +38,50 @@ struct FidelityPoint {
   double out_err = 0;      // mean over layers
   double est_sum = 0, est_logit = 0, est_kl = 0;  // PromptResult estimates (NaN when unsupported)
   double exact_nll = 0, exact_dnll = 0, exact_kl = 0;
+  // Generation (NaN / empty when off): the score of the text generated from this kept set and
+  // of the full cache's text for the same prompt, and the text itself.
+  double score = std::numeric_limits<double>::quiet_NaN(), score_full = std::numeric_limits<double>::quiet_NaN();
+  int generated_tokens = 0;
+  std::string text;
+};
+
+struct GenerationOptions {
+  int max_new = 0;            // tokens generated per kept set (0: no generation)
+  std::string scorer;         // empty: the trace's scorer of the prompt, else default_scorer(task)
+  const Tokenizer* tokenizer = nullptr;  // detokenizes the generated ids (required when max_new > 0)
+  std::vector<int> stop;      // ids that end a generation (EOS / end of turn)
+  int bootstrap = 1000;       // resamples of the % of FullKV and mean CIs
+  std::uint64_t seed = 0;
+};
+
+// Per prompt: the full cache's generation and the gold answers it was scored against.
+struct PromptGeneration {
+  std::size_t trace = 0;
+  std::string prompt, task, scorer;
+  std::vector<std::string> gold;
+  std::string text_full;
+  double score_full = 0;
+  int generated_tokens = 0;
+};
+
+// Task score of a (policy, budget) cell, overall or for one task.
+struct ScoreRow {
+  std::string task;       // "all" or the task
+  int policy = 0, budget = 0;
+  std::size_t n = 0;
+  double kept_per_head = 0;
+  double score = 0, score_lo = 0, score_hi = 0;  // mean and bootstrap 95% CI
+  double pct_full = 0, pct_lo = 0, pct_hi = 0;   // Σ score / Σ score_full, CI (NaN when FullKV scores 0)
+  double dnll_exact = 0, out_err = 0, est_logit = 0;  // means over the same points
+};
+
+// Decision-level fidelity: does a cheap number rank policies as the task score does?
+struct DecisionRow {
+  std::string scope;      // "budget" (policies ranked within one budget) or "cells" (all (policy, budget) means)
+  std::string budget;     // budget label, or "all"
+  std::string predictor;  // "out_err", "sum", "logit", "logit_kl", "dnll_exact"
+  int n = 0;              // policies (budget) or cells
+  double kendall = 0, spearman = 0;  // between the predictor's means and −score means (higher = better for both)
 };
 
 struct CorrelationRow {
@@ -51,7 +105,7 @@ class Validation {
  public:
   // Builds the replay (keep_selections forced on) and checks, before any work, that `model`
   // is the model of every trace and that every prompt has at least 2 continuation tokens.
-  Validation(ReplayOptions options, const Model& model);
+  Validation(ReplayOptions options, const Model& model, GenerationOptions generation = {});
 
   const Replay& replay() const { return replay_; }
   // Evaluates every prompt in order; `progress(done, prompt id)` after each.
@@ -60,20 +114,34 @@ class Validation {
   const std::vector<FidelityPoint>& points() const { return points_; }
   std::vector<CorrelationRow> correlations() const;
   std::vector<RankingRow> rankings() const;
+  // Generation only (empty otherwise).
+  const std::vector<PromptGeneration>& generations() const { return generations_; }
+  std::vector<ScoreRow> scores() const;
+  std::vector<DecisionRow> decisions() const;
   // The correlation and ranking tables as text.
   std::string report() const;
-  // DIR/pairs.csv, correlations.csv, rankings.csv, manifest.json; atomic (DIR.partial renamed).
+  // DIR/pairs.csv, correlations.csv, rankings.csv, manifest.json, and with generation
+  // scores.csv, decisions.csv, generations.jsonl; atomic (DIR.partial renamed).
   void write(const std::filesystem::path& dir, bool overwrite, nlohmann::json manifest) const;
 
   // Wall time of the two sides, summed over prompts (for the manifest and the benchmark).
   double seconds_estimates() const { return seconds_estimates_; }
   double seconds_exact() const { return seconds_exact_; }
+  double seconds_generate() const { return seconds_generate_; }
+  std::size_t generation_jobs() const { return generation_jobs_; }
 
  private:
   Replay replay_;
   CpuForward fwd_;
+  GenerationOptions gen_;
   std::vector<FidelityPoint> points_;
-  double seconds_estimates_ = 0, seconds_exact_ = 0;
+  std::vector<PromptGeneration> generations_;
+  double seconds_estimates_ = 0, seconds_exact_ = 0, seconds_generate_ = 0;
+  std::size_t generation_jobs_ = 0;
+
+  Scorer prompt_scorer(const PromptMeta& m, const std::string& where) const;
+  void generate_prompt(std::size_t t, std::size_t i, const PromptResult& r, const ExactDecoder& decoder,
+                       std::size_t first_point);
 };
 
 }  // namespace kvsim
