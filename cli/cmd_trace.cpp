@@ -121,6 +121,8 @@ int cmd_trace(const std::vector<std::string>& args) {
     meta.source = p.source;
     meta.sample_id = p.sample_id;
     meta.truncated_from = p.truncated_from;
+    meta.answers = p.answers;
+    meta.scorer = p.scorer;
     writer.begin_prompt(meta, std::vector<std::int32_t>(p.tokens.begin(), p.tokens.end()));
     TraceWriterSink sink(writer);
     record_prompt(*backend, p.tokens, p.n_prompt, ro, sink);

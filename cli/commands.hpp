@@ -14,4 +14,5 @@ int cmd_compile(const std::vector<std::string>& args);
 int cmd_diff(const std::vector<std::string>& args);
 int cmd_transfer(const std::vector<std::string>& args);
 int cmd_validate(const std::vector<std::string>& args);
+int cmd_tasks(const std::vector<std::string>& args);
 }  // namespace kvsim::cli

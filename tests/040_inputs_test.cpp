@@ -5,34 +5,13 @@
 #include <fstream>
 
 #include "core/error.hpp"
+#include "support/byte_tokenizer.hpp"
 #include "support/shared.hpp"
 #include "tracer/inputs.hpp"
 
 using namespace kvsim;
 
-namespace {
-
-// id = byte + 3, BOS = 1, EOS = 2: token i of a text is its i-th byte.
-class ByteTokenizer : public Tokenizer {
- public:
-  std::vector<int> encode(std::string_view text, bool add_special) const override {
-    std::vector<int> ids;
-    if (add_special) ids.push_back(1);
-    for (unsigned char ch : text) ids.push_back(ch + 3);
-    return ids;
-  }
-  std::string decode(std::span<const int> ids, bool = false) const override {
-    std::string s;
-    for (int id : ids)
-      if (id >= 3) s += static_cast<char>(id - 3);
-    return s;
-  }
-  int vocab_size() const override { return 259; }
-  int bos_id() const override { return 1; }
-  int eos_id() const override { return 2; }
-};
-
-}  // namespace
+using test::ByteTokenizer;
 
 TEST_CASE("inputs: text files become consecutive non-overlapping chunks", "[inputs]") {
   test::TempDir tmp;

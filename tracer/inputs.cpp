@@ -1,5 +1,7 @@
 #include "tracer/inputs.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -94,24 +96,27 @@ std::vector<PromptSpec> load_jsonl(const std::filesystem::path& file, const Toke
       if (!j.contains(key) || !j[key].is_string()) fail<InputError>(where, ": field '", key, "' is missing or not a string");
       return j[key].get<std::string>();
     };
-    auto first_of = [&](const char* key) {
-      if (!j.contains(key) || !j[key].is_array() || j[key].empty() || !j[key][0].is_string())
-        fail<InputError>(where, ": field '", key, "' must be a non-empty list of strings");
-      return j[key];
+    auto strings_of = [&](const char* key) {
+      const bool ok = j.contains(key) && j[key].is_array() && !j[key].empty() &&
+                      std::all_of(j[key].begin(), j[key].end(), [](const nlohmann::json& a) { return a.is_string(); });
+      if (!ok) fail<InputError>(where, ": field '", key, "' must be a non-empty list of strings");
+      return j[key].get<std::vector<std::string>>();
     };
+    std::vector<std::string> answers;
     if (j.contains("context") && j.contains("answers")) {  // LongBench
       prompt = replace_all(replace_all(o.longbench_template, "{context}", str_field("context")), "{input}",
                            j.contains("input") ? str_field("input") : std::string());
-      answer = first_of("answers")[0].get<std::string>();
+      answers = strings_of("answers");
+      answer = answers[0];
     } else if (j.contains("input") && j.contains("outputs")) {  // RULER
       prompt = str_field("input");
-      const auto outs = first_of("outputs");
-      for (std::size_t k = 0; k < outs.size(); ++k) answer += (k ? ", " : "") + outs[k].get<std::string>();
+      answers = strings_of("outputs");
+      for (std::size_t k = 0; k < answers.size(); ++k) answer += (k ? ", " : "") + answers[k];
     } else {
       fail<InputError>(where, ": neither LongBench fields (context, input, answers) nor RULER fields (input, outputs)");
     }
     if (prompt.empty()) fail<InputError>(where, ": empty prompt");
-    if (o.chat) prompt = o.chat->wrap(prompt);
+    prompt = prompt_text(prompt, j.contains("answer_prefix") ? str_field("answer_prefix") : std::string(), o.chat);
     if (!answer.empty() && !std::isspace(static_cast<unsigned char>(prompt.back())) && answer.front() != ' ')
       answer = " " + answer;
     std::vector<int> p = tok.encode(prompt, true);
@@ -129,9 +134,12 @@ std::vector<PromptSpec> load_jsonl(const std::filesystem::path& file, const Toke
     spec.n_prompt = static_cast<int>(p.size());
     spec.tokens = std::move(p);
     spec.tokens.insert(spec.tokens.end(), cont.begin(), cont.end());
-    spec.task = o.task.empty() ? file.stem().string() : o.task;
+    // The line's own "task" (kvsim tasks files mix tasks) unless a label was given.
+    spec.task = !o.task.empty() ? o.task : j.contains("task") ? str_field("task") : file.stem().string();
     spec.source = file.string();
     spec.sample_id = j.contains("index") ? j["index"].dump() : j.contains("_id") ? j["_id"].dump() : "line" + std::to_string(line_no);
+    spec.answers = std::move(answers);
+    if (j.contains("scorer")) spec.scorer = str_field("scorer");
     out.push_back(std::move(spec));
   }
   if (out.empty()) fail<InputError>(file.string(), ": no prompts (empty file)");
@@ -139,6 +147,15 @@ std::vector<PromptSpec> load_jsonl(const std::filesystem::path& file, const Toke
 }
 
 }  // namespace
+
+std::string prompt_text(std::string_view input, std::string_view answer_prefix, const std::optional<ChatFormat>& chat) {
+  std::string out = chat ? chat->wrap(input) : std::string(input);
+  if (answer_prefix.empty()) return out;
+  const auto space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  if (!out.empty() && !space(out.back()) && !space(answer_prefix.front())) out += ' ';
+  out += answer_prefix;
+  return out;
+}
 
 std::vector<int> truncate_middle(const std::vector<int>& tokens, int max_len) {
   if (max_len <= 0 || static_cast<int>(tokens.size()) <= max_len) return tokens;

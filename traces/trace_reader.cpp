@@ -4,6 +4,8 @@
 #include <cmath>
 #include <system_error>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.hpp"
 #include "core/half.hpp"
 #include "traces/hdf5_handle.hpp"
@@ -64,6 +66,17 @@ std::vector<float> half_to_checked_float(const std::vector<half_bits>& bits, con
 }
 
 std::string prompt_object(const std::string& id) { return "/prompts/" + id; }
+
+// The optional `answers` attribute: a JSON array of strings.
+std::vector<std::string> parse_answers(const std::string& text, const std::string& file, const std::string& object) {
+  try {
+    const nlohmann::json j = nlohmann::json::parse(text);
+    if (j.is_array() && std::all_of(j.begin(), j.end(), [](const nlohmann::json& a) { return a.is_string(); }))
+      return j.get<std::vector<std::string>>();
+  } catch (const nlohmann::json::exception&) {
+  }
+  fail<TraceError>(file, ": ", object, " attribute answers is not a JSON array of strings: ", text.substr(0, 80));
+}
 
 }  // namespace
 
@@ -162,6 +175,8 @@ TraceReader::TraceReader(std::filesystem::path path)
     meta.source = h5::read_string_attr(p, "source", f, object);
     meta.sample_id = h5::read_string_attr(p, "sample_id", f, object);
     meta.truncated_from = h5::read_int_attr(p, "truncated_from", f, object);
+    if (h5::has_attr(p, "answers")) meta.answers = parse_answers(h5::read_string_attr(p, "answers", f, object), f, object);
+    if (h5::has_attr(p, "scorer")) meta.scorer = h5::read_string_attr(p, "scorer", f, object);
     if (meta.n_prompt <= 0 || meta.n_cont < 0 || meta.window < 0 || meta.window > meta.n_prompt || meta.topk < 0)
       fail<TraceError>(f, ": ", object, " has invalid sizes (n_prompt ", meta.n_prompt, ", n_cont ", meta.n_cont,
                        ", window ", meta.window, ", topk ", meta.topk, ")");

@@ -46,6 +46,11 @@ struct PromptMeta {
   std::string source;      // input file the prompt came from
   std::string sample_id;   // line / chunk index within the source
   int truncated_from = 0;  // prompt length before middle truncation (== T when none)
+  // Optional (empty when the input had none, and in traces that predate them): the gold
+  // answers a generated reply is scored against (RULER `outputs`, LongBench `answers`), and
+  // the scorer's name (empty: chosen later by task).
+  std::vector<std::string> answers;
+  std::string scorer;
 };
 
 // Read-only views of one (prompt, layer), as the tracer hands them to the writer (fp32;

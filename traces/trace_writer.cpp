@@ -5,6 +5,8 @@
 #include <ctime>
 #include <system_error>
 
+#include <nlohmann/json.hpp>
+
 #include "core/error.hpp"
 #include "traces/hdf5_handle.hpp"
 #include "traces/hdf5_io.hpp"
@@ -250,6 +252,9 @@ void TraceWriter::begin_prompt(const PromptMeta& meta, std::span<const std::int3
   h5::write_attr(g, "source", meta.source, f, object);
   h5::write_attr(g, "sample_id", meta.sample_id, f, object);
   h5::write_attr(g, "truncated_from", meta.truncated_from, f, object);
+  // Optional attributes: written only when there is something to say (docs/trace-format.md).
+  if (!meta.answers.empty()) h5::write_attr(g, "answers", nlohmann::json(meta.answers).dump(), f, object);
+  if (!meta.scorer.empty()) h5::write_attr(g, "scorer", meta.scorer, f, object);
   h5::write_dataset(g, "tokens", H5T_NATIVE_INT32, token_dims, tokens.data(), impl_->filters, f, object + "/tokens");
   impl_->prompt_layers = h5::create_group(g, "layers", f, object + "/layers");
 

@@ -67,6 +67,8 @@ struct TraceSpec {
   std::uint64_t seed = 1;
   std::string task = "synthetic";
   bool logit_data = true;  // /model/classifier and cont_residual (false: a trace of an older kvsim)
+  std::vector<std::string> answers;  // PromptMeta::answers of every prompt
+  std::string scorer;
 };
 
 // Random token prompts through `m`, one trace file.
@@ -84,6 +86,7 @@ inline void write_model_trace(const std::filesystem::path& path, const Model& m,
     std::snprintf(id, sizeof id, "%06d", p);
     meta.id = id, meta.n_prompt = s.T, meta.n_cont = s.M, meta.window = s.W, meta.topk = s.topk;
     meta.truncated_from = s.T, meta.task = s.task, meta.source = "random", meta.sample_id = std::to_string(p);
+    meta.answers = s.answers, meta.scorer = s.scorer;
     w.begin_prompt(meta, std::vector<std::int32_t>(tokens.begin(), tokens.end()));
     WriterSink sink(w, s.logit_data);
     RecordOptions ro;
