@@ -9,21 +9,24 @@
 
 namespace kvsim {
 
+void check_prompt_cache(const ModelConfig& c, const PromptCache& cache, const char* who) {
+  if (cache.T < 1 || cache.stride < cache.T) fail<InputError>(who, ": bad prompt cache (T ", cache.T, ", stride ", cache.stride, ")");
+  const std::size_t per_layer = static_cast<std::size_t>(c.n_kv_heads) * cache.stride * c.head_dim;
+  if (cache.keys.size() != static_cast<std::size_t>(c.n_layers) || cache.values.size() != cache.keys.size())
+    fail<InputError>(who, ": prompt cache has ", cache.keys.size(), " layers, the model ", c.n_layers);
+  for (int l = 0; l < c.n_layers; ++l)
+    if (cache.keys[l].size() != per_layer || cache.values[l].size() != per_layer)
+      fail<InputError>(who, ": layer ", l, " keys/values hold ", cache.keys[l].size(), "/", cache.values[l].size(),
+                       " floats, expected [", c.n_kv_heads, ", ", cache.stride, ", ", c.head_dim, "]");
+}
+
 ExactDecoder::ExactDecoder(const CpuForward& fwd, PromptCache cache, std::vector<int> cont)
     : fwd_(fwd), cache_(std::move(cache)), cont_(std::move(cont)) {
   const ModelConfig& c = fwd_.model().config;
   if (cont_.size() < 2)
     fail<InputError>("exact decode: needs at least 2 continuation tokens (x_T is predicted by prefill), got ",
                      cont_.size());
-  if (cache_.T < 1 || cache_.stride < cache_.T) fail<InputError>("exact decode: bad prompt cache (T ", cache_.T, ", stride ", cache_.stride, ")");
-  const std::size_t per_layer = static_cast<std::size_t>(c.n_kv_heads) * cache_.stride * c.head_dim;
-  if (cache_.keys.size() != static_cast<std::size_t>(c.n_layers) || cache_.values.size() != cache_.keys.size())
-    fail<InputError>("exact decode: prompt cache has ", cache_.keys.size(), " layers, the model ", c.n_layers);
-  for (int l = 0; l < c.n_layers; ++l)
-    if (cache_.keys[l].size() != per_layer || cache_.values[l].size() != per_layer)
-      fail<InputError>("exact decode: layer ", l, " keys/values hold ", cache_.keys[l].size(), "/",
-                       cache_.values[l].size(), " floats, expected [", c.n_kv_heads, ", ", cache_.stride, ", ",
-                       c.head_dim, "]");
+  check_prompt_cache(c, cache_, "exact decode");
   reference_ = run({}, &ref_logprob_);
 }
 

@@ -30,6 +30,10 @@ struct PromptCache {
   std::vector<std::vector<float>> keys, values;  // [L][Hkv, stride, d]
 };
 
+// Throws InputError (message starting with `who`) when the cache does not fit the model's
+// shape [L][Hkv, stride, d] or has T < 1 or stride < T.
+void check_prompt_cache(const ModelConfig& config, const PromptCache& cache, const char* who);
+
 struct ExactResult {
   double nll = 0;        // mean over the scored tokens of −log p(x_{T+j}), nats per token
   double delta_nll = 0;  // nll − reference nll (every prompt token kept)
@@ -48,6 +52,8 @@ class ExactDecoder {
   ExactResult decode(std::span<const std::uint8_t> keep) const;
   const ExactResult& reference() const { return reference_; }
   int T() const { return cache_.T; }
+  // The prompt cache, for a GreedyGenerator (sim/generate.hpp) to share.
+  const PromptCache& cache() const { return cache_; }
   int M() const { return static_cast<int>(cont_.size()); }
   // Floating point operations of one decode (forward over M−1 tokens + classifier), approximate.
   double flops_per_decode() const;

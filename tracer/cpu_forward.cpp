@@ -10,6 +10,7 @@
 #include <numeric>
 
 #include "core/error.hpp"
+#include "tracer/layer_ops.hpp"
 
 namespace kvsim {
 
@@ -43,13 +44,13 @@ std::vector<float> rope_frequencies(int head_dim, double theta) {
   return freq;
 }
 
-void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style) {
+void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style, int pos_step) {
   const int half = head_dim / 2;
   const std::vector<float> freq = rope_frequencies(head_dim, theta);
   tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, x.rows(), 64), [&](const tbb::blocked_range<Eigen::Index>& r) {
     std::vector<float> cs(half), sn(half);
     for (Eigen::Index t = r.begin(); t < r.end(); ++t) {
-      const float pos = static_cast<float>(pos0 + t);
+      const float pos = static_cast<float>(pos0 + t * pos_step);
       for (int i = 0; i < half; ++i) {
         const float angle = pos * freq[i];
         cs[i] = std::cos(angle);
@@ -71,17 +72,6 @@ void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, Ro
 }
 
 namespace {
-
-void rms_norm(const MatrixRM& x, const VectorF& gain, double eps, MatrixRM& out) {
-  out.resize(x.rows(), x.cols());
-  tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, x.rows(), 64), [&](const tbb::blocked_range<Eigen::Index>& r) {
-    for (Eigen::Index t = r.begin(); t < r.end(); ++t) {
-      const float ms = x.row(t).squaredNorm() / static_cast<float>(x.cols());
-      const float inv = 1.0f / std::sqrt(ms + static_cast<float>(eps));
-      out.row(t) = (x.row(t) * inv).cwiseProduct(gain.transpose());
-    }
-  });
-}
 
 // Causal attention of n new queries (absolute positions pos0..pos0+n-1) against the cache's
 // first pos0+n positions. Writes out [n, H*d]. Parallel over (head, query block); column sums
@@ -148,12 +138,6 @@ void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const
   }
 }
 
-// Adds a bias row vector to every row.
-void add_bias(MatrixRM& x, const VectorF& b) {
-  if (b.size() == 0) return;
-  x.rowwise() += b.transpose();
-}
-
 }  // namespace
 
 MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const ForwardOptions& options,
@@ -177,53 +161,34 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
                        c.vocab, ")");
     x.row(t) = model_.embed.row(tokens[t]);
   }
-  MatrixRM xn, q, k, v, att, proj, gate, up;
+  LayerScratch s;
   std::vector<float> colsum;
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = model_.layers[l];
-    rms_norm(x, w.attn_norm, c.norm_eps, xn);
-    linear(xn, w.wq, q);
-    linear(xn, w.wk, k);
-    linear(xn, w.wv, v);
-    add_bias(q, w.bq);
-    add_bias(k, w.bk);
-    add_bias(v, w.bv);
-    apply_rope(q, c.n_heads, d, pos0, c.rope_theta, c.rope_style);
-    apply_rope(k, Hkv, d, pos0, c.rope_theta, c.rope_style);
+    layer_qkv(c, w, x, pos0, 1, s);
     // Scatter the new keys/values into the cache layout [Hkv, capacity, d].
     float* kc = cache.keys(l);
     float* vc = cache.values(l);
     for (int g = 0; g < Hkv; ++g)
       for (int t = 0; t < n; ++t) {
         const std::size_t dst = (static_cast<std::size_t>(g) * cache.capacity() + pos0 + t) * d;
-        std::copy_n(k.row(t).data() + g * d, d, kc + dst);
-        std::copy_n(v.row(t).data() + g * d, d, vc + dst);
+        std::copy_n(s.k.row(t).data() + g * d, d, kc + dst);
+        std::copy_n(s.v.row(t).data() + g * d, d, vc + dst);
       }
     const std::uint8_t* keep =
         options.keep.empty() ? nullptr : options.keep.data() + static_cast<std::size_t>(l) * Hkv * options.keep_len;
-    attention(c, q, kc, vc, cache.capacity(), pos0, options.colsum_len, keep, options.keep_len, att, colsum);
+    attention(c, s.q, kc, vc, cache.capacity(), pos0, options.colsum_len, keep, options.keep_len, s.att, colsum);
     if (observer) {
       LayerActivations act;
       act.layer = l;
       act.pos0 = pos0;
       act.n = n;
-      act.q = &q;
+      act.q = &s.q;
       act.attn_colsum = options.colsum_len > 0 ? colsum.data() : nullptr;
       act.colsum_len = options.colsum_len;
       observer(act);
     }
-    linear(att, w.wo, proj);
-    x += proj;
-    rms_norm(x, w.ffn_norm, c.norm_eps, xn);
-    linear(xn, w.w_gate, gate);
-    linear(xn, w.w_up, up);
-    // SwiGLU: silu(gate) ⊙ up.
-    tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, gate.rows(), 16), [&](const tbb::blocked_range<Eigen::Index>& r) {
-      auto g = gate.middleRows(r.begin(), r.size()).array();
-      g = g / (1.0f + (-g).exp()) * up.middleRows(r.begin(), r.size()).array();
-    });
-    linear(gate, w.w_down, proj);
-    x += proj;
+    layer_out_ffn(c, w, x, s);
   }
   cache.set_length(pos0 + n);
   if (options.final_residual) *options.final_residual = x;

@@ -103,7 +103,8 @@ void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y);
 // of position p is float(p) * freq[i] (the CUDA backend's tables use the same values).
 std::vector<float> rope_frequencies(int head_dim, double theta);
 
-// Rotates q or k rows [n, heads*d] in place for positions pos0..pos0+n-1.
-void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style);
+// Rotates q or k rows [n, heads*d] in place, row t at position pos0 + t * pos_step (1: the
+// positions of a prefill; 0: a batch of sequences all at pos0).
+void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style, int pos_step = 1);
 
 }  // namespace kvsim
