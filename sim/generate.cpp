@@ -99,7 +99,7 @@ std::vector<std::vector<int>> GreedyGenerator::generate(std::span<const std::vec
     for (int b = 0; b < J; ++b) x.row(b) = m.embed.row(last[b]);
     for (int l = 0; l < L; ++l) {
       const LayerWeights& w = m.layers[l];
-      layer_qkv(c, w, x, pos, 0, s);  // every row at position T + t
+      layer_qkv(c, w, x, pos, 0, s, linear_rowwise);  // every row at position T + t
       s.att.resize(J, c.q_dim());
       tbb::parallel_for(tbb::blocked_range<int>(0, J * Hkv), [&](const tbb::blocked_range<int>& range) {
         for (int task = range.begin(); task < range.end(); ++task) {
@@ -140,10 +140,10 @@ std::vector<std::vector<int>> GreedyGenerator::generate(std::span<const std::vec
           }
         }
       });
-      layer_out_ffn(c, w, x, s);
+      layer_out_ffn(c, w, x, s, linear_rowwise);
     }
     rms_norm(x, m.final_norm, c.norm_eps, hidden);
-    linear(hidden, m.output_matrix(), logits);
+    linear_rowwise(hidden, m.output_matrix(), logits);
     for (int b = 0; b < J; ++b) {
       if (!running[b]) continue;
       const float* z = logits.row(b).data();
