@@ -17,7 +17,8 @@
 // packing, which Eigen's GEMM does on every call and which made a 2-job step cost 3-4 1-job
 // steps; it is as fast as the GEMM at 96 rows. Attention runs per (job, KV head) in parallel
 // (oneTBB) over precomputed index lists of the kept prompt positions plus the job's own tail
-// of generated keys/values, so a budget of 512 of 4096 costs 1/8 of the full attention.
+// of generated keys/values, gathered contiguous for Eigen's products as in the forward, so a
+// budget of 512 of 4096 costs 1/8 of the full attention.
 //
 // Determinism: every value is computed by one task in a fixed order, and every step is
 // row-wise with a fixed per-element arithmetic (embedding, RMSNorm, linear_rowwise, RoPE,
@@ -34,11 +35,11 @@
 //
 // Memory at peak, besides the model and the shared prompt cache (2·L·Hkv·T·d floats, never
 // copied): the jobs' tails J·L·2·Hkv·(max_new−1)·d floats, kept index lists (4 bytes per kept
-// (layer, KV head, position) of each compressed job; none for a full job), attention scores
-// J·H·(max kept per head + max_new) floats, and activations of J rows: [J, 4D + 2·H·d +
-// 2·Hkv·d + 2F + V] floats (the logits included). `peak_bytes` adds these up. At SmolLM2-135M's
-// shape (T 4096, J 96, max_new 16, budget 512): tails 66 MB, lists 18 MB, scores 2 MB,
-// activations 22 MB, next to its 190 MB prompt cache.
+// (layer, KV head, position) of each compressed job; none for a full job), per worker thread
+// a gathered context 2·(max kept per head + max_new)·d and scores G·(the same) floats, and
+// activations of J rows: [J, 4D + 2·H·d + 2·Hkv·d + 2F + V] floats (the logits included).
+// `peak_bytes` adds these up (for one worker). At SmolLM2-135M's shape (T 4096, J 96, max_new
+// 16, budget 512): tails 66 MB, lists 18 MB, activations 22 MB, next to its 190 MB prompt cache.
 #include <cstddef>
 #include <cstdint>
 #include <span>
