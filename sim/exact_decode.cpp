@@ -9,6 +9,19 @@
 
 namespace kvsim {
 
+PromptCache prompt_cache(const ModelConfig& c, const KvCache& kv, int T) {
+  KVSIM_CHECK(T >= 1 && T <= kv.length(), "prompt_cache: T ", T, " outside the cache's ", kv.length(), " positions");
+  PromptCache p;
+  p.T = T;
+  p.stride = kv.capacity();
+  const std::size_t n = static_cast<std::size_t>(c.n_kv_heads) * kv.capacity() * c.head_dim;
+  for (int l = 0; l < c.n_layers; ++l) {
+    p.keys.emplace_back(kv.keys(l), kv.keys(l) + n);
+    p.values.emplace_back(kv.values(l), kv.values(l) + n);
+  }
+  return p;
+}
+
 void check_prompt_cache(const ModelConfig& c, const PromptCache& cache, const char* who) {
   if (cache.T < 1 || cache.stride < cache.T) fail<InputError>(who, ": bad prompt cache (T ", cache.T, ", stride ", cache.stride, ")");
   const std::size_t per_layer = static_cast<std::size_t>(c.n_kv_heads) * cache.stride * c.head_dim;

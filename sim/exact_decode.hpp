@@ -30,6 +30,10 @@ struct PromptCache {
   std::vector<std::vector<float>> keys, values;  // [L][Hkv, stride, d]
 };
 
+// The first T positions of a forward's cache as a PromptCache (fp32; stride = the cache's
+// capacity): exact decoding or generation from memory, without a trace.
+PromptCache prompt_cache(const ModelConfig& config, const KvCache& kv, int T);
+
 // Throws InputError (message starting with `who`) when the cache does not fit the model's
 // shape [L][Hkv, stride, d] or has T < 1 or stride < T.
 void check_prompt_cache(const ModelConfig& config, const PromptCache& cache, const char* who);

@@ -87,9 +87,10 @@ std::vector<std::vector<int>> GreedyGenerator::generate(std::span<const std::vec
   const std::size_t tail_size = static_cast<std::size_t>(L) * J * Hkv * cap * d;
   std::vector<float> tail_k(tail_size), tail_v(tail_size);
   const auto tail_at = [&](int l, int b, int g) { return ((static_cast<std::size_t>(l) * J + b) * Hkv + g) * cap * d; };
-  // Attention scores of each (job, head): [J, H, ctx_max].
+  // The longest context of a job, and score rows padded to whole SIMD packets.
   const int ctx_max = max_kept + cap;
-  std::vector<float> scores(static_cast<std::size_t>(J) * c.n_heads * ctx_max);
+  constexpr int kPacket = Eigen::internal::packet_traits<float>::size;
+  const auto padded = [](int n) { return (n + kPacket - 1) / kPacket * kPacket; };
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
 
   MatrixRM x(J, c.hidden), hidden, logits;  // [J, D], [J, D], [J, V]
@@ -99,51 +100,53 @@ std::vector<std::vector<int>> GreedyGenerator::generate(std::span<const std::vec
     for (int b = 0; b < J; ++b) x.row(b) = m.embed.row(last[b]);
     for (int l = 0; l < L; ++l) {
       const LayerWeights& w = m.layers[l];
-      layer_qkv(c, w, x, pos, 0, s);  // every row at position T + t
+      layer_qkv(c, w, x, pos, 0, s, linear_rowwise);  // every row at position T + t
       s.att.resize(J, c.q_dim());
       tbb::parallel_for(tbb::blocked_range<int>(0, J * Hkv), [&](const tbb::blocked_range<int>& range) {
+        // Scratch of this range: the job's context gathered contiguous [n, d] (kept prompt
+        // rows, then its own), and scores [G, n] in rows that start on a packet boundary (Eigen
+        // allocates aligned), so the softmax's vectorised exp covers the same elements of a job
+        // whatever the batch.
+        MatrixRM k_ctx(ctx_max, d), v_ctx(ctx_max, d);
+        Eigen::ArrayXf score_buf(static_cast<Eigen::Index>(G) * padded(ctx_max));
         for (int task = range.begin(); task < range.end(); ++task) {
           const int b = task / Hkv, g = task % Hkv, lg = l * Hkv + g;
-          float* o = s.att.row(b).data() + static_cast<std::ptrdiff_t>(g) * G * d;  // [G, d]
-          std::fill_n(o, G * d, 0.0f);
-          if (!running[b]) continue;  // a finished job's row is computed and ignored
+          MapMatrixRM o(s.att.row(b).data() + static_cast<std::ptrdiff_t>(g) * G * d, G, d);  // [G, d]
+          if (!running[b]) {  // a finished job's row is computed and ignored
+            o.setZero();
+            continue;
+          }
           float* kt = tail_k.data() + tail_at(l, b, g);
           float* vt = tail_v.data() + tail_at(l, b, g);
           std::copy_n(s.k.row(b).data() + g * d, d, kt + static_cast<std::size_t>(t) * d);
           std::copy_n(s.v.row(b).data() + g * d, d, vt + static_cast<std::size_t>(t) * d);
-          const int n_prompt = kept[b].count(lg, T), n = n_prompt + t + 1;
+          const int n_prompt = kept[b].count(lg, T), n = n_prompt + t + 1, n_pad = padded(n);
           const std::int32_t* list = kept[b].list(lg);
           const float* kp = cache_.keys[l].data() + static_cast<std::size_t>(g) * cache_.stride * d;
           const float* vp = cache_.values[l].data() + static_cast<std::size_t>(g) * cache_.stride * d;
-          // Key/value row jj of this job's context: kept prompt positions, then its own tokens.
-          const auto row = [&](const float* prompt, const float* tail, int jj) {
-            if (jj >= n_prompt) return tail + static_cast<std::size_t>(jj - n_prompt) * d;
-            return prompt + static_cast<std::size_t>(list ? list[jj] : jj) * d;
-          };
-          const float* q = s.q.row(b).data() + static_cast<std::ptrdiff_t>(g) * G * d;  // [G, d]
-          float* sc = scores.data() + static_cast<std::size_t>(b * c.n_heads + g * G) * ctx_max;  // [G, ctx_max]
-          for (int jj = 0; jj < n; ++jj) {
-            const Eigen::Map<const Eigen::VectorXf> kv(row(kp, kt, jj), d);
-            for (int h = 0; h < G; ++h)
-              sc[static_cast<std::size_t>(h) * ctx_max + jj] = Eigen::Map<const Eigen::VectorXf>(q + h * d, d).dot(kv) * scale;
+          for (int jj = 0; jj < n_prompt; ++jj) {
+            const std::size_t i = static_cast<std::size_t>(list ? list[jj] : jj) * d;
+            std::copy_n(kp + i, d, k_ctx.row(jj).data());
+            std::copy_n(vp + i, d, v_ctx.row(jj).data());
           }
+          std::copy_n(kt, static_cast<std::size_t>(t + 1) * d, k_ctx.row(n_prompt).data());
+          std::copy_n(vt, static_cast<std::size_t>(t + 1) * d, v_ctx.row(n_prompt).data());
+          const ConstMapMatrixRM q(s.q.row(b).data() + static_cast<std::ptrdiff_t>(g) * G * d, G, d);  // [G, d]
+          StridedMap scores(score_buf.data(), G, n, Eigen::OuterStride<>(n_pad));                      // [G, n]
+          scores.noalias() = (q * k_ctx.topRows(n).transpose()) * scale;
           // Softmax in fp32 with the maximum subtracted, as the forward's attention.
           for (int h = 0; h < G; ++h) {
-            Eigen::Map<Eigen::ArrayXf> p(sc + static_cast<std::size_t>(h) * ctx_max, n);
+            Eigen::Map<Eigen::ArrayXf> p(score_buf.data() + static_cast<std::ptrdiff_t>(h) * n_pad, n);
             p = (p - p.maxCoeff()).exp();
             p *= 1.0f / p.sum();
           }
-          for (int jj = 0; jj < n; ++jj) {
-            const Eigen::Map<const Eigen::VectorXf> vv(row(vp, vt, jj), d);
-            for (int h = 0; h < G; ++h)
-              Eigen::Map<Eigen::VectorXf>(o + h * d, d) += sc[static_cast<std::size_t>(h) * ctx_max + jj] * vv;
-          }
+          o.noalias() = scores * v_ctx.topRows(n);
         }
       });
-      layer_out_ffn(c, w, x, s);
+      layer_out_ffn(c, w, x, s, linear_rowwise);
     }
     rms_norm(x, m.final_norm, c.norm_eps, hidden);
-    linear(hidden, m.output_matrix(), logits);
+    linear_rowwise(hidden, m.output_matrix(), logits);
     for (int b = 0; b < J; ++b) {
       if (!running[b]) continue;
       const float* z = logits.row(b).data();
@@ -177,9 +180,9 @@ std::size_t GreedyGenerator::peak_bytes(int jobs, int max_new, int kept_per_head
   const std::size_t J = jobs, cap = std::max(max_new - 1, 0), L = c.n_layers, Hkv = c.n_kv_heads;
   const std::size_t tails = 2 * L * J * Hkv * cap * c.head_dim;
   const std::size_t lists = kept_per_head < cache_.T ? J * L * Hkv * kept_per_head : 0;
-  const std::size_t scores = J * c.n_heads * (kept_per_head + cap);
+  const std::size_t ctx = kept_per_head + cap, scratch = 2 * ctx * c.head_dim + c.group_size() * (ctx + 16);
   const std::size_t acts = J * (4 * c.hidden + 2 * c.q_dim() + 2 * c.kv_dim() + 2 * c.ffn_hidden + c.vocab);
-  return (tails + lists + scores + acts) * sizeof(float);
+  return (tails + lists + scratch + acts) * sizeof(float);
 }
 
 }  // namespace kvsim

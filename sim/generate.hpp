@@ -11,27 +11,35 @@
 // own generated positions; the next token is the argmax of the logits, ties to the lowest id.
 //
 // Batched across jobs: at step t every job is at position T+t, so their hidden states are
-// stacked [J, D] and each weight GEMM runs once for the batch (one token of one job alone is
-// a GEMV that reads every weight). Attention runs per (job, KV head) in parallel (oneTBB) over
-// precomputed index lists of the kept prompt positions plus the job's own tail of generated
-// keys/values, so a budget of 512 of 4096 costs 1/8 of the full attention.
+// stacked [J, D] and each weight matrix is read once per step for the whole batch (one token of
+// one job alone is a GEMV that reads every weight). The products are `linear_rowwise`
+// (tracer/cpu_forward.hpp), not the prefill's Eigen GEMM (`linear`): it reads W once without
+// packing, which Eigen's GEMM does on every call and which made a 2-job step cost 3-4 1-job
+// steps; it is as fast as the GEMM at 96 rows. Attention runs per (job, KV head) in parallel
+// (oneTBB) over precomputed index lists of the kept prompt positions plus the job's own tail
+// of generated keys/values, gathered contiguous for Eigen's products as in the forward, so a
+// budget of 512 of 4096 costs 1/8 of the full attention.
 //
-// Determinism: every value is computed by one task in a fixed order and the GEMMs use the
-// tracer's fixed tiles, so the tokens do not depend on the thread count. They may depend on
-// the batch: Eigen's GEMM kernel sums a row in an order that depends on where the row falls in
-// its register tiles (and a 1-row batch takes the GEMV path), so a job's logits can differ in
-// the last bits between J and its index j in the job list; a flipped argmax needs a near-tie.
-// A job's tokens depend only on its keep flags, J and j, never on the other jobs' tokens:
-// finished jobs stay in the batch (their rows are computed and ignored; their attention is
-// skipped), so the batch composition is fixed by the job list.
+// Determinism: every value is computed by one task in a fixed order, and every step is
+// row-wise with a fixed per-element arithmetic (embedding, RMSNorm, linear_rowwise, RoPE,
+// SwiGLU through a padded buffer (tracer/layer_ops.cpp), the job's own attention), so a job's
+// tokens depend on its keep flags alone: not on the thread count, the number of jobs, its
+// index among them or the other jobs' tokens (tests/415: alone = inside a batch of 8).
+// Finished jobs stay in the batch (their rows are computed and ignored; their attention is
+// skipped), so a step's batch is always the whole job list.
+//
+// Against the reference (a fresh masked prefill then one-token CpuForward::forward calls with
+// ForwardOptions::keep), the attention sums only the kept keys instead of masking all T, and
+// the products sum in another order than Eigen's GEMV: the same tokens up to argmax near-ties
+// (tests/415 checks token identity).
 //
 // Memory at peak, besides the model and the shared prompt cache (2·L·Hkv·T·d floats, never
 // copied): the jobs' tails J·L·2·Hkv·(max_new−1)·d floats, kept index lists (4 bytes per kept
-// (layer, KV head, position) of each compressed job; none for a full job), attention scores
-// J·H·(max kept per head + max_new) floats, and activations of J rows: [J, 4D + 2·H·d +
-// 2·Hkv·d + 2F + V] floats (the logits included). `peak_bytes` adds these up. At SmolLM2-135M's
-// shape (T 4096, J 96, max_new 16, budget 512): tails 66 MB, lists 18 MB, scores 2 MB,
-// activations 22 MB, next to its 190 MB prompt cache.
+// (layer, KV head, position) of each compressed job; none for a full job), per worker thread
+// a gathered context 2·(max kept per head + max_new)·d and scores G·(the same) floats, and
+// activations of J rows: [J, 4D + 2·H·d + 2·Hkv·d + 2F + V] floats (the logits included).
+// `peak_bytes` adds these up (for one worker). At SmolLM2-135M's shape (T 4096, J 96, max_new
+// 16, budget 512): tails 66 MB, lists 18 MB, activations 22 MB, next to its 190 MB prompt cache.
 #include <cstddef>
 #include <cstdint>
 #include <span>

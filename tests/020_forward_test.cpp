@@ -4,6 +4,7 @@
 
 #include <tbb/global_control.h>
 
+#include <array>
 #include <cstring>
 #include <fstream>
 
@@ -133,6 +134,32 @@ TEST_CASE("forward: the same result for any thread count", "[forward]") {
   };
   const MatrixRM a = run(1), b = run(2);
   CHECK(std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0);
+}
+
+TEST_CASE("linear_rowwise: equals linear; a row's bits do not depend on the batch or threads", "[forward]") {
+  Rng rng(9);
+  // Sizes that leave remainders everywhere: inner 37 (not a packet multiple), 70 outputs (not
+  // a multiple of the tile or the register block), 13 rows (not a multiple of the row block).
+  for (auto [n, out, in] : {std::array{13, 70, 37}, std::array{9, 96, 64}}) {
+    MatrixRM x(n, in), w(out, in), ref, y;
+    for (int i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(rng.normal());
+    for (int i = 0; i < w.size(); ++i) w.data()[i] = static_cast<float>(rng.normal());
+    linear(x, w, ref);
+    linear_rowwise(x, w, y);
+    CHECK((y - ref).cwiseAbs().maxCoeff() < 1e-4f);
+    for (int t = 0; t < n; ++t) {
+      MatrixRM alone;
+      linear_rowwise(x.middleRows(t, 1), w, alone);
+      INFO("row " << t << " of " << n);
+      CHECK(std::memcmp(alone.data(), y.row(t).data(), sizeof(float) * out) == 0);
+    }
+    MatrixRM one;
+    {
+      tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
+      linear_rowwise(x, w, one);
+    }
+    CHECK(std::memcmp(one.data(), y.data(), sizeof(float) * y.size()) == 0);
+  }
 }
 
 TEST_CASE("stories260K: llama2.c and safetensors checkpoints give the same logits", "[forward][shared]") {

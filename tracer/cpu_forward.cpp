@@ -37,6 +37,79 @@ void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y) {
       tbb::simple_partitioner());
 }
 
+namespace {
+
+// R×C dot products of rows x[r] and w[c], all of length `in`, into y[r * y_stride + c]. Every
+// dot is summed in the same order whatever R and C (packets over k with FMA, the packet's
+// fixed horizontal sum, then the remainder with fma), so a block's edges may use smaller R, C.
+template <int R, int C>
+void dot_block(const float* const* x, const float* const* w, int in, float* y, Eigen::Index y_stride) {
+  using Packet = Eigen::internal::packet_traits<float>::type;
+  constexpr int P = Eigen::internal::packet_traits<float>::size;
+  Packet acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = Eigen::internal::pset1<Packet>(0.0f);
+  int k = 0;
+  for (; k + P <= in; k += P) {
+    Packet xp[R];
+    for (int r = 0; r < R; ++r) xp[r] = Eigen::internal::ploadu<Packet>(x[r] + k);
+    for (int c = 0; c < C; ++c) {
+      const Packet wp = Eigen::internal::ploadu<Packet>(w[c] + k);
+      for (int r = 0; r < R; ++r) acc[r][c] = Eigen::internal::pmadd(xp[r], wp, acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      float sum = Eigen::internal::predux(acc[r][c]);
+      for (int j = k; j < in; ++j) sum = std::fma(x[r][j], w[c][j], sum);
+      y[r * y_stride + c] = sum;
+    }
+}
+
+// Rows [o0, o_end) of Y's columns for X rows xr[0..R): blocks of C W rows, then one at a time.
+template <int R, int C>
+void dot_span(const float* const* xr, const MatrixRM& w, Eigen::Index o0, Eigen::Index o_end, float* y, Eigen::Index y_stride) {
+  const int in = static_cast<int>(w.cols());
+  Eigen::Index o = o0;
+  for (; o + C <= o_end; o += C) {
+    const float* wr[C];
+    for (int c = 0; c < C; ++c) wr[c] = w.row(o + c).data();
+    dot_block<R, C>(xr, wr, in, y + o, y_stride);
+  }
+  for (; o < o_end; ++o) {
+    const float* wr[1] = {w.row(o).data()};
+    dot_block<R, 1>(xr, wr, in, y + o, y_stride);
+  }
+}
+
+}  // namespace
+
+void linear_rowwise(const MatrixRM& x, const MatrixRM& w, MatrixRM& y) {
+  KVSIM_CHECK(x.cols() == w.cols(), "linear_rowwise: x ", x.rows(), "x", x.cols(), " w ", w.rows(), "x", w.cols());
+  const Eigen::Index n = x.rows(), out = w.rows();
+  y.resize(n, out);
+  // Tiles of W rows small enough to stay in L2 while every X row passes over them: W is read
+  // from memory once per call. Register blocks of kR X rows × 3 W rows (kR = 8 with AVX-512's
+  // 32 registers, else 4); the last rows of X one at a time against 8 W rows. The blocking
+  // does not change any element's summation order.
+  constexpr int kR = Eigen::internal::packet_traits<float>::size >= 16 ? 8 : 4;
+  constexpr Eigen::Index kTile = 32;
+  const Eigen::Index tiles = (out + kTile - 1) / kTile;
+  tbb::parallel_for(Eigen::Index{0}, tiles, [&](Eigen::Index tile) {
+    const Eigen::Index o0 = tile * kTile, o_end = std::min(out, o0 + kTile);
+    Eigen::Index t = 0;
+    for (; t + kR <= n; t += kR) {
+      const float* xr[kR];
+      for (int r = 0; r < kR; ++r) xr[r] = x.row(t + r).data();
+      dot_span<kR, 3>(xr, w, o0, o_end, y.row(t).data(), out);
+    }
+    for (; t < n; ++t) {
+      const float* xr[1] = {x.row(t).data()};
+      dot_span<1, 8>(xr, w, o0, o_end, y.row(t).data(), out);
+    }
+  });
+}
+
 std::vector<float> rope_frequencies(int head_dim, double theta) {
   std::vector<float> freq(head_dim / 2);
   for (int i = 0; i < head_dim / 2; ++i)
@@ -165,7 +238,7 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
   std::vector<float> colsum;
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = model_.layers[l];
-    layer_qkv(c, w, x, pos0, 1, s);
+    layer_qkv(c, w, x, pos0, 1, s, linear);
     // Scatter the new keys/values into the cache layout [Hkv, capacity, d].
     float* kc = cache.keys(l);
     float* vc = cache.values(l);
@@ -188,7 +261,7 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
       act.colsum_len = options.colsum_len;
       observer(act);
     }
-    layer_out_ffn(c, w, x, s);
+    layer_out_ffn(c, w, x, s, linear);
   }
   cache.set_length(pos0 + n);
   if (options.final_residual) *options.final_residual = x;

@@ -99,6 +99,13 @@ class CpuForward : public ForwardBackend {
 // is bit-identical whatever the thread count.
 void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y);
 
+// The same product for decoding batches (sim/generate.hpp), register-blocked, with every
+// element summed in one fixed order (packets over the inner dimension, then the remainder):
+// row t of Y depends on row t of X alone, never on the other rows, their number or the thread
+// count. W is read from memory once per call without packing (Eigen's GEMM packs W on every
+// call, which costs more than the product below ~8 rows; for one row this is a GEMV).
+void linear_rowwise(const MatrixRM& x, const MatrixRM& w, MatrixRM& y);
+
 // RoPE frequencies θ^(-2i/d), i < d/2, in fp32 as llama2.c and HF compute them; the angle
 // of position p is float(p) * freq[i] (the CUDA backend's tables use the same values).
 std::vector<float> rope_frequencies(int head_dim, double theta);

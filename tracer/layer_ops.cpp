@@ -17,6 +17,25 @@ void add_bias(MatrixRM& x, const VectorF& b) {
   x.rowwise() += b.transpose();
 }
 
+// SwiGLU: gate ← silu(gate) ⊙ up. Row by row through a zero-padded buffer whose size is a
+// multiple of the SIMD width, so every element takes Eigen's vectorised exp: applied to the
+// matrix, the elements before the first aligned address and after the last full packet take
+// the scalar exp instead (another rounding), and which ones depends on the row's address and
+// the rows processed with it. This way a row's result depends on that row alone.
+void swiglu(MatrixRM& gate, const MatrixRM& up) {
+  constexpr Eigen::Index kPacket = Eigen::internal::packet_traits<float>::size;
+  const Eigen::Index F = gate.cols(), padded = (F + kPacket - 1) / kPacket * kPacket;
+  tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, gate.rows(), 16), [&](const tbb::blocked_range<Eigen::Index>& r) {
+    Eigen::ArrayXf g = Eigen::ArrayXf::Zero(padded), u = Eigen::ArrayXf::Zero(padded);  // aligned by Eigen
+    for (Eigen::Index t = r.begin(); t < r.end(); ++t) {
+      g.head(F) = gate.row(t).transpose().array();
+      u.head(F) = up.row(t).transpose().array();
+      g = g / (1.0f + (-g).exp()) * u;
+      gate.row(t) = g.head(F).transpose().matrix();
+    }
+  });
+}
+
 }  // namespace
 
 void rms_norm(const MatrixRM& x, const VectorF& gain, double eps, MatrixRM& out) {
@@ -30,11 +49,12 @@ void rms_norm(const MatrixRM& x, const VectorF& gain, double eps, MatrixRM& out)
   });
 }
 
-void layer_qkv(const ModelConfig& c, const LayerWeights& w, const MatrixRM& x, int pos0, int pos_step, LayerScratch& s) {
+void layer_qkv(const ModelConfig& c, const LayerWeights& w, const MatrixRM& x, int pos0, int pos_step, LayerScratch& s,
+               LinearFn product) {
   rms_norm(x, w.attn_norm, c.norm_eps, s.xn);
-  linear(s.xn, w.wq, s.q);
-  linear(s.xn, w.wk, s.k);
-  linear(s.xn, w.wv, s.v);
+  product(s.xn, w.wq, s.q);
+  product(s.xn, w.wk, s.k);
+  product(s.xn, w.wv, s.v);
   add_bias(s.q, w.bq);
   add_bias(s.k, w.bk);
   add_bias(s.v, w.bv);
@@ -42,18 +62,14 @@ void layer_qkv(const ModelConfig& c, const LayerWeights& w, const MatrixRM& x, i
   apply_rope(s.k, c.n_kv_heads, c.head_dim, pos0, c.rope_theta, c.rope_style, pos_step);
 }
 
-void layer_out_ffn(const ModelConfig& c, const LayerWeights& w, MatrixRM& x, LayerScratch& s) {
-  linear(s.att, w.wo, s.proj);
+void layer_out_ffn(const ModelConfig& c, const LayerWeights& w, MatrixRM& x, LayerScratch& s, LinearFn product) {
+  product(s.att, w.wo, s.proj);
   x += s.proj;
   rms_norm(x, w.ffn_norm, c.norm_eps, s.xn);
-  linear(s.xn, w.w_gate, s.gate);
-  linear(s.xn, w.w_up, s.up);
-  // SwiGLU: silu(gate) ⊙ up.
-  tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, s.gate.rows(), 16), [&](const tbb::blocked_range<Eigen::Index>& r) {
-    auto g = s.gate.middleRows(r.begin(), r.size()).array();
-    g = g / (1.0f + (-g).exp()) * s.up.middleRows(r.begin(), r.size()).array();
-  });
-  linear(s.gate, w.w_down, s.proj);
+  product(s.xn, w.w_gate, s.gate);
+  product(s.xn, w.w_up, s.up);
+  swiglu(s.gate, s.up);
+  product(s.gate, w.w_down, s.proj);
   x += s.proj;
 }
 

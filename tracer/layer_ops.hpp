@@ -18,16 +18,21 @@ struct LayerScratch {
   MatrixRM gate, up;    // [n, F]
 };
 
+// The weight products: linear (prefill: Eigen's GEMM in fixed tiles) or linear_rowwise (decode
+// batches: one dot per element), tracer/cpu_forward.hpp.
+using LinearFn = void (*)(const MatrixRM& x, const MatrixRM& w, MatrixRM& y);
+
 // out [n, D] = RMSNorm(x) ⊙ gain, per row.
 void rms_norm(const MatrixRM& x, const VectorF& gain, double eps, MatrixRM& out);
 
 // Attention inputs of layer w for rows x [n, D]: s.xn, then s.q, s.k, s.v (bias, RoPE). Row t
 // is at position pos0 + t * pos_step (pos_step 1: a prefill; 0: a batch of sequences at the
 // same position).
-void layer_qkv(const ModelConfig& c, const LayerWeights& w, const MatrixRM& x, int pos0, int pos_step, LayerScratch& s);
+void layer_qkv(const ModelConfig& c, const LayerWeights& w, const MatrixRM& x, int pos0, int pos_step, LayerScratch& s,
+               LinearFn product);
 
 // The rest of the layer once s.att is filled: x += s.att · W_Oᵀ, then x += SwiGLU FFN of
 // RMSNorm(x).
-void layer_out_ffn(const ModelConfig& c, const LayerWeights& w, MatrixRM& x, LayerScratch& s);
+void layer_out_ffn(const ModelConfig& c, const LayerWeights& w, MatrixRM& x, LayerScratch& s, LinearFn product);
 
 }  // namespace kvsim
