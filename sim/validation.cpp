@@ -66,7 +66,8 @@ Validation::Validation(ReplayOptions options, const Model& model, GenerationOpti
 Scorer Validation::prompt_scorer(const PromptMeta& m, const std::string& where) const {
   if (!gen_.scorer.empty()) return parse_scorer(gen_.scorer, "--scorer");
   if (!m.scorer.empty()) return parse_scorer(m.scorer, where + ": scorer");
-  return default_scorer(m.task);
+  // Without gold answers the reference continuation is the gold: a text, scored by overlap.
+  return m.answers.empty() ? Scorer::kRougeL : default_scorer(m.task);
 }
 
 void Validation::generate_prompt(std::size_t t, std::size_t i, const PromptResult& r, const ExactDecoder& decoder,
