@@ -3,7 +3,9 @@
 // the whole replay of a prompt (reading, attention, policy selection, per-layer metrics and
 // both Δ-NLL estimates) divided by its jobs; "exact" is the re-decode of every kept set (one
 // batched forward over M−1 tokens against the compressed cache, classifier, KL) divided
-// likewise, selection excluded (the replay already made it).
+// likewise, selection excluded (the replay already made it); "generated" is free-running
+// greedy generation of M tokens from every kept set, batched across the prompt's jobs
+// (sim/generate.hpp), divided likewise (what `kvsim validate --generate M` adds per point).
 // Usage: bench_fidelity [--threads N] [--prompts 8]
 #include <tbb/global_control.h>
 
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "sim/exact_decode.hpp"
+#include "sim/generate.hpp"
 #include "sim/replay.hpp"
 #include "traces/trace_writer.hpp"
 #include "tracer/inputs.hpp"
@@ -78,7 +81,7 @@ int main(int argc, char** argv) {
   const Replay replay(ro);
   const std::size_t P = replay.total_prompts();
   const double jobs_per_prompt = static_cast<double>(ro.policies.size()) * ro.budgets.size();
-  double t_est = 0, t_exact = 0, flops_exact = 0;
+  double t_est = 0, t_exact = 0, flops_exact = 0, t_gen = 0;
   for (std::size_t p = 0; p < P; ++p) {
     double t0 = now();
     const PromptResult r = replay.replay_prompt(0, p);
@@ -88,6 +91,13 @@ int main(int argc, char** argv) {
     const auto exact = exact_sweep(dec, r.selections);
     t_exact += now() - t0;
     flops_exact += dec.flops_per_decode() * jobs_per_prompt;
+    t0 = now();
+    std::vector<std::vector<std::uint8_t>> keeps;
+    for (const Selection& s : r.selections)
+      for (int b = 0; b < s.n_budgets(); ++b) keeps.push_back(keep_mask(s, b));
+    const GreedyGenerator gen(fwd, dec.cache(), replay.trace(0).read_outputs(p).cont_topk_ids[0], {});
+    (void)gen.generate(keeps, M);
+    t_gen += now() - t0;
   }
   const double jobs = jobs_per_prompt * static_cast<double>(P);
   std::printf("fidelity cost, stories260K, T=%d M=%d, %zu TinyStories prompts x %zu policies x %d budgets, %d threads:\n",
@@ -96,7 +106,9 @@ int main(int argc, char** argv) {
               1e3 * t_est / jobs, t_est / static_cast<double>(P));
   std::printf("  exact re-decode (forward over M-1 tokens + classifier):  %.3f ms/job (%.3f s/prompt, %.2f GFLOP/s)\n",
               1e3 * t_exact / jobs, t_exact / static_cast<double>(P), flops_exact / t_exact / 1e9);
-  std::printf("  exact / estimate: %.1fx\n", t_exact / t_est);
+  std::printf("  generated (greedy, %d tokens, batched over the jobs):  %.3f ms/job (%.3f s/prompt)\n", M,
+              1e3 * t_gen / jobs, t_gen / static_cast<double>(P));
+  std::printf("  exact / estimate: %.1fx; generated / estimate: %.1fx\n", t_exact / t_est, t_gen / t_est);
   fs::remove_all(dir);
   return 0;
 }

@@ -332,7 +332,7 @@ DecisionTable read_table(const std::filesystem::path& path) {
   // Version 1 predates gate_mode: its thresholds are absolute (the published rule).
   if (version >= 2) {
     t.gate_mode = parse_gate_mode(field<std::string>(j, "gate_mode", where), where + ": gate_mode");
-    t.sink = field<int>(j, "sink", where);
+    t.sink = j.contains("sink") ? field<int>(j, "sink", where) : 0;  // absent: no sinks
   }
   const auto& m = j.at("model");
   t.model.n_layers = field<int>(m, "n_layers", where + ": model");
