@@ -111,7 +111,7 @@ TEST_CASE("tasks: niah gold values are in the input, under the asked keys", "[ta
 
 TEST_CASE("tasks: a vt chain resolves to the gold variables", "[tasks]") {
   ByteTokenizer tok;
-  for (const std::string name : {"vt", "vt:chains=2:hops=3", "vt:haystack=essay"}) {
+  for (const std::string name : {"vt", "vt:chains=2:hops=3", "vt:haystack=essay", "vt:fewshot=0"}) {
     CAPTURE(name);
     for (const TaskSample& s : generate_task_samples(parse_task_spec(name), tok, options(4000))) {
       // The task's own text follows the solved example: its question is the last one.

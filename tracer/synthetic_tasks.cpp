@@ -328,10 +328,14 @@ Built build_vt(const TaskSpec& s, const Context& ctx, Rng& rng, int n) {
   // One solved example first (RULER's one-shot), from its own stream so that the task's
   // content does not depend on it.
   Rng example_rng(rng.next_u64());
-  const Built ex = build_vt_instance(
-      s, ctx, example_rng, s.haystack == Haystack::kEssay ? kVtExampleEssayWords : kVtExampleNoiseLines);
+  std::string examples;
+  for (int e = 0; e < s.fewshot; ++e) {
+    const Built ex = build_vt_instance(
+        s, ctx, example_rng, s.haystack == Haystack::kEssay ? kVtExampleEssayWords : kVtExampleNoiseLines);
+    examples += ex.input + " " + ex.answer_prefix + " " + join(ex.outputs, " ") + "\n";
+  }
   Built b = build_vt_instance(s, ctx, rng, n);
-  b.input = ex.input + " " + ex.answer_prefix + " " + join(ex.outputs, " ") + "\n" + b.input;
+  b.input = examples + b.input;
   return b;
 }
 
@@ -381,13 +385,16 @@ Built build_cwe(const TaskSpec& s, const Context& ctx, Rng& rng, int n) {
            list + "\nQuestion: Which " + std::to_string(s.num_cw) + " words occur most often in the list above?";
   };
   const std::string prefix = "Answer: The " + std::to_string(s.num_cw) + " words that occur most often in the list are:";
-  const std::vector<std::string> ex_words = cwe_words(ctx, short_task ? 20 : 40, rng);
-  const std::string ex_list = cwe_list(ex_words, s.num_cw, short_task ? 3 : 10, short_task ? 1 : 3, rng);
+  std::string examples;
+  for (int e = 0; e < s.fewshot; ++e) {
+    const std::vector<std::string> ex_words = cwe_words(ctx, std::max(short_task ? 20 : 40, s.num_cw), rng);
+    const std::string ex_list = cwe_list(ex_words, s.num_cw, short_task ? 3 : 10, short_task ? 1 : 3, rng);
+    examples += question(ex_list) + " " + prefix + " " +
+                numbered(std::vector<std::string>(ex_words.begin(), ex_words.begin() + s.num_cw)) + "\n";
+  }
   const std::vector<std::string> words = cwe_words(ctx, n, rng);
   Built b;
-  b.input = question(ex_list) + " " + prefix + " " +
-            numbered(std::vector<std::string>(ex_words.begin(), ex_words.begin() + s.num_cw)) + "\n" +
-            question(cwe_list(words, s.num_cw, common, other, rng));
+  b.input = examples + question(cwe_list(words, s.num_cw, common, other, rng));
   b.answer_prefix = prefix;
   b.outputs.assign(words.begin(), words.begin() + s.num_cw);
   return b;
@@ -558,6 +565,8 @@ TaskSpec parse_task_spec(const std::string& text) {
       (key == "chains" ? s.chains : s.hops) = parse_int(text, key, value, key == "chains" ? 1 : 0);
     } else if ((key == "freq_cw" || key == "freq_ucw" || key == "num_cw") && s.kind == TaskKind::kCommonWords) {
       (key == "freq_cw" ? s.freq_cw : key == "freq_ucw" ? s.freq_ucw : s.num_cw) = parse_int(text, key, value, 1);
+    } else if (key == "fewshot" && (s.kind == TaskKind::kVariableTracking || s.kind == TaskKind::kCommonWords)) {
+      s.fewshot = parse_int(text, key, value, 0);
     } else if (key == "alpha" && s.kind == TaskKind::kFrequentWords) {
       try {
         s.alpha = std::stod(value);
@@ -567,7 +576,7 @@ TaskSpec parse_task_spec(const std::string& text) {
     } else {
       fail<InputError>("task ", text, ": unknown parameter '", key,
                        "' for this task (niah: haystack, key_type, value_type, num_k, num_v, num_q; vt: haystack, "
-                       "chains, hops; cwe: freq_cw, freq_ucw, num_cw; fwe: alpha)");
+                       "chains, hops, fewshot; cwe: freq_cw, freq_ucw, num_cw, fewshot; fwe: alpha)");
     }
   }
   check_spec(s);

@@ -31,10 +31,11 @@ struct TaskSpec {
   int freq_cw = 0, freq_ucw = 0;        // cwe: repeats of common / other words (0: RULER's by length)
   int num_cw = 10;                      // cwe: common words (the answer)
   double alpha = 2.0;                   // fwe: Zipf exponent of the word counts
+  int fewshot = 1;                      // vt, cwe: solved examples before the task (RULER: 1)
 };
 
 // "name" or "name:key=value:key=value" (keys: haystack, key_type, value_type, num_k, num_v,
-// num_q, chains, hops, freq_cw, freq_ucw, num_cw, alpha). Throws InputError naming the known
+// num_q, chains, hops, freq_cw, freq_ucw, num_cw, alpha, fewshot). Throws InputError naming the known
 // tasks or keys on anything else.
 TaskSpec parse_task_spec(const std::string& text);
 std::vector<std::string> task_names();
