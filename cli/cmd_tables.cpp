@@ -120,7 +120,7 @@ int cmd_compile(const std::vector<std::string>& args) {
        "estimate (-estimated delta-NLL, logit-space) | exact (-exact delta-NLL: teacher-forced re-decode, needs --model)")
       ("model,m", po::value(&model_path), "--reward exact: the checkpoint the traces were recorded with (llama2.c .bin, .gguf or HF directory)")
       ("window", po::value(&window)->default_value(32), "compilerkv window the table is for")
-      ("gate", po::value(&gate)->default_value("absolute"),
+      ("gate", po::value(&gate)->default_value("coverage"),
        "gate rule the thresholds are learned for: coverage (tau = share of the utility mass dropped; arms 1e-4..0.2 log) "
        "| absolute (published: keep s >= tau; arms 0.8..1.0 step 0.01)")
       ("sink", po::value(&sink)->default_value(0), "compilerkv sink tokens the table is for (protected first tokens)")

@@ -44,7 +44,7 @@ struct CompileOptions {
   int max_rounds = 6;
   int pulls = 0;                 // ucb/thompson: evaluations per context (0 = 2 × arms)
   std::uint64_t seed = 0;
-  GateMode gate_mode = GateMode::absolute;  // what the gate thresholds mean (decision_table.hpp)
+  GateMode gate_mode = GateMode::coverage;  // what the gate thresholds mean (decision_table.hpp; kvsim compile --gate)
   std::optional<ArmGrid> gate_arms;         // default: gate_arm_grid(gate_mode)
   std::function<void(const std::string&)> progress;  // one line per pass (may be empty)
 };

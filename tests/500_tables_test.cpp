@@ -184,7 +184,11 @@ TEST_CASE("tables: compile is deterministic across thread counts, tables load in
     CHECK(one.gate == two.gate);
     CHECK(one.entropy_edges == two.entropy_edges);
     for (float x : one.head) CHECK((x >= 0.8f && x <= 1.5f));
-    for (float x : one.gate) CHECK((x >= 0.8f && x <= 1.0f));
+    CHECK(one.gate_mode == GateMode::coverage);  // compile's default gate
+    const float lo = static_cast<float>(one.gate_arms.value(0)), hi = static_cast<float>(one.gate_arms.value(one.gate_arms.count() - 1));
+    CHECK(lo == 1e-4f);
+    CHECK(hi == 0.2f);
+    for (float x : one.gate) CHECK((x >= lo && x <= hi));
     CHECK(one.provenance["learner"]["name"] == learner);
     CHECK(one.provenance["traces"].size() == 2);
   }
@@ -229,16 +233,17 @@ TEST_CASE("kvsim diff: exit 0 against itself, 3 for a damaged table, wrong shape
   CHECK(same.status == 0);
   CHECK(same.output.find("NEW is not worse") != std::string::npos);
   CHECK(slurp(tmp / "d.csv").rfind("scope,task,budget,n,reward_old", 0) == 0);
-  // Damage: every threshold far above any score keeps the window only.
+  // Damage: every coverage threshold 1 (drop all the utility mass) keeps the window only.
   DecisionTable t = read_table(tmp / "t.json");
-  for (float& x : t.gate) x = 50.0f;
+  CHECK(t.gate_mode == GateMode::coverage);
+  for (float& x : t.gate) x = 1.0f;
   write_table(t, tmp / "damaged.json");
   const auto worse = test::run_cli("diff " + (tmp / "t.json").string() + " " + (tmp / "damaged.json").string() +
                                    " --traces " + traces + " --budget 12,24");
   INFO(worse.output);
   CHECK(worse.status == 3);
   CHECK(worse.output.find("WORSE") != std::string::npos);
-  // "default" names the default table of the other's shape: all-50 thresholds are worse than it too.
+  // "default" names the default table of the other's shape: the window only is worse than it too.
   CHECK(test::run_cli("diff default " + (tmp / "damaged.json").string() + " --traces " + traces + " --budget 12,24").status == 3);
   const auto two_defaults = test::run_cli("diff default default --traces " + traces + " --budget 12");
   CHECK(two_defaults.status == 1);
@@ -386,4 +391,35 @@ TEST_CASE("kvsim compile --reward exact: same bytes at 1 and 2 threads, refuses 
   CHECK(unknown.status == 1);
   CHECK(unknown.output.find("unknown --reward 'exakt' (estimate|exact)") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(tmp / "n.json"));
+}
+
+TEST_CASE("kvsim compile --gate absolute|coverage and --gate-arms: the table records its gate", "[tables][cli]") {
+  Traces tr;
+  test::TempDir tmp;
+  const std::string base = "compile " + tr.a.string() + " --budget 12,24 --window 8 --max-rounds 1 --out ";
+  const auto abs = test::run_cli(base + (tmp / "abs.json").string() + " --gate absolute");
+  INFO(abs.output);
+  REQUIRE(abs.status == 0);
+  const DecisionTable a = read_table(tmp / "abs.json");
+  CHECK(a.gate_mode == GateMode::absolute);
+  CHECK(a.gate_arms.count() == 21);
+  for (float x : a.gate) CHECK((x >= 0.8f && x <= 1.0f));
+  CHECK(slurp(tmp / "abs.json").find("\"gate_mode\": \"absolute\"") != std::string::npos);
+  const auto grid = test::run_cli(base + (tmp / "g.json").string() + " --gate-arms 0.001:0.5:7:log");
+  REQUIRE(grid.status == 0);
+  const DecisionTable g = read_table(tmp / "g.json");
+  CHECK(g.gate_mode == GateMode::coverage);
+  CHECK(g.gate_arms.log_count == 7);
+  for (float x : g.gate) CHECK((x >= 0.001f && x <= 0.5f));
+  // Bad gate options: one clear line, exit 1, no table.
+  for (const auto& [opt, msg] : {std::pair{"--gate relative", "unknown gate mode 'relative'"},
+                                 std::pair{"--gate-arms 1:0.5:0.1", "lo <= hi"},
+                                 std::pair{"--gate-arms 0.1:0.5:0", "step must be > 0"},
+                                 std::pair{"--gate-arms 0:1:5:log", "lo > 0"}}) {
+    const auto bad = test::run_cli(base + (tmp / "bad.json").string() + " " + opt);
+    INFO(bad.output);
+    CHECK(bad.status == 1);
+    CHECK(bad.output.find(msg) != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(tmp / "bad.json"));
+  }
 }
