@@ -2,7 +2,9 @@
 // 6 budgets — seconds per prompt, evaluations per second, achieved GFLOP/s as a fraction of
 // this machine's GEMM peak measured in the same run — and, on real stories260K traces, the
 // speed-up over re-running the CPU forward pass once per (policy, budget) grid point.
-// Usage: bench_replay [--threads N] [--shape llama3-8b] [--T 4096] [--M 32] [--prompts 1]
+// Usage: bench_replay [--threads N] [--shape llama3-8b] [--T 4096] [--M 32] [--prompts 1] [--budgets B1,B2,...]
+// (--budgets: the synthetic sweep's tokens per KV head, default T/64 … T/2; budgets above T/2 take
+// the dropped-side path of metrics/layer_metrics.cpp)
 #include <tbb/global_control.h>
 
 #include <chrono>
@@ -10,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <sstream>
 #include <string>
 
 #include "core/rng.hpp"
@@ -74,6 +77,7 @@ ReplayTiming time_replay(const fs::path& trace, const std::vector<int>& budgets)
 int main(int argc, char** argv) {
   int threads = 2, T = 4096, M = 32, prompts = 1;
   std::string shape = "llama3-8b";
+  std::vector<int> budgets;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--threads") threads = std::atoi(argv[i + 1]);
@@ -81,13 +85,17 @@ int main(int argc, char** argv) {
     else if (k == "--T") T = std::atoi(argv[i + 1]);
     else if (k == "--M") M = std::atoi(argv[i + 1]);
     else if (k == "--prompts") prompts = std::atoi(argv[i + 1]);
+    else if (k == "--budgets") {
+      std::stringstream list(argv[i + 1]);
+      for (std::string item; std::getline(list, item, ',');) budgets.push_back(std::atoi(item.c_str()));
+    }
     else { std::fprintf(stderr, "unknown option %s\n", argv[i]); return 2; }
   }
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
   const fs::path dir = fs::temp_directory_path() / ("kvsim-bench-replay-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   const int n_policies = static_cast<int>(all_policies().size());
-  std::printf("bench_replay: threads=%d, %d policies x 6 budgets\n", threads, n_policies);
+  std::printf("bench_replay: threads=%d, %d policies x %zu budgets\n", threads, n_policies, budgets.empty() ? 6 : budgets.size());
 
   const double peak = gemm_peak();
   std::printf("GEMM peak (kvsim::linear, [2048x4096]x[4096x4096]^T, best of 3): %.1f GFLOP/s\n", peak);
@@ -98,7 +106,7 @@ int main(int argc, char** argv) {
   double t0 = now();
   write_synthetic_trace(dir / "synthetic.h5", spec);
   std::printf("synthetic %s trace: T=%d M=%d W=64, %d prompt(s), written in %.1f s\n", shape.c_str(), T, M, prompts, now() - t0);
-  const std::vector<int> budgets = {T / 64, T / 32, T / 16, T / 8, T / 4, T / 2};
+  if (budgets.empty()) budgets = {T / 64, T / 32, T / 16, T / 8, T / 4, T / 2};
   const ReplayTiming r = time_replay(dir / "synthetic.h5", budgets);
   fs::remove(dir / "synthetic.h5");
   const ModelInfo& m = spec.model;

@@ -10,8 +10,20 @@
 //   recall        = mean_{h,t} Σ_{j∈S} a_j / z_P
 // Computed for every budget of a Selection at once: along a kept order the sums are prefix
 // sums, so each head walks its order once (from the front for small kept counts, from the
-// back — summing the dropped tokens, δ = (o·z_D − n_D)/(Z − z_D) — for large ones). A head
+// back — summing the dropped tokens, δ = (o·z_D − n_D)/(z_S + z_cont) — for large ones). A head
 // that keeps every prompt token has δ = 0 exactly.
+//
+// Accuracy (issue 15). Every sum (o, n_S, n_D, the masses) is accumulated in double from the
+// fp32 attention and values; δ is rounded to fp32 once, W_O δ is an fp32 GEMM. The dropped
+// side cancels (o·z_D and n_D agree to all but (z_S + z_cont)·δ), so it is used only where the
+// surviving share (z_S + z_cont)/Z is at least 2^-20 at every t; below, the kept side is summed
+// instead, whatever the count. Hence, with V = max_j |v_j| and u = 2^-53, each component of δ is
+// within 2^-24·|δ| + ~2^20·8u·V ≈ 2^-24·|δ| + 1e-9·V of the exact renormalised output over the
+// recorded attention, for any kept share, as long as the surviving weights a_j are normal fp32
+// numbers (≥ 1.2e-38). out_err, out_err_value: ~1e-7 relative (tests/300: ≤ 1.5e-7 against a
+// double kept-side computation, stories260K, surviving shares down to 1e-24). If every surviving
+// weight underflows to 0 (a logit gap of ~100 to the dropped keys), o_S is 0/0: NaN, which
+// Replay reports as an error naming the point.
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -24,13 +36,13 @@ namespace kvsim {
 // What every policy's metrics on one (prompt, layer) share; computed once.
 struct LayerReference {
   int layer = 0;
-  std::vector<float> o;         // [M, H*d] full-cache attention output per position, heads concatenated
-  std::vector<float> z_total;   // [H, M] Σ_j a_j over all visible keys (1 up to rounding)
-  std::vector<float> z_prompt;  // [H, M] Σ_{j<T} a_j
-  std::vector<float> n_cont;    // [H, M, d] Σ_{T<=j<=T+t} a_j v_j
-  std::vector<float> z_cont;    // [H, M] Σ_{T<=j<=T+t} a_j
-  std::vector<float> o_norm;    // [M] ‖o_t‖
-  std::vector<float> wo_norm;   // [M] ‖W_O o_t‖
+  std::vector<double> o;         // [M, H*d] full-cache attention output per position, heads concatenated
+  std::vector<double> z_total;   // [H, M] Σ_j a_j over all visible keys (1 up to rounding)
+  std::vector<double> z_prompt;  // [H, M] Σ_{j<T} a_j
+  std::vector<double> n_cont;    // [H, M, d] Σ_{T<=j<=T+t} a_j v_j
+  std::vector<double> z_cont;    // [H, M] Σ_{T<=j<=T+t} a_j
+  std::vector<double> o_norm;    // [M] ‖o_t‖
+  std::vector<double> wo_norm;   // [M] ‖W_O o_t‖
   double flops = 0;
 };
 LayerReference layer_reference(const PromptView& view, int layer);

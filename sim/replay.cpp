@@ -178,8 +178,36 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
   }
   for (const auto& r : refs) result.flops += r.flops;
   for (double f : flops) result.flops += f;
+  check_finite(result, file, logit != nullptr);
   if (options_.keep_selections) result.selections = std::move(selections);
   return result;
+}
+
+void Replay::check_finite(const PromptResult& r, const std::string& file, bool has_logit) const {
+  // layer_metrics is exact to ~1e-7 whatever the kept share (docs/metrics.md) and traces hold
+  // no NaN/inf (reader and writer refuse them), so a non-finite value means every surviving
+  // key's attention underflowed fp32 (a logit gap above ~100 to the dropped ones), or a bug.
+  // dnll_est_logit/_kl are NaN by design, not an error, on traces without their datasets.
+  const auto& labels = options_.budgets.labels();
+  auto bad = [&](int p, int b, const std::string& layer, const char* what, double x) {
+    fail<TraceError>(file, ": prompt ", r.meta->id, ": policy ", policies_[p]->spec(), ", budget ", labels[b], " (",
+                     r.budget_tokens[b], " tokens per head)", layer, ": ", what, " is ",
+                     std::isnan(x) ? "NaN" : x > 0 ? "+inf" : "-inf");
+  };
+  const int P = static_cast<int>(policies_.size()), B = static_cast<int>(r.budget_tokens.size());
+  for (int p = 0; p < P; ++p)
+    for (int b = 0; b < B; ++b) {
+      for (int l = 0; l < r.n_layers; ++l) {
+        const LayerMetrics& m = r.at(p, l, b);
+        const std::string layer = ", layer " + std::to_string(l);
+        if (!std::isfinite(m.out_err)) bad(p, b, layer, "out_err", m.out_err);
+        if (!std::isfinite(m.out_err_value)) bad(p, b, layer, "out_err_value", m.out_err_value);
+        if (!std::isfinite(m.recall)) bad(p, b, layer, "recall", m.recall);
+      }
+      if (!std::isfinite(r.est_sum(p, b))) bad(p, b, "", "dnll_est_sum", r.est_sum(p, b));
+      if (has_logit && !std::isfinite(r.est_logit(p, b))) bad(p, b, "", "dnll_est_logit", r.est_logit(p, b));
+      if (has_logit && !std::isfinite(r.est_kl(p, b))) bad(p, b, "", "dnll_est_kl", r.est_kl(p, b));
+    }
 }
 
 double estimated_delta_nll(const PromptResult& result, int p, int b) {

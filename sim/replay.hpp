@@ -91,10 +91,13 @@ class Replay {
   // Calls `on_prompt` for each prompt in order (trace order, then prompt order), from the
   // calling thread.
   void run(const std::function<void(const PromptResult&)>& on_prompt) const;
-  // One prompt (exposed for tests and benchmarks).
+  // One prompt (exposed for tests and benchmarks). Throws TraceError naming the trace, prompt,
+  // policy, budget and layer if any metric or estimate is not finite (NaN never reaches an
+  // output; dnll_est_logit/_kl are NaN, by design, on traces without their datasets).
   PromptResult replay_prompt(std::size_t trace, std::size_t prompt) const;
 
  private:
+  void check_finite(const PromptResult& r, const std::string& file, bool has_logit) const;
   ReplayOptions options_;
   std::vector<std::unique_ptr<Policy>> policies_;
   PolicyNeeds needs_;

@@ -29,8 +29,17 @@ struct Estimator {
 constexpr Estimator kEstimators[] = {
     {"sum", &FidelityPoint::est_sum}, {"logit", &FidelityPoint::est_logit}, {"logit_kl", &FidelityPoint::est_kl}};
 
-bool supported(const std::vector<FidelityPoint>& pts, double FidelityPoint::*field) {
-  return std::none_of(pts.begin(), pts.end(), [&](const FidelityPoint& p) { return std::isnan(p.*field); });
+// An estimator no point has (the logit ones on traces without their datasets) is left out; a
+// non-finite estimate anywhere else is an error naming the point.
+bool supported(const std::vector<FidelityPoint>& pts, const Estimator& e, const ReplayOptions& o) {
+  if (!pts.empty() && std::all_of(pts.begin(), pts.end(), [&](const FidelityPoint& p) { return std::isnan(p.*e.field); }))
+    return false;
+  for (const FidelityPoint& p : pts)
+    if (!std::isfinite(p.*e.field))
+      fail<InputError>(o.traces[p.trace].string(), ": prompt ", p.prompt, ": policy ", o.policies[p.policy], ", budget ",
+                       o.budgets.labels()[p.budget], ": estimate ", e.name, " is ", p.*e.field,
+                       " (traces without /model/classifier and cont_residual have no logit estimates: validate them apart)");
+  return true;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -174,7 +183,7 @@ std::vector<CorrelationRow> Validation::correlations() const {
   auto add = [&](const std::string& scope, const std::string& name, const std::function<bool(const FidelityPoint&)>& in) {
     for (const auto& [target, exact] : {std::pair{"dnll", &FidelityPoint::exact_dnll}, std::pair{"kl", &FidelityPoint::exact_kl}})
       for (const Estimator& e : kEstimators) {
-        if (!supported(points_, e.field)) continue;
+        if (!supported(points_, e, replay_.options())) continue;
         std::vector<double> x, y;
         for (const FidelityPoint& p : points_)
           if (in(p)) x.push_back(p.*e.field), y.push_back(p.*exact);
@@ -197,7 +206,7 @@ std::vector<RankingRow> Validation::rankings() const {
   const int P = static_cast<int>(specs.size());
   for (int b = 0; b < static_cast<int>(labels.size()); ++b)
     for (const Estimator& e : kEstimators) {
-      if (!supported(points_, e.field)) continue;
+      if (!supported(points_, e, replay_.options())) continue;
       std::vector<double> est(P, 0.0), exact(P, 0.0), n(P, 0.0);
       for (const FidelityPoint& p : points_)
         if (p.budget == b) est[p.policy] += p.*e.field, exact[p.policy] += p.exact_dnll, n[p.policy] += 1;
@@ -250,15 +259,11 @@ std::vector<DecisionRow> Validation::decisions() const {
   if (gen_.max_new <= 0) return rows;
   const auto& labels = replay_.options().budgets.labels();
   const int P = static_cast<int>(replay_.options().policies.size()), B = static_cast<int>(labels.size());
-  struct Predictor {
-    const char* name;
-    double FidelityPoint::*field;
-  };
-  const Predictor predictors[] = {{"out_err", &FidelityPoint::out_err}, {"sum", &FidelityPoint::est_sum},
+  const Estimator predictors[] = {{"out_err", &FidelityPoint::out_err}, {"sum", &FidelityPoint::est_sum},
                                   {"logit", &FidelityPoint::est_logit}, {"logit_kl", &FidelityPoint::est_kl},
                                   {"dnll_exact", &FidelityPoint::exact_dnll}};
-  for (const Predictor& pr : predictors) {
-    if (!supported(points_, pr.field)) continue;
+  for (const Estimator& pr : predictors) {
+    if (!supported(points_, pr, replay_.options())) continue;
     // Cell means [P, B] of the predictor and of −score (both: lower = better).
     std::vector<double> x(static_cast<std::size_t>(P) * B, 0.0), y(x.size(), 0.0), n(x.size(), 0.0);
     for (const FidelityPoint& p : points_) {

@@ -1,7 +1,9 @@
 #pragma once
 // Traces for tests without ../shared: a random-weight model's real prefill, recorded with the
 // tracer's own code and written with the trace writer; the model as a checkpoint file for the
-// commands that load one. And a runner for the kvsim executable.
+// commands that load one. And a runner for the kvsim executable; and stories260K traces of
+// chosen TinyStories chunks (those need ../shared).
+#include <algorithm>
 #include <array>
 #include <cstdio>
 #include <fstream>
@@ -12,8 +14,11 @@
 #include "core/rng.hpp"
 #include "traces/trace_writer.hpp"
 #include "tracer/cpu_forward.hpp"
+#include "tracer/inputs.hpp"
+#include "tracer/tokenizer.hpp"
 #include "tracer/recorder.hpp"
 #include "tracer/trace_output.hpp"
+#include "shared.hpp"
 
 namespace kvsim::test {
 
@@ -71,29 +76,63 @@ struct TraceSpec {
   std::string scorer;
 };
 
-// Random token prompts through `m`, one trace file.
-inline void write_model_trace(const std::filesystem::path& path, const Model& m, const TraceSpec& s) {
+// `prompts` through `m`, one trace file.
+inline void write_prompt_trace(const std::filesystem::path& path, const Model& m, const std::vector<PromptSpec>& prompts,
+                               const TraceSpec& s) {
   TraceWriter w(path, model_info(m), TraceProducer{"test", "none", "cpu", ""}, trace_w_o(m), trace_final_norm(m));
   const MatrixRM& cls = m.output_matrix();
   if (s.logit_data) w.write_classifier(std::span<const float>(cls.data(), static_cast<std::size_t>(cls.size())));
   const CpuForward fwd(m);
-  Rng rng(s.seed);
-  for (int p = 0; p < s.n_prompts; ++p) {
-    std::vector<int> tokens(s.T + s.M);
-    for (auto& t : tokens) t = static_cast<int>(rng.below(m.config.vocab));
+  for (int p = 0; p < static_cast<int>(prompts.size()); ++p) {
+    const PromptSpec& ps = prompts[p];
     PromptMeta meta;
     char id[16];
     std::snprintf(id, sizeof id, "%06d", p);
-    meta.id = id, meta.n_prompt = s.T, meta.n_cont = s.M, meta.window = s.W, meta.topk = s.topk;
-    meta.truncated_from = s.T, meta.task = s.task, meta.source = "random", meta.sample_id = std::to_string(p);
-    meta.answers = s.answers, meta.scorer = s.scorer;
-    w.begin_prompt(meta, std::vector<std::int32_t>(tokens.begin(), tokens.end()));
+    meta.id = id, meta.n_prompt = ps.n_prompt, meta.n_cont = static_cast<int>(ps.tokens.size()) - ps.n_prompt;
+    meta.window = s.W, meta.topk = s.topk, meta.truncated_from = ps.truncated_from;
+    meta.task = ps.task, meta.source = ps.source, meta.sample_id = ps.sample_id;
+    meta.answers = ps.answers.empty() ? s.answers : ps.answers;
+    meta.scorer = ps.scorer.empty() ? s.scorer : ps.scorer;
+    w.begin_prompt(meta, std::vector<std::int32_t>(ps.tokens.begin(), ps.tokens.end()));
     WriterSink sink(w, s.logit_data);
     RecordOptions ro;
     ro.window = s.W, ro.topk = s.topk;
-    record_prompt(fwd, tokens, s.T, ro, sink);
+    record_prompt(fwd, ps.tokens, ps.n_prompt, ro, sink);
   }
   w.finish();
+}
+
+// Random token prompts through `m`, one trace file.
+inline void write_model_trace(const std::filesystem::path& path, const Model& m, const TraceSpec& s) {
+  Rng rng(s.seed);
+  std::vector<PromptSpec> prompts(s.n_prompts);
+  for (int p = 0; p < s.n_prompts; ++p) {
+    PromptSpec& ps = prompts[p];
+    ps.tokens.resize(s.T + s.M);
+    for (auto& t : ps.tokens) t = static_cast<int>(rng.below(m.config.vocab));
+    ps.n_prompt = s.T, ps.truncated_from = s.T, ps.task = s.task, ps.source = "random", ps.sample_id = std::to_string(p);
+  }
+  write_prompt_trace(path, m, prompts, s);
+}
+
+// Chunks of TinyStories validation text (T = 256, M = 32) through stories260K (../shared), one
+// trace file, window 64. Chunks 634, 789 and 963 hold query heads of layer 0 that put all but
+// 1e-24 … 1e-27 of their attention on a few middle prompt tokens: kept sets of more than T/2
+// tokens that miss them leave a vanishing surviving share (issue 15).
+inline std::vector<PromptSpec> stories260k_chunks(const std::vector<int>& chunks) {
+  InputOptions o;
+  o.prompt_len = 256, o.cont_len = 32, o.limit = chunks.empty() ? 1 : *std::max_element(chunks.begin(), chunks.end()) + 1;
+  const auto all = load_prompts(shared_path("data/tinystories_valid_subset/tinystories_val.txt"),
+                                *load_tokenizer(shared_path("models/stories260K/tok512.bin")), o);
+  std::vector<PromptSpec> out;
+  for (int c : chunks) out.push_back(all.at(c));
+  return out;
+}
+inline const std::vector<int> kStoriesTinyShareChunks = {0, 634, 789, 963};
+inline void write_stories260k_trace(const std::filesystem::path& path, const std::vector<int>& chunks) {
+  TraceSpec spec;
+  spec.W = 64;
+  write_prompt_trace(path, load_model(shared_path("models/stories260K/stories260K.bin")), stories260k_chunks(chunks), spec);
 }
 
 // `m` as a llama2.c checkpoint (what `kvsim validate --model` / `compile --model` load). The
