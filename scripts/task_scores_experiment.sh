@@ -5,14 +5,15 @@
 # default tables and with tables compiled on a disjoint calibration set of the same task family
 # (coverage and published absolute gates) and on another family (Paul Graham text, 2k).
 #
-# Usage: scripts/task_scores_experiment.sh [OUT_DIR] [LENGTH]    (default /tmp/kvsim-results 4096)
+# Usage: scripts/task_scores_experiment.sh [OUT_DIR] [LENGTH]    (default /tmp/kvsim-results 4096;
+# KVSIM=path/to/kvsim to use another binary than build/release/kvsim)
 # Steps whose output exists are skipped, so an interrupted run resumes. Wall times go to
 # OUT_DIR/times.txt; the tables of docs/results.md come from scripts/task_scores_report.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-/tmp/kvsim-results}
 LEN=${2:-4096}
-K=$PWD/build/release/kvsim
+K=${KVSIM:-$PWD/build/release/kvsim}
 SHARED=$PWD/../shared
 G=$(scripts/get-model.sh smollm2-135m)
 mkdir -p "$OUT"
