@@ -136,7 +136,7 @@ TEST_CASE("forward: the same result for any thread count", "[forward]") {
   CHECK(std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0);
 }
 
-TEST_CASE("linear_rowwise: equals linear; a row's bits do not depend on the batch or threads", "[forward]") {
+TEST_CASE("linear_rowwise: equals linear, and a row's bits do not depend on the batch or threads", "[forward]") {
   Rng rng(9);
   // Sizes that leave remainders everywhere: inner 37 (not a packet multiple), 70 outputs (not
   // a multiple of the tile or the register block), 13 rows (not a multiple of the row block).

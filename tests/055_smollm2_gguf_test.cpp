@@ -106,7 +106,7 @@ TEST_CASE("smollm2 gguf: dequantized tensors and logits equal scripts/verify-ggu
 }
 
 TEST_CASE("smollm2 gguf: mean NLL over the first 2,048 tokens of two Paul Graham essays is 2.5-3.5 nats",
-          "[real][gguf][shared]") {
+          "[real][gguf][shared][slow]") {
   const auto gguf = test::smollm2_gguf();
   KVSIM_REQUIRE_MODEL(gguf);
   KVSIM_REQUIRE_SHARED(test::shared_path("data/paul_graham_essays/worked.txt"));

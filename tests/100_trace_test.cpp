@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "support/skip.hpp"
 #include "traces/hdf5_io.hpp"
 #include "traces/trace_reader.hpp"
 #include "traces/trace_writer.hpp"
@@ -387,10 +388,8 @@ TEST_CASE("trace: chunks stay whole up to 256 MiB, then split along the first ax
 }
 
 TEST_CASE("trace: h5py reads K/V as float16", "[trace]") {
-  if (std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") != 0) {
-    WARN("SKIPPED: /usr/bin/python3 cannot import h5py");
-    return;
-  }
+  if (std::system("/usr/bin/python3 -c 'import h5py' >/dev/null 2>&1") != 0)
+    KVSIM_SKIP("/usr/bin/python3 cannot import h5py");
   TempTrace tmp("h5py");
   Fixture fx;
   fx.write_all(tmp.path);

@@ -24,7 +24,7 @@ double score(Scorer s, std::string_view prediction, const Gold& gold) { return t
 
 }  // namespace
 
-TEST_CASE("task_score: scorer names round-trip; unknown names list the valid ones", "[task_score]") {
+TEST_CASE("task_score: scorer names round-trip, unknown names list the valid ones", "[task_score]") {
   for (const char* name : {"ruler_all", "ruler_part", "exact_match", "f1", "rouge_l"})
     CHECK(scorer_name(parse_scorer(name, "cfg")) == name);
   CHECK_THROWS_AS(parse_scorer("rouge", "sweep.json: scorer"), InputError);

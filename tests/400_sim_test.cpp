@@ -189,7 +189,7 @@ void edit_dataset(const std::filesystem::path& file, const std::string& name, co
 
 }  // namespace
 
-TEST_CASE("kvsim run: budgets T/2+1 … T-1 write no NaN (random model; stories260K, issue 15)", "[sim][cli]") {
+TEST_CASE("kvsim run: budgets T/2+1 … T-1 write no NaN (random model and stories260K, issue 15)", "[sim][cli]") {
   test::TempDir tmp;
   test::TraceSpec spec;
   spec.T = 96, spec.W = 64;

@@ -1,7 +1,7 @@
 #pragma once
-// Access to ../shared (real models and data) from tests. Tests that need it skip with a
-// "SKIPPED:" line (ctest reports them as skipped) when it is absent, so the suite also runs
-// on a machine that has only the repository.
+// Access to ../shared (real models and data) from tests. Tests that need it skip
+// (tests/support/skip.hpp: ctest reports them as skipped) when it is absent, so the suite also
+// runs on a machine that has only the repository.
 #include <catch2/catch.hpp>
 
 #include <cstdlib>
@@ -10,6 +10,8 @@
 #include <sstream>
 #include <string>
 #include <unistd.h>
+
+#include "skip.hpp"
 
 namespace kvsim::test {
 
@@ -69,13 +71,10 @@ class TempDir {
 
 }  // namespace kvsim::test
 
-// Returns from the current test with a SKIPPED line (ctest: skipped) when path is absent.
-#define KVSIM_REQUIRE_PATH(path, why)                                    \
-  do {                                                                   \
-    if (!std::filesystem::exists(path)) {                                \
-      WARN("SKIPPED: " << (path).string() << " is absent (" why ")");    \
-      return;                                                            \
-    }                                                                    \
+// Returns from the current test, skipped, when path is absent.
+#define KVSIM_REQUIRE_PATH(path, why)                                                         \
+  do {                                                                                        \
+    if (!std::filesystem::exists(path)) KVSIM_SKIP((path).string() << " is absent (" why ")"); \
   } while (0)
 // A file of ../shared, or a model of the cache of scripts/get-model.sh.
 #define KVSIM_REQUIRE_SHARED(path) KVSIM_REQUIRE_PATH(path, "../shared not beside repo")

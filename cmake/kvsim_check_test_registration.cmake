@@ -1,0 +1,66 @@
+# A ctest test (CMakeLists.txt): every Catch2 test case of TEST_EXECUTABLE is registered as exactly
+# one ctest test, under its own name and with at least one label, and ctest has no other test but
+# this one. A Catch2 name containing ';' fails here: CatchAddTests splits it into two ctest tests
+# that match no test case.
+# Usage: cmake -D TEST_EXECUTABLE=<kvsim_tests> -D CTEST=<ctest> -D BUILD_DIR=<dir> -D SELF=<name>
+#              -P kvsim_check_test_registration.cmake
+cmake_minimum_required(VERSION 3.25)
+
+include(${CMAKE_CURRENT_LIST_DIR}/kvsim_catch_names.cmake)
+kvsim_catch_names(catch "${TEST_EXECUTABLE}")
+execute_process(COMMAND "${CTEST}" --show-only=json-v1 WORKING_DIRECTORY "${BUILD_DIR}"
+                OUTPUT_VARIABLE listing RESULT_VARIABLE ctest_rc)
+if(NOT ctest_rc EQUAL 0)
+  message(FATAL_ERROR "ctest --show-only=json-v1 in ${BUILD_DIR} exited with ${ctest_rc}")
+endif()
+
+set(problems "")
+list(LENGTH catch_keys catch_count)
+
+string(JSON n_tests LENGTH "${listing}" tests)
+set(ctest_count 0)
+if(n_tests GREATER 0)
+  math(EXPR last "${n_tests} - 1")
+  foreach(i RANGE ${last})
+    string(JSON test GET "${listing}" tests ${i})
+    string(JSON name GET "${test}" name)
+    if("${name}" STREQUAL "${SELF}")
+      continue()
+    endif()
+    math(EXPR ctest_count "${ctest_count} + 1")
+    string(SHA1 key "${name}")
+    if(NOT DEFINED catch_${key})
+      string(APPEND problems "  ctest test \"${name}\" is no Catch2 test case (a ';' in a Catch2 name splits it)\n")
+      continue()
+    endif()
+    if(DEFINED seen_${key})
+      string(APPEND problems "  Catch2 test case \"${name}\" is registered more than once\n")
+    endif()
+    set(seen_${key} 1)
+    # LABELS, from cmake/kvsim_test_labels.cmake.
+    set(labelled FALSE)
+    string(JSON n_props ERROR_VARIABLE no_props LENGTH "${test}" properties)
+    if(NOT no_props AND n_props GREATER 0)
+      math(EXPR last_prop "${n_props} - 1")
+      foreach(p RANGE ${last_prop})
+        string(JSON prop GET "${test}" properties ${p} name)
+        if(prop STREQUAL "LABELS")
+          set(labelled TRUE)
+        endif()
+      endforeach()
+    endif()
+    if(NOT labelled)
+      string(APPEND problems "  ctest test \"${name}\" has no label\n")
+    endif()
+  endforeach()
+endif()
+foreach(key IN LISTS catch_keys)
+  if(NOT DEFINED seen_${key})
+    string(APPEND problems "  Catch2 test case \"${catch_${key}}\" is not a ctest test\n")
+  endif()
+endforeach()
+
+if(NOT problems STREQUAL "")
+  message(FATAL_ERROR "Catch2 test cases and ctest tests differ:\n${problems}")
+endif()
+message(STATUS "${catch_count} Catch2 test cases, ${ctest_count} ctest tests (besides this one), each once, each labelled")
