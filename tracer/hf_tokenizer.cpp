@@ -7,12 +7,11 @@
 #include <array>
 #include <map>
 #include <cctype>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 
 #include "core/error.hpp"
+#include "core/read_file.hpp"
 #include "tracer/bpe_merge.hpp"
 
 namespace kvsim {
@@ -130,15 +129,6 @@ bool is_ascii_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == 
 bool is_word_char(char c) {
   const auto u = static_cast<unsigned char>(c);
   return std::isalnum(u) || c == '_' || u >= 0x80;
-}
-
-std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail<ModelError>(path.string(), ": cannot open tokenizer file");
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) fail<ModelError>(path.string(), ": read error");
-  return std::move(s).str();
 }
 
 // A json value that is absent or null.
@@ -378,7 +368,7 @@ BpeSpec parse_tokenizer_json(std::string_view json_text, const std::string& wher
   return spec;
 }
 
-HfTokenizer::HfTokenizer(const std::filesystem::path& path) : HfTokenizer(read_text_file(path), path) {}
+HfTokenizer::HfTokenizer(const std::filesystem::path& path) : HfTokenizer(read_file<ModelError>(path, "tokenizer file"), path) {}
 
 HfTokenizer::HfTokenizer(std::string_view json_text, const std::filesystem::path& path) {
   build(parse_tokenizer_json(json_text, path.string()), path.string());

@@ -4,21 +4,13 @@
 #include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <sstream>
 
 #include "core/error.hpp"
+#include "core/read_file.hpp"
 
 namespace kvsim {
 
 namespace {
-
-std::string read_file(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) fail<InputError>(file.string(), ": cannot open input file");
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 std::string replace_all(std::string s, const std::string& from, const std::string& to) {
   for (std::size_t p = s.find(from); p != std::string::npos; p = s.find(from, p + to.size())) s.replace(p, from.size(), to);
@@ -36,7 +28,7 @@ std::vector<int> continuation_tokens(const Tokenizer& tok, const std::string& pr
 }
 
 std::vector<PromptSpec> load_text(const std::filesystem::path& file, const Tokenizer& tok, const InputOptions& o) {
-  const std::string text = read_file(file);
+  const std::string text = read_file<InputError>(file, "input file");
   if (o.prompt_len <= 0) fail<InputError>(file.string(), ": prompt length must be positive, got ", o.prompt_len);
   if (o.cont_len < 0) fail<InputError>(file.string(), ": continuation length must be >= 0, got ", o.cont_len);
   if (o.chat)

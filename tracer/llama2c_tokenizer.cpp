@@ -2,25 +2,15 @@
 
 #include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <iterator>
 #include <optional>
-#include <sstream>
 
 #include "core/error.hpp"
+#include "core/read_file.hpp"
 #include "tracer/bpe_merge.hpp"
 
 namespace kvsim {
 namespace {
-
-std::string read_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail<ModelError>(path.string(), ": cannot open tokenizer file");
-  std::ostringstream s;
-  s << in.rdbuf();
-  if (in.bad()) fail<ModelError>(path.string(), ": read error");
-  return std::move(s).str();
-}
 
 template <typename T>
 T read_le(std::string_view bytes, std::size_t offset) {
@@ -47,7 +37,7 @@ std::optional<unsigned char> byte_piece(std::string_view p) {
 }  // namespace
 
 Llama2cTokenizer::Llama2cTokenizer(const std::filesystem::path& path) {
-  parse(read_file(path), path);
+  parse(read_file<ModelError>(path, "tokenizer file"), path);
 }
 
 Llama2cTokenizer::Llama2cTokenizer(std::string_view bytes, const std::filesystem::path& path) {
