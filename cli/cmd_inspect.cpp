@@ -32,6 +32,10 @@ int cmd_inspect(const std::vector<std::string>& args) {
               m.norm_eps, m.source.c_str());
   std::printf("         /model/w_o [%d, %d, %d] f32, /model/final_norm [%d] f32\n", m.n_layers, m.hidden,
               m.n_heads * m.head_dim, m.hidden);
+  if (reader.has_classifier())
+    std::printf("         /model/classifier [%d, %d] f32\n", m.vocab, m.hidden);
+  else
+    std::printf("         /model/classifier absent (optional: no dnll_est_logit)\n");
   const auto& prompts = reader.prompts();
   std::printf("prompts  %zu\n", prompts.size());
   std::printf("  %-8s %-22s %6s %5s %4s %4s %9s %9s  %s\n", "id", "task", "T", "M", "W", "K", "trunc", "mean_nll",
@@ -57,6 +61,10 @@ int cmd_inspect(const std::vector<std::string>& args) {
     std::printf("  tokens [%d] i32, prompt_logprob [%d] f32, cont_logprob [%d] f32, cont_logsumexp [%d] f32\n", N,
                 q.n_prompt, q.n_cont, q.n_cont);
     std::printf("  cont_topk_ids [%d, %d] i32, cont_topk_logits [%d, %d] f32\n", q.n_cont, q.topk, q.n_cont, q.topk);
+    if (reader.has_dataset(0, "cont_residual"))
+      std::printf("  cont_residual [%d, %d] f32\n", q.n_cont, m.hidden);
+    else
+      std::printf("  cont_residual absent (optional: no dnll_est_logit)\n");
     std::printf("  layers/<0..%d>/keys [%d, %d, %d] f16, values [%d, %d, %d] f16\n", m.n_layers - 1, m.n_kv_heads, N,
                 m.head_dim, m.n_kv_heads, N, m.head_dim);
     std::printf("  layers/<l>/q_window [%d, %d, %d] f16, q_cont [%d, %d, %d] f16, attn_colsum [%d, %d] f32\n",

@@ -28,7 +28,7 @@ int cmd_trace(const std::vector<std::string>& args) {
   std::string model_path, tokenizer_path, out_path, task, tmpl, device, precision;
   std::vector<std::string> inputs;
   int window, cont_len, prompt_len, max_len, topk, limit, threads, compression;
-  bool overwrite = false, chat = false;
+  bool overwrite = false, chat = false, quiet = false;
   po::options_description opts("trace options");
   opts.add_options()
       ("model,m", po::value(&model_path)->required(), "checkpoint: llama2.c .bin, a HF directory (config.json + safetensors), or a .gguf")
@@ -46,7 +46,8 @@ int cmd_trace(const std::vector<std::string>& args) {
       ("chat", po::bool_switch(&chat), "JSONL inputs: wrap each prompt as a ChatML user turn (system default from the tokenizer's chat template)")
       ("compression", po::value(&compression)->default_value(4), "deflate level 0-9 (0 = none)")
       ("overwrite", po::bool_switch(&overwrite), "replace an existing OUT (and discard OUT.partial)")
-      ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)");
+      ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)")
+      ("quiet,q", po::bool_switch(&quiet), "no progress lines");
   add_backend_options(opts, device, precision);
   po::positional_options_description pos;
   pos.add("input", -1);
@@ -87,8 +88,9 @@ int cmd_trace(const std::vector<std::string>& args) {
   }
   // Before the output file exists: a device that cannot hold the model fails here.
   const auto backend = make_backend(model, backend_choice, static_cast<int>(longest), topk);
-  std::fprintf(stderr, "[trace] %s: %zu prompts, %zu tokens (%zu truncated in the middle)\n", model.source.c_str(),
-               prompts.size(), total_tokens, truncated);
+  if (!quiet)
+    std::fprintf(stderr, "[trace] %s: %zu prompts, %zu tokens (%zu truncated in the middle)\n", model.source.c_str(),
+                 prompts.size(), total_tokens, truncated);
 
   TraceProducer producer{kToolVersion, kGitSha, backend->name(), utc_now_iso8601()};
   WriterOptions wo;
@@ -130,13 +132,13 @@ int cmd_trace(const std::vector<std::string>& args) {
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     char detail[96];
     std::snprintf(detail, sizeof detail, "prompts, %.0f tok/s", secs > 0 ? done_tokens / secs : 0.0);
-    progress.update(i + 1, detail);
+    if (!quiet) progress.update(i + 1, detail);
   }
   writer.finish();
   char detail[160];
   std::snprintf(detail, sizeof detail, "%zu prompts traced (%zu resumed from %s.partial) -> %s", prompts.size() - resumed,
                 resumed, out_path.c_str(), out_path.c_str());
-  progress.finish(detail);
+  if (!quiet) progress.finish(detail);
   return 0;
 }
 

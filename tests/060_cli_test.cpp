@@ -80,6 +80,17 @@ TEST_CASE("kvsim trace on stories260K: trace, inspect, h5py, resume", "[cli][sha
   REQUIRE(r.status == 0);
   CHECK_THAT(r.output, Catch::Contains("5 layers, 8 heads, 4 KV heads"));
   CHECK_THAT(r.output, Catch::Contains("keys [4, 144, 8] f16"));
+  // Every dataset, the optional ones included.
+  CHECK_THAT(r.output, Catch::Contains("/model/classifier [512, 64] f32"));
+  CHECK_THAT(r.output, Catch::Contains("cont_residual [16, 64] f32"));
+  // -q, as for run and validate: no progress lines, nothing printed.
+  const std::string quiet_out = (tmp / "q.h5").string();
+  const test::CliResult quiet = test::run_cli("trace -q --model " + model.string() + " --input " + text.string() +
+                                              " --prompt-len 128 --cont-len 16 --window 16 --threads 2 --limit 1"
+                                              " --out " + quiet_out);
+  CHECK(quiet.status == 0);
+  CHECK(quiet.output.empty());
+  CHECK(std::filesystem::exists(quiet_out));
   // An interrupted run leaves OUT.partial; the next run resumes without redoing its prompts.
   std::filesystem::rename(out, out + ".partial");
   r = test::run_cli(base + " --limit 4");
