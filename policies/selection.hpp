@@ -20,6 +20,11 @@ namespace kvsim {
 
 struct BudgetPlan {
   std::vector<int> per_head;  // B for each budget of the sweep, resolved for this prompt
+  // The same budgets before truncation: T·(1 − r) for a compression ratio r (kvpress's
+  // q_len * (1 - compression_ratio)), B itself for a token budget. Empty = per_head. Only
+  // rules that reproduce kvpress's own rounding read it (pyramidkv:rounding=kvpress).
+  std::vector<double> per_head_exact;
+  double exact(int b) const { return per_head_exact.empty() ? per_head[b] : per_head_exact[b]; }
 };
 
 class Selection {

@@ -8,6 +8,7 @@
 #include <limits>
 #include <sstream>
 
+#include "sim/budget.hpp"
 #include "sim/replay.hpp"
 #include "support/shared.hpp"
 #include "support/trace_fixture.hpp"
@@ -63,6 +64,24 @@ TEST_CASE("replay: full is exactly zero, budget T is zero for every policy, reca
     }
   });
   CHECK(n == 3);
+}
+
+TEST_CASE("budgets: --ratio keeps int(T·(1 − r)) tokens per head, as kvpress", "[sim]") {
+  // kvpress 0.5.x ScorerPress: n_kept = int(k_len * (1 - compression_ratio)), double product
+  // then truncation. 4195 * (1 - 0.8) = 838.9999999999998 -> 838 (lround gave 839).
+  const BudgetSweep r = BudgetSweep::parse("", "0.8,0.5");
+  const BudgetPlan p = r.resolve(4195, "test");
+  CHECK(p.per_head == std::vector<int>{838, 2097});  // 0.5: 2097.5 -> 2097 = ⌊T/2⌋
+  CHECK(p.exact(0) == 4195 * (1 - 0.8));
+  CHECK(p.exact(1) == 2097.5);
+  // 1024 * (1 - 0.8) = 204.79999999999995 -> 204 (lround gave 205).
+  CHECK(r.resolve(1024, "test").per_head[0] == 204);
+  for (int T : {1, 3, 17, 99, 4097}) CHECK(r.resolve(T, "test").per_head[1] == std::max(1, T / 2));
+  // Token budgets are their own exact value; at least 1 token whatever the ratio.
+  const BudgetPlan t = BudgetSweep::tokens({5, 9}).resolve(20, "test");
+  CHECK(t.per_head == std::vector<int>{5, 9});
+  CHECK((t.exact(0) == 5.0 && t.exact(1) == 9.0));
+  CHECK(BudgetSweep::ratios({0.9}).resolve(5, "test").per_head[0] == 1);
 }
 
 TEST_CASE("kvsim run: same bytes at 1 and 2 threads, dump-kept, comparison table", "[sim][cli]") {
