@@ -70,8 +70,9 @@ class Selection {
 };
 
 // Checks the invariants every policy must meet (each order a permutation of 0..T-1, counts
-// in [0, T], and unless the policy ignores budgets, total kept <= B·L·Hkv); throws Error
-// naming the policy on a violation.
-void check_selection(const Selection& s, const BudgetPlan& plan, const std::string& policy, bool respects_budget = true);
+// in [0, T], and unless the policy ignores budgets, total kept <= (B + slack)·L·Hkv, slack =
+// Policy::budget_slack()); throws Error naming the policy on a violation.
+void check_selection(const Selection& s, const BudgetPlan& plan, const std::string& policy, bool respects_budget = true,
+                     int slack = 0);
 
 }  // namespace kvsim
