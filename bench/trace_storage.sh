@@ -7,16 +7,8 @@
 # Usage: bench/trace_storage.sh [THREADS (default 1)]   — from the repository root; needs ../shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-K=$PWD/build/release/kvsim
 threads=${1:-1}
-M=$PWD/../shared/models/stories260K/stories260K.bin
-text=$PWD/../shared/data/tinystories_valid_subset/tinystories_val.txt
-if [ ! -f "$M" ] || [ ! -f "$text" ]; then
-  echo "bench trace_storage: skipped ($M or $text absent)"
-  exit 0
-fi
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+. bench/stories_inputs.sh trace_storage
 kvq_bytes() {  # bytes stored for the four K/V/Q datasets of every (prompt, layer)
   /usr/bin/python3 -c "
 import h5py, sys
