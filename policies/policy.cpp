@@ -23,10 +23,10 @@ std::vector<int> ScoredPolicy::layer_budgets(const PromptView& view, int B, doub
 
 std::vector<std::vector<int>> ScoredPolicy::plan_layer_budgets(const PromptView& view, const BudgetPlan& plan) const {
   std::vector<std::vector<int>> out;
-  for (std::size_t b = 0; b < plan.per_head.size(); ++b) {
-    std::vector<int> per_layer = layer_budgets(view, plan.per_head[b], plan.exact(static_cast<int>(b)));
+  for (int b = 0; b < static_cast<int>(plan.per_head.size()); ++b) {
+    std::vector<int> per_layer = layer_budgets(view, plan.per_head[b], plan.exact(b));
     KVSIM_CHECK(static_cast<int>(per_layer.size()) == view.n_layers, spec());
-    for (int& b : per_layer) b = std::clamp(b, 0, view.T);
+    for (int& x : per_layer) x = std::clamp(x, 0, view.T);
     out.push_back(std::move(per_layer));
   }
   return out;

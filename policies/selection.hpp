@@ -3,7 +3,7 @@
 //
 // Budget B (DESIGN.md §4) = prompt tokens kept per KV head, averaged over all (layer, KV
 // head) pairs: the total kept is B·L·Hkv. Protected tokens count inside it; a policy may keep
-// fewer, never more.
+// fewer, never more (except within its Policy::budget_slack(): pyramidkv:rounding=kvpress).
 //
 // A Selection stores every budget of a sweep at once: for each (layer, KV head) a priority
 // order of the T prompt tokens, and per budget how many of its first tokens are kept. Every
