@@ -8,16 +8,8 @@
 # Usage: bench/compile.sh [THREADS (default 2)]   — run from the repository root; needs ../shared.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-K=$PWD/build/release/kvsim
 threads=${1:-2}
-M=$PWD/../shared/models/stories260K/stories260K.bin
-text=$PWD/../shared/data/tinystories_valid_subset/tinystories_val.txt
-if [ ! -f "$M" ] || [ ! -f "$text" ]; then
-  echo "bench compile: skipped ($M or $text absent)"
-  exit 0
-fi
-dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+. bench/stories_inputs.sh compile
 "$K" trace -m "$M" --window 64 --prompt-len 512 --cont-len 32 --limit 32 --task tinystories -o "$dir/calib.h5" "$text" \
   2>/dev/null >/dev/null
 # "838400 rewards (105111 distinct kept sets measured) in 9.2 s: 90959 rewards/s; loading 0.5 s"

@@ -19,3 +19,4 @@ done
 # Prints one "skipped" line without a CUDA device (or in a build without CUDA).
 "$bin/bench_cuda_prefill" bf16 2 4096 16384
 bash bench/compile.sh "$threads"
+bash bench/trace_storage.sh 1

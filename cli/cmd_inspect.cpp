@@ -22,7 +22,9 @@ int cmd_inspect(const std::vector<std::string>& args) {
   TraceReader reader(path);
   const ModelInfo& m = reader.model();
   const TraceProducer& p = reader.producer();
-  std::printf("trace    %s (kvsim-trace v%d)\n", path.c_str(), kTraceFormatVersion);
+  std::printf("trace    %s (kvsim-trace v%d)\n", path.c_str(), reader.format_version());
+  // K/V/Q element type as the dataset lines below write it: f16 (v1), f32 or bf16.
+  const char* kv = reader.storage() == KvStorage::kFp16 ? "f16" : reader.storage() == KvStorage::kFp32 ? "f32" : "bf16";
   std::printf("producer kvsim %s (%s), backend %s, created %s\n", p.version.c_str(), p.git_sha.c_str(),
               p.backend.c_str(), p.created_utc.c_str());
   std::printf("model    %s: %d layers, %d heads, %d KV heads (group %d), head_dim %d, hidden %d, vocab %d\n",
@@ -65,10 +67,10 @@ int cmd_inspect(const std::vector<std::string>& args) {
       std::printf("  cont_residual [%d, %d] f32\n", q.n_cont, m.hidden);
     else
       std::printf("  cont_residual absent (optional: no dnll_est_logit)\n");
-    std::printf("  layers/<0..%d>/keys [%d, %d, %d] f16, values [%d, %d, %d] f16\n", m.n_layers - 1, m.n_kv_heads, N,
-                m.head_dim, m.n_kv_heads, N, m.head_dim);
-    std::printf("  layers/<l>/q_window [%d, %d, %d] f16, q_cont [%d, %d, %d] f16, attn_colsum [%d, %d] f32\n",
-                m.n_heads, q.window, m.head_dim, m.n_heads, q.n_cont, m.head_dim, m.n_heads, q.n_prompt);
+    std::printf("  layers/<0..%d>/keys [%d, %d, %d] %s, values [%d, %d, %d] %s\n", m.n_layers - 1, m.n_kv_heads, N,
+                m.head_dim, kv, m.n_kv_heads, N, m.head_dim, kv);
+    std::printf("  layers/<l>/q_window [%d, %d, %d] %s, q_cont [%d, %d, %d] %s, attn_colsum [%d, %d] f32\n",
+                m.n_heads, q.window, m.head_dim, kv, m.n_heads, q.n_cont, m.head_dim, kv, m.n_heads, q.n_prompt);
   }
   return 0;
 }

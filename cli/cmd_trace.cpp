@@ -1,4 +1,4 @@
-// kvsim trace: one prefill per prompt (CPU, or CUDA with --device cuda), recorded into an HDF5 trace (format v1).
+// kvsim trace: one prefill per prompt (CPU, or CUDA with --device cuda), recorded into an HDF5 trace (format v1; v2 with --storage fp32|bf16).
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -25,7 +25,7 @@ std::string prompt_id(std::size_t index) {
 }  // namespace
 
 int cmd_trace(const std::vector<std::string>& args) {
-  std::string model_path, tokenizer_path, out_path, task, tmpl, device, precision;
+  std::string model_path, tokenizer_path, out_path, task, tmpl, device, precision, storage_text;
   std::vector<std::string> inputs;
   int window, cont_len, prompt_len, max_len, topk, limit, threads, compression;
   bool overwrite = false, chat = false, quiet = false;
@@ -45,6 +45,7 @@ int cmd_trace(const std::vector<std::string>& args) {
       ("template", po::value(&tmpl), "LongBench prompt template with {context} and {input}")
       ("chat", po::bool_switch(&chat), "JSONL inputs: wrap each prompt as a ChatML user turn (system default from the tokenizer's chat template)")
       ("compression", po::value(&compression)->default_value(4), "deflate level 0-9 (0 = none)")
+      ("storage", po::value(&storage_text)->default_value("fp16"), "element type of keys, values and queries: fp16 (format v1), fp32 or bf16 (format v2)")
       ("overwrite", po::bool_switch(&overwrite), "replace an existing OUT (and discard OUT.partial)")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)")
       ("quiet,q", po::bool_switch(&quiet), "no progress lines");
@@ -56,6 +57,9 @@ int cmd_trace(const std::vector<std::string>& args) {
   if (window <= 0) fail<InputError>("--window must be positive, got ", window);
   if (topk <= 0) fail<InputError>("--topk must be positive, got ", topk);
   if (compression < 0 || compression > 9) fail<InputError>("--compression must be in 0..9, got ", compression);
+  KvStorage storage = KvStorage::kFp16;
+  if (!parse_storage(storage_text, storage))
+    fail<InputError>("--storage must be fp16, fp32 or bf16, got '", storage_text, "'");
   const BackendChoice backend_choice = choose_backend(device, precision);
   if (std::filesystem::exists(out_path) && !overwrite)
     fail<InputError>(out_path, ": already exists (pass --overwrite to replace it)");
@@ -95,6 +99,7 @@ int cmd_trace(const std::vector<std::string>& args) {
   TraceProducer producer{kToolVersion, kGitSha, backend->name(), utc_now_iso8601()};
   WriterOptions wo;
   wo.compression_level = compression;
+  wo.storage = storage;
   wo.overwrite = overwrite;
   TraceWriter writer(out_path, trace_model_info(model), producer, trace_w_o(model), trace_final_norm(model), wo);
   const MatrixRM& classifier = model.output_matrix();

@@ -112,7 +112,7 @@ void ReplayArgs::add_to(po::options_description& opts) {
        "policy specs, e.g. 'full,snapkv:window=32,kernel=7,pool=max,adakv(snapkv):alpha=0.2'; 'all' = every policy "
        "with defaults ('kvsim policies' lists them)")
       ("budget,b", po::value(&budgets), "budgets in tokens per KV head, e.g. 64,128,256,512")
-      ("ratio,r", po::value(&ratios), "or compression ratios (fraction of prompt tokens removed), e.g. 0.5,0.8")
+      ("ratio,r", po::value(&ratios), "or compression ratios (fraction of prompt tokens removed; keeps int(T*(1-r)) as kvpress), e.g. 0.5,0.8")
       ("seed", po::value(&seed)->default_value(0), "seed mixed into every prompt's seed (random policy)")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores); results do not depend on it")
       ("overwrite", po::bool_switch(&overwrite), "replace existing outputs")

@@ -66,4 +66,14 @@ void bf16_bytes_to_float(const std::byte* src, std::span<float> dst) {
   }
 }
 
+void float_to_bf16(std::span<const float> src, std::span<bf16_bits> dst) {
+  KVSIM_CHECK(src.size() == dst.size());
+  for (std::size_t i = 0; i < src.size(); ++i) dst[i] = Eigen::numext::bit_cast<bf16_bits>(Eigen::bfloat16(src[i]));
+}
+
+void bf16_to_float(std::span<const bf16_bits> src, std::span<float> dst) {
+  KVSIM_CHECK(src.size() == dst.size());
+  bf16_bytes_to_float(reinterpret_cast<const std::byte*>(src.data()), dst);
+}
+
 }  // namespace kvsim

@@ -20,4 +20,10 @@ void half_bytes_to_float(const std::byte* src, std::span<float> dst);
 void bf16_bytes_to_float(const std::byte* src, std::span<float> dst);
 half_bits float_to_half(float f);
 
+// bfloat16 (the upper 16 bits of an fp32) for traces stored with --storage bf16: fp32 -> bf16
+// rounds to nearest even (Eigen::bfloat16); bf16 -> fp32 is exact.
+using bf16_bits = std::uint16_t;
+void float_to_bf16(std::span<const float> src, std::span<bf16_bits> dst);
+void bf16_to_float(std::span<const bf16_bits> src, std::span<float> dst);
+
 }  // namespace kvsim

@@ -14,6 +14,8 @@ class AdaKvPolicy final : public Policy {
   AdaKvPolicy(std::string spec, std::unique_ptr<ScoredPolicy> inner, double alpha)
       : Policy(std::move(spec)), inner_(std::move(inner)), alpha_(alpha) {}
   PolicyNeeds needs() const override { return inner_->needs(); }
+  // The inner's layer budgets, so the inner's rounding allowance (pyramidkv:rounding=kvpress).
+  int budget_slack() const override { return inner_->budget_slack(); }
 
   Selection select(const PromptView& v, const BudgetPlan& plan) const override {
     const int L = v.n_layers, Hkv = v.n_kv_heads, T = v.T, nb = static_cast<int>(plan.per_head.size());

@@ -44,6 +44,8 @@ class CriticalKvPolicy final : public Policy {
     n.w_o = true;
     return n;
   }
+  // The inner's layer budgets, so the inner's rounding allowance (pyramidkv:rounding=kvpress).
+  int budget_slack() const override { return inner_->budget_slack(); }
 
   Selection select(const PromptView& v, const BudgetPlan& plan) const override {
     const int L = v.n_layers, Hkv = v.n_kv_heads, T = v.T, nb = static_cast<int>(plan.per_head.size());

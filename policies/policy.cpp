@@ -17,16 +17,16 @@ PolicyNeeds merge(const PolicyNeeds& a, const PolicyNeeds& b) {
   return m;
 }
 
-std::vector<int> ScoredPolicy::layer_budgets(const PromptView& view, int B) const {
+std::vector<int> ScoredPolicy::layer_budgets(const PromptView& view, int B, double /*B_exact*/) const {
   return std::vector<int>(view.n_layers, std::clamp(B, 0, view.T));
 }
 
 std::vector<std::vector<int>> ScoredPolicy::plan_layer_budgets(const PromptView& view, const BudgetPlan& plan) const {
   std::vector<std::vector<int>> out;
-  for (int B : plan.per_head) {
-    std::vector<int> per_layer = layer_budgets(view, B);
+  for (int b = 0; b < static_cast<int>(plan.per_head.size()); ++b) {
+    std::vector<int> per_layer = layer_budgets(view, plan.per_head[b], plan.exact(b));
     KVSIM_CHECK(static_cast<int>(per_layer.size()) == view.n_layers, spec());
-    for (int& b : per_layer) b = std::clamp(b, 0, view.T);
+    for (int& x : per_layer) x = std::clamp(x, 0, view.T);
     out.push_back(std::move(per_layer));
   }
   return out;

@@ -37,6 +37,10 @@ class Policy {
   virtual void check_model(const ModelShape& shape) const {}
   // False only for `full`, the reference that ignores the budget.
   virtual bool respects_budget() const { return true; }
+  // Tokens per (layer, KV head), on average, that the policy may keep beyond B: 0, except for
+  // a rule reproducing another tool's rounding (pyramidkv:rounding=kvpress rounds each layer
+  // of T·(1 − r) on its own, as kvpress does). check_selection allows (B + slack)·L·Hkv.
+  virtual int budget_slack() const { return 0; }
   // Kept sets for every budget of the plan. Called concurrently for different prompts and
   // policies: implementations are const and keep no state.
   virtual Selection select(const PromptView& view, const BudgetPlan& plan) const = 0;
@@ -62,9 +66,11 @@ class ScoredPolicy : public Policy {
   int sink() const { return sink_; }
   Selection select(const PromptView& view, const BudgetPlan& plan) const override;
   // Per-layer budgets (tokens per KV head) for an average budget B, each in [0, T], summing
-  // to at most L·B. Default: min(B, T) in every layer. Public so that wrappers (adakv,
-  // criticalkv) keep the inner's layer allocation (AdaKV's "Ada-Pyramid").
-  virtual std::vector<int> layer_budgets(const PromptView& view, int B) const;
+  // to at most (B + budget_slack())·L. B_exact is B before truncation (BudgetPlan::exact:
+  // T·(1 − r) for a ratio), for rules that round as kvpress does. Default: min(B, T) in every
+  // layer. Public so that wrappers (adakv, criticalkv) keep the inner's layer allocation
+  // (AdaKV's "Ada-Pyramid").
+  virtual std::vector<int> layer_budgets(const PromptView& view, int B, double B_exact) const;
   // layer_budgets for every budget of the plan, each clamped to [0, T]: [n_budgets][L].
   std::vector<std::vector<int>> plan_layer_budgets(const PromptView& view, const BudgetPlan& plan) const;
 

@@ -11,7 +11,8 @@ long Selection::total_kept(int b) const {
   return total;
 }
 
-void check_selection(const Selection& s, const BudgetPlan& plan, const std::string& policy, bool respects_budget) {
+void check_selection(const Selection& s, const BudgetPlan& plan, const std::string& policy, bool respects_budget,
+                     int slack) {
   KVSIM_CHECK(s.n_budgets() == static_cast<int>(plan.per_head.size()), policy);
   std::vector<char> seen(s.T());
   for (int o = 0; o < s.n_orders(); ++o)
@@ -30,7 +31,7 @@ void check_selection(const Selection& s, const BudgetPlan& plan, const std::stri
         if (s.count(b, l, g) < 0 || s.count(b, l, g) > s.T())
           fail<Error>("policy ", policy, ": layer ", l, " KV head ", g, " keeps ", s.count(b, l, g), " of ", s.T(),
                       " tokens");
-    const long cap = static_cast<long>(plan.per_head[b]) * s.n_layers() * s.n_kv_heads();
+    const long cap = static_cast<long>(plan.per_head[b] + slack) * s.n_layers() * s.n_kv_heads();
     if (respects_budget && s.total_kept(b) > cap)
       fail<Error>("policy ", policy, ": keeps ", s.total_kept(b), " tokens at budget ", plan.per_head[b],
                   ", more than ", cap);

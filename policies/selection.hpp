@@ -3,7 +3,7 @@
 //
 // Budget B (DESIGN.md §4) = prompt tokens kept per KV head, averaged over all (layer, KV
 // head) pairs: the total kept is B·L·Hkv. Protected tokens count inside it; a policy may keep
-// fewer, never more.
+// fewer, never more (except within its Policy::budget_slack(): pyramidkv:rounding=kvpress).
 //
 // A Selection stores every budget of a sweep at once: for each (layer, KV head) a priority
 // order of the T prompt tokens, and per budget how many of its first tokens are kept. Every
@@ -20,6 +20,11 @@ namespace kvsim {
 
 struct BudgetPlan {
   std::vector<int> per_head;  // B for each budget of the sweep, resolved for this prompt
+  // The same budgets before truncation: T·(1 − r) for a compression ratio r (kvpress's
+  // q_len * (1 - compression_ratio)), B itself for a token budget. Empty = per_head. Only
+  // rules that reproduce kvpress's own rounding read it (pyramidkv:rounding=kvpress).
+  std::vector<double> per_head_exact;
+  double exact(int b) const { return per_head_exact.empty() ? per_head[b] : per_head_exact[b]; }
 };
 
 class Selection {
@@ -65,8 +70,9 @@ class Selection {
 };
 
 // Checks the invariants every policy must meet (each order a permutation of 0..T-1, counts
-// in [0, T], and unless the policy ignores budgets, total kept <= B·L·Hkv); throws Error
-// naming the policy on a violation.
-void check_selection(const Selection& s, const BudgetPlan& plan, const std::string& policy, bool respects_budget = true);
+// in [0, T], and unless the policy ignores budgets, total kept <= (B + slack)·L·Hkv, slack =
+// Policy::budget_slack()); throws Error naming the policy on a violation.
+void check_selection(const Selection& s, const BudgetPlan& plan, const std::string& policy, bool respects_budget = true,
+                     int slack = 0);
 
 }  // namespace kvsim

@@ -1,6 +1,6 @@
 #include "sim/budget.hpp"
 
-#include <cmath>
+#include <algorithm>
 #include <cstdlib>
 #include <sstream>
 
@@ -81,7 +81,16 @@ BudgetPlan BudgetSweep::resolve(int T, const std::string& where) const {
                        "); use budgets <= T or --ratio");
     plan.per_head.push_back(b);
   }
-  for (double r : ratios_) plan.per_head.push_back(std::max(1, static_cast<int>(std::lround((1.0 - r) * T))));
+  plan.per_head_exact.assign(plan.per_head.begin(), plan.per_head.end());
+  for (double r : ratios_) {
+    // kvpress 0.5.x (ScorerPress.compress): n_kept = int(k_len * (1 - compression_ratio)):
+    // the product in double, in that order, then truncation, so 4195 * (1 - 0.8) =
+    // 838.9999999999998 keeps 838 and 1024 * (1 - 0.8) = 204.79999999999995 keeps 204.
+    // At least 1 token: kvsim's budgets are >= 1 (kvpress would keep none when T·(1 − r) < 1).
+    const double exact = T * (1.0 - r);
+    plan.per_head.push_back(std::max(1, static_cast<int>(exact)));
+    plan.per_head_exact.push_back(exact);
+  }
   return plan;
 }
 

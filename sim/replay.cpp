@@ -134,7 +134,8 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
   std::vector<Selection> selections(P);
   tbb::parallel_for(0, P, [&](int p) {
     selections[p] = policies_[p]->select(view, plan);
-    check_selection(selections[p], plan, policies_[p]->spec(), policies_[p]->respects_budget());
+    check_selection(selections[p], plan, policies_[p]->spec(), policies_[p]->respects_budget(),
+                    policies_[p]->budget_slack());
   });
   std::vector<LayerReference> refs(L);
   tbb::parallel_for(0, L, [&](int l) { refs[l] = layer_reference(view, l); });

@@ -91,6 +91,19 @@ TEST_CASE("kvsim trace on stories260K: trace, inspect, h5py, resume", "[cli][sha
   CHECK(quiet.status == 0);
   CHECK(quiet.output.empty());
   CHECK(std::filesystem::exists(quiet_out));
+  CHECK_THAT(r.output, Catch::Contains("(kvsim-trace v1)"));
+  // --storage fp32 and bf16: format v2, inspect names the storage.
+  for (const char* storage : {"fp32", "bf16"}) {
+    const std::string other = (tmp / (std::string(storage) + ".h5")).string();
+    test::CliResult s = test::run_cli("trace --model " + model.string() + " --input " + text.string() +
+                                      " --prompt-len 128 --cont-len 16 --window 16 --threads 2 --limit 1 --storage " +
+                                      storage + " --out " + other);
+    INFO(s.output);
+    REQUIRE(s.status == 0);
+    s = test::run_cli("inspect " + other);
+    CHECK_THAT(s.output, Catch::Contains("(kvsim-trace v2)") &&
+                             Catch::Contains(std::string("keys [4, 144, 8] ") + (storage[0] == 'f' ? "f32" : "bf16")));
+  }
   // An interrupted run leaves OUT.partial; the next run resumes without redoing its prompts.
   std::filesystem::rename(out, out + ".partial");
   r = test::run_cli(base + " --limit 4");
@@ -143,6 +156,11 @@ TEST_CASE("kvsim trace: bad inputs give one clear error, a non-zero exit and no 
     expect_error("trace --model " + model.string() + " --input " + (tmp / "empty.txt").string() + " --out " + out,
                  "empty prompt");
   }
+  // Refused before the model is even opened.
+  for (const char* bad : {"fp8", "FP32", "float32", ""})
+    expect_error("trace --model " + (tmp / "none.bin").string() + " --input " + in + " --out " + out +
+                     " --storage '" + bad + "'",
+                 std::string("--storage must be fp16, fp32 or bf16, got '") + bad + "'");
   const test::CliResult unknown = test::run_cli("trace --model x --input y --out z --bogus 3");
   CHECK(unknown.status == 2);
   CHECK_THAT(unknown.output, Catch::Contains("bogus"));
@@ -172,7 +190,7 @@ TEST_CASE("kvsim inspect: a trace of another format version is refused", "[cli][
   }
   r = test::run_cli("inspect " + (tmp / "v.h5").string());
   CHECK(r.status == 1);
-  CHECK_THAT(r.output, Catch::Contains("v.h5: format_version 7 is not supported (this kvsim reads 1)"));
+  CHECK_THAT(r.output, Catch::Contains("v.h5: format_version 7 is not supported (this kvsim reads 1 to 2)"));
   std::ofstream(tmp / "junk.h5") << "not an hdf5 file";
   r = test::run_cli("inspect " + (tmp / "junk.h5").string());
   CHECK(r.status == 1);

@@ -13,6 +13,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/error.hpp"
@@ -123,8 +124,8 @@ struct Fixture {
     prompts.push_back(random_prompt(rng, model, "000000", 10, 3, 4, 5));
     prompts.push_back(random_prompt(rng, model, "000001", 7, 0, 7, 5));  // M = 0: empty datasets
   }
-  void write_all(const fs::path& path) {
-    TraceWriter w(path, model, test_producer(), w_o, final_norm);
+  void write_all(const fs::path& path, WriterOptions options = {}) {
+    TraceWriter w(path, model, test_producer(), w_o, final_norm, options);
     for (const PromptData& p : prompts) write_prompt(w, p);
     w.finish();
   }
@@ -135,6 +136,28 @@ void require_half_close(const std::vector<float>& got, const std::vector<float>&
   REQUIRE(got.size() == want.size());
   for (std::size_t i = 0; i < got.size(); ++i)
     REQUIRE(std::abs(got[i] - want[i]) <= std::ldexp(std::abs(want[i]), -11) + 1e-7f);
+}
+
+// Within the rounding of `storage`: fp32 exact, fp16 11 significant bits, bf16 8 (its range is
+// fp32's, so no subnormal slack beyond fp32's).
+void require_stored_close(const std::vector<float>& got, const std::vector<float>& want, KvStorage storage) {
+  if (storage == KvStorage::kFp16) return require_half_close(got, want);
+  REQUIRE(got.size() == want.size());
+  if (storage == KvStorage::kFp32) {
+    REQUIRE(got == want);
+    return;
+  }
+  for (std::size_t i = 0; i < got.size(); ++i) REQUIRE(std::abs(got[i] - want[i]) <= std::ldexp(std::abs(want[i]), -8));
+}
+
+// stdout + stderr of a shell command, and its exit status.
+std::pair<int, std::string> run_command(const std::string& command) {
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  char buffer[256];
+  while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
+  return {::pclose(pipe), output};
 }
 
 std::string message_of(const std::function<void()>& f) {
@@ -238,6 +261,78 @@ TEST_CASE("trace: round trip of a small random trace", "[trace]") {
   CHECK_THROWS_AS(r.read_layer(0, 3), TraceError);
 }
 
+TEST_CASE("trace: storage fp16 / fp32 / bf16 round trip, format_version and the storage attribute", "[trace]") {
+  for (KvStorage storage : {KvStorage::kFp16, KvStorage::kFp32, KvStorage::kBf16}) {
+    INFO(storage_name(storage));
+    TempTrace tmp(std::string("storage_") + storage_name(storage));
+    Fixture fx;
+    fx.write_all(tmp.path, WriterOptions{.storage = storage});
+    {  // raw HDF5, before a TraceReader opens the file with other access properties
+      hid_t f = H5Fopen(tmp.path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
+      REQUIRE(f >= 0);
+      CHECK((H5Aexists(f, "storage") > 0) == (storage != KvStorage::kFp16));
+      hid_t d = H5Dopen2(f, "/prompts/000000/layers/0/keys", H5P_DEFAULT);
+      hid_t t = H5Dget_type(d);
+      CHECK(H5Tget_size(t) == (storage == KvStorage::kFp32 ? 4u : 2u));
+      H5Tclose(t);
+      H5Dclose(d);
+      H5Fclose(f);
+    }
+    TraceReader r(tmp.path);
+    CHECK(r.storage() == storage);
+    // fp16 stays format_version 1 without the attribute (the bytes of traces before --storage).
+    CHECK(r.format_version() == (storage == KvStorage::kFp16 ? 1 : 2));
+    for (std::size_t p = 0; p < 2; ++p)
+      for (int l = 0; l < 3; ++l) {
+        const LayerRecord rec = r.read_layer(p, l);
+        const LayerRecord& w = fx.prompts[p].layers[static_cast<std::size_t>(l)];
+        require_stored_close(rec.keys, w.keys, storage);
+        require_stored_close(rec.values, w.values, storage);
+        require_stored_close(rec.q_window, w.q_window, storage);
+        require_stored_close(rec.q_cont, w.q_cont, storage);
+        CHECK(rec.attn_colsum == w.attn_colsum);
+      }
+  }
+  // bf16 keeps fp32's range: 1e6 is fine (fp16 refuses it), FLT_MAX rounds to Inf and is refused.
+  TempTrace big("storage_range");
+  Fixture fx;
+  TraceWriter w(big.path, fx.model, test_producer(), fx.w_o, fx.final_norm, WriterOptions{.storage = KvStorage::kBf16});
+  PromptData p = fx.prompts[0];
+  w.begin_prompt(p.meta, p.tokens);
+  LayerRecord bad = p.layers[0];
+  bad.values[5] = 3.4e38f;
+  CHECK_THAT(message_of([&] { w.write_layer(0, view_of(bad)); }),
+             Catch::Contains("/prompts/000000/layers/0/values: value") && Catch::Contains("not finite in bf16"));
+  bad.values[5] = std::nanf("");
+  CHECK_THAT(message_of([&] { w.write_layer(0, view_of(bad)); }), Catch::Contains("not finite in bf16"));
+  bad.values[5] = 1e6f;
+  CHECK_NOTHROW(w.write_layer(0, view_of(bad)));
+}
+
+TEST_CASE("trace: a dataset in another precision than the trace's storage is refused", "[trace]") {
+  TempTrace tmp("storage_mismatch");
+  Fixture fx;
+  fx.write_all(tmp.path, WriterOptions{.storage = KvStorage::kBf16});
+  rewrite_dataset(tmp.path, "/prompts/000000/layers/1/keys", {2, 13, 8}, 0.5f);  // float32
+  TraceReader r(tmp.path);
+  CHECK(message_of([&] { r.read_layer(0, 1); }) ==
+        tmp.path.string() + ": /prompts/000000/layers/1/keys is stored as fp32, but the trace's storage is bf16");
+  CHECK_NOTHROW(r.read_layer(0, 0));
+  // A .partial written with one storage is not resumed with another.
+  TempTrace part("storage_resume");
+  { TraceWriter w(part.path, fx.model, test_producer(), fx.w_o, fx.final_norm, WriterOptions{.storage = KvStorage::kFp32}); }
+  CHECK_THAT(message_of([&] {
+               TraceWriter w(part.path, fx.model, test_producer(), fx.w_o, fx.final_norm,
+                             WriterOptions{.storage = KvStorage::kBf16});
+             }),
+             Catch::Contains("written with storage fp32, not bf16"));
+  CHECK_THAT(message_of([&] { TraceWriter w(part.path, fx.model, test_producer(), fx.w_o, fx.final_norm); }),
+             Catch::Contains("not a kvsim-trace of format_version 1 (storage fp16)"));
+  TraceWriter resumed(part.path, fx.model, test_producer(), fx.w_o, fx.final_norm,
+                      WriterOptions{.storage = KvStorage::kFp32});
+  CHECK(resumed.resumed());
+}
+
 TEST_CASE("trace: one reader used from several threads", "[trace]") {
   TempTrace tmp("threads");
   Fixture fx;
@@ -334,13 +429,13 @@ TEST_CASE("trace: unsupported format_version", "[trace]") {
     hid_t f = H5Fopen(tmp.path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
     REQUIRE(f >= 0);
     hid_t a = H5Aopen(f, "format_version", H5P_DEFAULT);
-    int version = 2;
+    int version = 3;
     REQUIRE(H5Awrite(a, H5T_NATIVE_INT, &version) >= 0);
     H5Aclose(a);
     H5Fclose(f);
   }
   CHECK_THAT(message_of([&] { TraceReader r(tmp.path); }),
-             Catch::Contains(tmp.path.string() + ": format_version 2 is not supported (this kvsim reads 1)"));
+             Catch::Contains(tmp.path.string() + ": format_version 3 is not supported (this kvsim reads 1 to 2)"));
 }
 
 TEST_CASE("trace: truncated, missing and non-HDF5 files", "[trace]") {
@@ -417,4 +512,22 @@ TEST_CASE("trace: h5py reads K/V as float16", "[trace]") {
   while (std::fgets(buffer, sizeof buffer, pipe) != nullptr) output += buffer;
   REQUIRE(::pclose(pipe) == 0);
   CHECK(output == "(2, 13, 8) (1, 16, 32) gzip\n");
+
+  // fp32 and bf16 traces: numpy reads both as float32 (HDF5 widens bf16 exactly), values equal
+  // to kvsim's reader, and the root attribute names the storage.
+  for (KvStorage storage : {KvStorage::kFp32, KvStorage::kBf16}) {
+    INFO(storage_name(storage));
+    TempTrace st(std::string("h5py_") + storage_name(storage));
+    fx.write_all(st.path, WriterOptions{.storage = storage});
+    const auto [status2, text] = run_command(
+        "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File(sys.argv[1],'r'); d=f['prompts/000000/layers/0/keys']; "
+        "k=d[()]; print(f.attrs['format_version'], f.attrs['storage'], d.dtype, k.shape, repr(float(k[1,12,7])))\" '" +
+        st.path.string() + "'");
+    INFO(text);
+    REQUIRE(status2 == 0);
+    const float want = TraceReader(st.path).read_layer(0, 0).keys[(1 * 13 + 12) * 8 + 7];
+    const std::string head = std::string("2 ") + storage_name(storage) + " float32 (2, 13, 8) ";
+    REQUIRE(text.rfind(head, 0) == 0);
+    CHECK(std::stof(text.substr(head.size())) == want);
+  }
 }

@@ -38,6 +38,94 @@ TEST_CASE("pyramidkv layer budgets follow kvpress's formula and preserve the tot
           }
 }
 
+TEST_CASE("pyramidkv rounding=kvpress: kvpress's get_layer_budget, each layer rounded on its own", "[policies][pyramidkv]") {
+  // SmolLM2 (30 layers), T = 4195, r = 0.5, window 64, beta 20 (kvpress's defaults).
+  // kvpress: q_len·(1 − r) = 2097.5 (exact in double); max_capacity_prompt = 64 + 2097.5 = 2161.5;
+  //   min = 2097.5/20 = 104.875, max = 2·2097.5 − 104.875 = 4090.125 < T − 64 = 4131 (no clamp);
+  //   4195 >= 4090.125 >= 104.875 >= 64: the pyramid; steps = 3985.25/29 = 137.4224138;
+  //   raw[l] = 4090.125 − l·137.4224138 = 4090.125, 3952.703, 3815.280, 3677.858, 3540.435, 3403.013,
+  //   3265.591, 3128.168, 2990.746, 2853.323, 2715.901, 2578.478, 2441.056, 2303.634, 2166.211,
+  //   2028.789, 1891.366, 1753.944, 1616.522, 1479.099, 1341.677, 1204.254, 1066.832, 929.409,
+  //   791.987, 654.565, 517.142, 379.720, 242.297, 104.875; round() each (no halves) below.
+  //   Σ = 62925 = 30·2097.5.
+  const std::vector<int> kvpress = {4090, 3953, 3815, 3678, 3540, 3403, 3266, 3128, 2991, 2853,
+                                    2716, 2578, 2441, 2304, 2166, 2029, 1891, 1754, 1617, 1479,
+                                    1342, 1204, 1067, 929,  792,  655,  517,  380,  242,  105};
+  const double kept = 4195 * (1 - 0.5);
+  CHECK(pyramid_layer_budgets_kvpress(30, 4195, kept, 64, 20.0) == kvpress);
+  CHECK(std::accumulate(kvpress.begin(), kvpress.end(), 0L) == 62925);
+  // kvsim's largest remainders take the integer B = int(2097.5) = 2097: min 104.85, max 4089.15,
+  // step 137.3896552, raw 4089.15, 3951.760, 3814.371, ... 104.85 (floors sum to 62893, the 17
+  // largest remainders get +1): Σ = 62910 = 30·2097 exactly.
+  const std::vector<int> largest_remainder = {4089, 3952, 3814, 3677, 3540, 3402, 3265, 3127, 2990, 2853,
+                                              2715, 2578, 2440, 2303, 2166, 2028, 1891, 1754, 1616, 1479,
+                                              1341, 1204, 1067, 929,  792,  654,  517,  380,  242,  105};
+  CHECK(pyramid_layer_budgets(30, 4195, 2097, 64, 20.0) == largest_remainder);
+  int differ = 0;
+  for (int l = 0; l < 30; ++l) {
+    CHECK(kvpress[l] - largest_remainder[l] >= 0);
+    CHECK(kvpress[l] - largest_remainder[l] <= 1);
+    differ += kvpress[l] != largest_remainder[l];
+  }
+  CHECK(differ == 15);  // 15 of 30 layers keep one token more in kvpress
+
+  // Python's round() takes halves to the even integer: --budget 21 (kept = 21 exactly), L=4,
+  // T=100, w=4, beta 2: min 10.5, max 31.5, step 7: raw 31.5, 24.5, 17.5, 10.5 -> 32 24 18 10.
+  CHECK(pyramid_layer_budgets_kvpress(4, 100, 21.0, 4, 2.0) == std::vector<int>{32, 24, 18, 10});
+  // The fallback keeps round(q_len·(1 − r)), not int(): 4195·(1 − 0.8) = 838.9999999999998
+  // -> 839 in every layer (min 41.95 < 64), one more than the per-head budget int() = 838.
+  CHECK(pyramid_layer_budgets_kvpress(3, 4195, 4195 * (1 - 0.8), 64, 20.0) == std::vector<int>{839, 839, 839});
+  CHECK(pyramid_layer_budgets_kvpress(2, 5, 2.5, 4, 20.0) == std::vector<int>{2, 2});  // half to even
+  CHECK(pyramid_layer_budgets_kvpress(2, 7, 3.5, 4, 20.0) == std::vector<int>{4, 4});
+  // One layer: kvpress divides by zero; kvsim falls back. Clamp at T=40 (B 25, w 4, beta 2):
+  // max 37.5 >= 36 -> 36, min 14, step 7.33: 36, 28.67, 21.33, 14 -> 36 29 21 14.
+  CHECK(pyramid_layer_budgets_kvpress(1, 50, 30.0, 4, 2.0) == std::vector<int>{30});
+  CHECK(pyramid_layer_budgets_kvpress(4, 40, 25.0, 4, 2.0) == std::vector<int>{36, 29, 21, 14});
+}
+
+TEST_CASE("pyramidkv rounding=kvpress through the policy: the plan's exact budget, slack, spec", "[policies][pyramidkv]") {
+  CHECK(make_policy("pyramidkv")->spec() == "pyramidkv:window=64,kernel=5,pool=avg,reduce=mean,beta=20");
+  CHECK(make_policy("pyramidkv:rounding=largest_remainder")->spec() ==
+        "pyramidkv:window=64,kernel=5,pool=avg,reduce=mean,beta=20");
+  const auto kv = make_policy("pyramidkv:window=4,beta=2,rounding=kvpress");
+  CHECK(kv->spec() == "pyramidkv:window=4,kernel=5,pool=avg,reduce=mean,beta=2,rounding=kvpress");
+  CHECK(kv->budget_slack() == 2);
+  CHECK(make_policy("pyramidkv")->budget_slack() == 0);
+  CHECK(make_policy("adakv(pyramidkv:rounding=kvpress)")->budget_slack() == 2);
+  CHECK_THROWS_WITH(make_policy("pyramidkv:rounding=nearest"),
+                    Catch::Contains("rounding='nearest' must be one of largest_remainder|kvpress"));
+
+  test::PromptShape sh;
+  sh.L = 4, sh.H = 6, sh.Hkv = 2, sh.T = 100, sh.W = 6;
+  const PromptTensors p = test::random_prompt(sh, 47);
+  // A ratio plan as BudgetSweep resolves it: r = 0.79 -> 100·(1 − 0.79) = 20.999999999999996 -> B 20.
+  BudgetPlan plan;
+  plan.per_head = {20};
+  plan.per_head_exact = {100 * (1 - 0.79)};
+  const Selection s = kv->select(p.view(), plan);
+  const Selection snap = make_policy("snapkv:window=4")->select(p.view(), plan);
+  // min 10.499999999999998, max 31.499999999999993, step 7: raw 31.499999999999993,
+  // 24.499999999999996, 17.5, 10.5 -> 31 24 18 10: 83 tokens per KV head over 4 layers, above
+  // 4·B = 80 (within the slack of 2 per layer).
+  const std::vector<int> expected = {31, 24, 18, 10};
+  CHECK(pyramid_layer_budgets_kvpress(4, 100, plan.per_head_exact[0], 4, 2.0) == expected);
+  for (int l = 0; l < sh.L; ++l)
+    for (int g = 0; g < sh.Hkv; ++g) {
+      CHECK(s.count(0, l, g) == expected[l]);
+      const auto a = s.order(0, l, g), b = snap.order(0, l, g);
+      CHECK(std::equal(a.begin(), a.end(), b.begin(), b.end()));
+    }
+  CHECK_NOTHROW(check_selection(s, plan, kv->spec(), true, kv->budget_slack()));
+  // Without the exact value (a token budget) the rule reads B itself.
+  const Selection t = kv->select(p.view(), test::plan_of({21}));
+  for (int l = 0; l < sh.L; ++l) CHECK(t.count(0, l, 0) == std::vector<int>{32, 24, 18, 10}[l]);
+  for (const auto& shape : test::gqa_shapes()) {
+    const PromptTensors q = test::random_prompt(shape, 53 + shape.H);
+    test::check_policy(*make_policy("pyramidkv:window=4,beta=1.5,rounding=kvpress"), q,
+                       test::plan_of({4, 8, 12, shape.T}), 4, /*nested=*/false);
+  }
+}
+
 TEST_CASE("pyramidkv keeps snapkv's order with per-layer counts", "[policies][pyramidkv]") {
   test::PromptShape sh;
   sh.L = 4, sh.H = 6, sh.Hkv = 2, sh.T = 40, sh.W = 6;

@@ -8,7 +8,9 @@
 #include <limits>
 #include <sstream>
 
+#include "sim/budget.hpp"
 #include "sim/replay.hpp"
+#include "support/policy_fixture.hpp"
 #include "support/shared.hpp"
 #include "support/trace_fixture.hpp"
 
@@ -63,6 +65,120 @@ TEST_CASE("replay: full is exactly zero, budget T is zero for every policy, reca
     }
   });
   CHECK(n == 3);
+}
+
+TEST_CASE("budgets: --ratio keeps int(T·(1 − r)) tokens per head, as kvpress", "[sim]") {
+  // kvpress 0.5.x ScorerPress: n_kept = int(k_len * (1 - compression_ratio)), double product
+  // then truncation. 4195 * (1 - 0.8) = 838.9999999999998 -> 838 (lround gave 839).
+  const BudgetSweep r = BudgetSweep::parse("", "0.8,0.5");
+  const BudgetPlan p = r.resolve(4195, "test");
+  CHECK(p.per_head == std::vector<int>{838, 2097});  // 0.5: 2097.5 -> 2097 = ⌊T/2⌋
+  CHECK(p.exact(0) == 4195 * (1 - 0.8));
+  CHECK(p.exact(1) == 2097.5);
+  // 1024 * (1 - 0.8) = 204.79999999999995 -> 204 (lround gave 205).
+  CHECK(r.resolve(1024, "test").per_head[0] == 204);
+  for (int T : {1, 3, 17, 99, 4097}) CHECK(r.resolve(T, "test").per_head[1] == std::max(1, T / 2));
+  // Token budgets are their own exact value; at least 1 token whatever the ratio.
+  const BudgetPlan t = BudgetSweep::tokens({5, 9}).resolve(20, "test");
+  CHECK(t.per_head == std::vector<int>{5, 9});
+  CHECK((t.exact(0) == 5.0 && t.exact(1) == 9.0));
+  CHECK(BudgetSweep::ratios({0.9}).resolve(5, "test").per_head[0] == 1);
+}
+
+namespace {
+
+// The fp32 tensors of one prompt straight from the tracer's forward pass, as PromptTensors.
+class TensorSink : public PromptSink {
+ public:
+  explicit TensorSink(PromptTensors& pt) : pt_(pt) {}
+  void layer(int l, const LayerView& v) override {
+    LayerTensors& ly = pt_.layers[l];
+    ly.keys.assign(v.keys.begin(), v.keys.end());
+    ly.values.assign(v.values.begin(), v.values.end());
+    ly.q_window.assign(v.q_window.begin(), v.q_window.end());
+    ly.q_cont.assign(v.q_cont.begin(), v.q_cont.end());
+    ly.attn_colsum.assign(v.attn_colsum.begin(), v.attn_colsum.end());
+  }
+  void outputs(const PromptOutputs&) override {}
+
+ private:
+  PromptTensors& pt_;
+};
+
+}  // namespace
+
+TEST_CASE("kvsim run on an fp32 trace keeps the sets computed from the fp32 tensors directly", "[sim][cli][trace]") {
+  test::TempDir tmp;
+  const Model m = random_model(test::small_config(), 6);
+  test::TraceSpec spec;
+  spec.n_prompts = 2, spec.T = 64, spec.W = 16, spec.storage = KvStorage::kFp32;
+  test::write_model_trace(tmp / "f32.h5", m, spec);
+  const std::vector<std::string> policies = {"snapkv:window=16,kernel=5,pool=avg,reduce=mean",
+                                             "h2o:window=4,reduce=mean", "knorm", "tova:window=1",
+                                             "criticalkv(snapkv:window=16,kernel=5,pool=avg,reduce=mean):epsilon=0.0001,"
+                                             "first_stage=0.5,reduce=mean",
+                                             "pyramidkv:window=4,kernel=5,pool=avg,reduce=mean,beta=2,rounding=kvpress"};
+  std::string list;
+  for (const auto& p : policies) list += (list.empty() ? "" : ",") + p;
+  const auto r = test::run_cli("run " + (tmp / "f32.h5").string() + " --policies '" + list +
+                               "' --budget 4,16,40 --quiet --out " + (tmp / "r").string() + " --dump-kept " +
+                               (tmp / "kept.csv").string());
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  const std::string dump = test::slurp(tmp / "kept.csv");
+
+  const TraceReader reader(tmp / "f32.h5");
+  REQUIRE(reader.storage() == KvStorage::kFp32);
+  const std::vector<float> w_o_flat = trace_w_o(m);  // [L, hidden, H*d]
+  auto w_o = std::make_shared<std::vector<std::vector<float>>>();
+  const std::size_t per_layer = w_o_flat.size() / m.config.n_layers;
+  for (int l = 0; l < m.config.n_layers; ++l)
+    w_o->emplace_back(w_o_flat.begin() + l * per_layer, w_o_flat.begin() + (l + 1) * per_layer);
+  const CpuForward fwd(m);
+  const BudgetSweep budgets = BudgetSweep::tokens({4, 16, 40});
+  int lines = 0;
+  for (std::size_t p = 0; p < reader.prompts().size(); ++p) {
+    const PromptMeta& meta = reader.prompts()[p];
+    PromptTensors pt;
+    pt.id = meta.id, pt.task = meta.task, pt.n_layers = m.config.n_layers, pt.n_heads = m.config.n_heads;
+    pt.n_kv_heads = m.config.n_kv_heads, pt.head_dim = m.config.head_dim, pt.hidden = m.config.hidden;
+    pt.T = meta.n_prompt, pt.M = meta.n_cont, pt.W = meta.window, pt.w_o = w_o;
+    pt.layers.resize(m.config.n_layers);
+    const std::vector<std::int32_t> tokens = reader.read_outputs(p).tokens;
+    TensorSink sink(pt);
+    RecordOptions ro;
+    ro.window = spec.W, ro.topk = spec.topk;
+    record_prompt(fwd, std::vector<int>(tokens.begin(), tokens.end()), meta.n_prompt, ro, sink);
+    // The trace holds these tensors bit for bit.
+    for (int l = 0; l < pt.n_layers; ++l) {
+      const LayerRecord rec = reader.read_layer(p, l);
+      CHECK(rec.keys == pt.layers[l].keys);
+      CHECK(rec.values == pt.layers[l].values);
+      CHECK(rec.q_window == pt.layers[l].q_window);
+      CHECK(rec.q_cont == pt.layers[l].q_cont);
+    }
+    pt.derive_attention(true, true);
+    const BudgetPlan plan = budgets.resolve(pt.T, "direct");
+    for (const auto& spec_text : policies) {
+      const auto policy = make_policy(spec_text);
+      REQUIRE(policy->spec() == spec_text);
+      const Selection s = policy->select(pt.view(), plan);
+      for (int b = 0; b < s.n_budgets(); ++b)
+        for (int l = 0; l < s.n_layers(); ++l)
+          for (int g = 0; g < s.n_kv_heads(); ++g) {
+            const auto kept = test::kept_set(s, b, l, g);
+            std::string line = "f32.h5," + meta.id + ",\"" + spec_text + "\"," + budgets.labels()[b] + "," +
+                               std::to_string(l) + "," + std::to_string(g) + "," + std::to_string(kept.size()) + ",";
+            bool first = true;
+            for (int i : kept) line += (first ? "" : " ") + std::to_string(i), first = false;
+            INFO(line);
+            CHECK(dump.find(line + "\n") != std::string::npos);
+            ++lines;
+          }
+    }
+  }
+  CHECK(lines == 2 * 6 * 3 * 3 * 2);
+  CHECK(std::count(dump.begin(), dump.end(), '\n') == lines + 1);  // + the header
 }
 
 TEST_CASE("kvsim run: same bytes at 1 and 2 threads, dump-kept, comparison table", "[sim][cli]") {

@@ -27,13 +27,36 @@ void fail_hdf5(const std::string& file, const std::string& object, const std::st
   fail<TraceError>(file, ": ", object, what, " (HDF5: ", detail, ")");
 }
 
-Handle make_half_type() {
+namespace {
+
+// A 16-bit float type: sign bit 15, `exponent_bits` above `mantissa_bits`, bias `ebias`.
+Handle make_float16_type(std::size_t exponent_bits, std::size_t mantissa_bits, std::size_t ebias, const char* what) {
   Handle t = type_handle(H5Tcopy(H5T_IEEE_F32LE));
-  // Sign bit 15, exponent bits 10..14, mantissa bits 0..9, bias 15: IEEE 754 binary16.
-  if (!t || H5Tset_fields(t.get(), 15, 10, 5, 0, 10) < 0 || H5Tset_precision(t.get(), 16) < 0 ||
-      H5Tset_ebias(t.get(), 15) < 0 || H5Tset_size(t.get(), 2) < 0)
-    fail_hdf5("(memory)", "float16 type", ": cannot be built");
+  if (!t || H5Tset_fields(t.get(), 15, mantissa_bits, exponent_bits, 0, mantissa_bits) < 0 ||
+      H5Tset_precision(t.get(), 16) < 0 || H5Tset_ebias(t.get(), ebias) < 0 || H5Tset_size(t.get(), 2) < 0)
+    fail_hdf5("(memory)", what, ": cannot be built");
   return t;
+}
+
+}  // namespace
+
+// Sign bit 15, exponent bits 10..14, mantissa bits 0..9, bias 15: IEEE 754 binary16.
+Handle make_half_type() { return make_float16_type(5, 10, 15, "float16 type"); }
+
+// Sign bit 15, exponent bits 7..14, mantissa bits 0..6, bias 127: bfloat16.
+Handle make_bf16_type() { return make_float16_type(8, 7, 127, "bfloat16 type"); }
+
+Handle make_storage_type(KvStorage storage) {
+  switch (storage) {
+    case KvStorage::kBf16: return make_bf16_type();
+    case KvStorage::kFp32: {
+      Handle t = type_handle(H5Tcopy(H5T_IEEE_F32LE));
+      if (!t) fail_hdf5("(memory)", "float32 type", ": cannot be built");
+      return t;
+    }
+    case KvStorage::kFp16: break;
+  }
+  return make_half_type();
 }
 
 Handle make_utf8_type() {
@@ -203,8 +226,11 @@ Dims dataset_dims(hid_t dataset, const std::string& file, const std::string& obj
   return dims;
 }
 
-void read_dataset(hid_t dataset, hid_t mem_type, H5T_class_t type_class, const Dims& expected, void* out,
-                  const std::string& file, const std::string& object) {
+namespace {
+
+// The dataset's file type, after checking its class and its shape.
+Handle checked_file_type(hid_t dataset, H5T_class_t type_class, const Dims& expected, const std::string& file,
+                         const std::string& object) {
   Handle file_type = type_handle(H5Dget_type(dataset));
   if (!file_type || H5Tget_class(file_type.get()) != type_class)
     fail<TraceError>(file, ": ", object, " has the wrong element type (expected ",
@@ -212,9 +238,46 @@ void read_dataset(hid_t dataset, hid_t mem_type, H5T_class_t type_class, const D
   Dims dims = dataset_dims(dataset, file, object);
   if (dims != expected)
     fail<TraceError>(file, ": ", object, " has shape ", dims_to_string(dims), ", expected ", dims_to_string(expected));
+  return file_type;
+}
+
+void read_whole(hid_t dataset, hid_t mem_type, const Dims& dims, void* out, const std::string& file,
+                const std::string& object) {
   if (element_count(dims) == 0) return;
   if (H5Dread(dataset, mem_type, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
     fail_hdf5(file, object, ": cannot read dataset");
+}
+
+}  // namespace
+
+void read_dataset(hid_t dataset, hid_t mem_type, H5T_class_t type_class, const Dims& expected, void* out,
+                  const std::string& file, const std::string& object) {
+  checked_file_type(dataset, type_class, expected, file, object);
+  read_whole(dataset, mem_type, expected, out, file, object);
+}
+
+namespace {
+
+// "fp16", "bf16", "fp32", or a description of another type, for messages.
+std::string describe_float_type(hid_t type) {
+  for (KvStorage s : {KvStorage::kFp16, KvStorage::kBf16, KvStorage::kFp32}) {
+    Handle t = make_storage_type(s);
+    if (H5Tequal(type, t.get()) > 0) return storage_name(s);
+  }
+  return H5Tget_class(type) == H5T_FLOAT ? "a float of " + std::to_string(H5Tget_size(type)) + " bytes"
+                                         : "not a float";
+}
+
+}  // namespace
+
+void read_stored(hid_t dataset, KvStorage storage, const Dims& expected, void* out, const std::string& file,
+                 const std::string& object) {
+  Handle want = make_storage_type(storage);
+  Handle file_type = checked_file_type(dataset, H5T_FLOAT, expected, file, object);
+  if (H5Tequal(file_type.get(), want.get()) <= 0)
+    fail<TraceError>(file, ": ", object, " is stored as ", describe_float_type(file_type.get()),
+                     ", but the trace's storage is ", storage_name(storage));
+  read_whole(dataset, want.get(), expected, out, file, object);
 }
 
 }  // namespace kvsim::h5

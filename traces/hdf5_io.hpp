@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "traces/hdf5_handle.hpp"
+#include "traces/trace_types.hpp"
 
 namespace kvsim::h5 {
 
@@ -27,6 +28,12 @@ std::size_t element_count(const Dims& dims);
 // IEEE binary16, little endian. HDF5 1.10 has no predefined float16; h5py maps this to numpy
 // float16. Used as both file and memory type so HDF5 copies the bits without conversion.
 Handle make_half_type();
+// bfloat16: sign bit 15, exponent bits 7..14 (bias 127), mantissa bits 0..6, little endian. Also
+// built with H5Tset_fields; h5py reads it as float32 (the smallest numpy float that holds it),
+// HDF5 converting exactly.
+Handle make_bf16_type();
+// The file (and memory) type of K/V/Q for a storage: the two above, or IEEE float32 LE.
+Handle make_storage_type(KvStorage storage);
 // Variable-length UTF-8 string (h5py reads it as str).
 Handle make_utf8_type();
 
@@ -66,5 +73,9 @@ Dims dataset_dims(hid_t dataset, const std::string& file, const std::string& obj
 // then reads it whole into `out` (memory type `mem_type`, `out` sized by the caller).
 void read_dataset(hid_t dataset, hid_t mem_type, H5T_class_t type_class, const Dims& expected, void* out,
                   const std::string& file, const std::string& object);
+// The same, for K/V/Q: the file type must equal `storage`'s exactly (checked after the shape),
+// so HDF5 copies the bits and never converts between precisions.
+void read_stored(hid_t dataset, KvStorage storage, const Dims& expected, void* out, const std::string& file,
+                 const std::string& object);
 
 }  // namespace kvsim::h5

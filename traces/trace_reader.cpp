@@ -18,7 +18,6 @@ using h5::Handle;
 
 struct TraceReader::Impl {
   Handle file;
-  Handle half_type;
 };
 
 namespace {
@@ -45,23 +44,47 @@ std::vector<std::int32_t> read_i32(hid_t parent, const std::string& name, const 
   return out;
 }
 
-std::vector<half_bits> read_half(hid_t parent, const std::string& name, hid_t half_type, const Dims& dims,
-                                 const std::string& file, const std::string& object) {
+// One K/V/Q dataset as stored: fp32 values in `values`, or fp16/bf16 bits in `bits`.
+struct StoredTensor {
+  std::vector<std::uint16_t> bits;
+  std::vector<float> values;
+};
+
+StoredTensor read_stored(hid_t parent, const std::string& name, KvStorage storage, const Dims& dims,
+                         const std::string& file, const std::string& object) {
   Handle dset = h5::open_dataset(parent, name, file, object);
-  std::vector<half_bits> out(h5::element_count(dims));
-  h5::read_dataset(dset.get(), half_type, H5T_FLOAT, dims, out.data(), file, object);
-  return out;
+  StoredTensor t;
+  void* out = nullptr;
+  if (storage == KvStorage::kFp32) {
+    t.values.resize(h5::element_count(dims));
+    out = t.values.data();
+  } else {
+    t.bits.resize(h5::element_count(dims));
+    out = t.bits.data();
+  }
+  h5::read_stored(dset.get(), storage, dims, out, file, object);
+  return t;
 }
 
-// Converts outside the library lock; checks Inf/NaN on the bits (exponent all ones).
-std::vector<float> half_to_checked_float(const std::vector<half_bits>& bits, const std::string& file,
-                                         const std::string& object) {
-  for (std::size_t i = 0; i < bits.size(); ++i)
-    if ((bits[i] & 0x7C00) == 0x7C00)
-      fail<TraceError>(file, ": ", object, " holds a non-finite value (", half_to_float(bits[i]), ") at flat index ",
-                       i);
-  std::vector<float> out(bits.size());
-  half_to_float(bits, out);
+// Converts to fp32 outside the library lock, rejecting Inf/NaN (for 16-bit storage on the bits:
+// exponent all ones).
+std::vector<float> to_checked_float(StoredTensor t, KvStorage storage, const std::string& file,
+                                    const std::string& object) {
+  if (storage == KvStorage::kFp32) {
+    check_finite(t.values, file, object);
+    return std::move(t.values);
+  }
+  std::vector<float> out(t.bits.size());
+  const bool half = storage == KvStorage::kFp16;
+  if (half) {
+    half_to_float(t.bits, out);
+  } else {
+    bf16_to_float(t.bits, out);
+  }
+  const std::uint16_t exponent = nonfinite_exponent(storage);
+  for (std::size_t i = 0; i < t.bits.size(); ++i)
+    if ((t.bits[i] & exponent) == exponent)
+      fail<TraceError>(file, ": ", object, " holds a non-finite value (", out[i], ") at flat index ", i);
   return out;
 }
 
@@ -104,14 +127,19 @@ TraceReader::TraceReader(std::filesystem::path path)
     std::string detail = h5::error_detail();
     fail<TraceError>(f, ": cannot be opened (truncated or corrupt?)", detail.empty() ? "" : " (HDF5: " + detail + ")");
   }
-  impl_->half_type = h5::make_half_type();
   hid_t root = impl_->file.get();
 
   if (!h5::has_attr(root, "format") || h5::read_string_attr(root, "format", f, "/") != kTraceFormatName)
     fail<TraceError>(f, ": not a kvsim trace (root attribute format is not \"", kTraceFormatName, "\")");
-  int version = h5::read_int_attr(root, "format_version", f, "/");
-  if (version != kTraceFormatVersion)
-    fail<TraceError>(f, ": format_version ", version, " is not supported (this kvsim reads ", kTraceFormatVersion, ")");
+  version_ = h5::read_int_attr(root, "format_version", f, "/");
+  if (version_ < 1 || version_ > kTraceFormatVersion)
+    fail<TraceError>(f, ": format_version ", version_, " is not supported (this kvsim reads 1 to ", kTraceFormatVersion,
+                     ")");
+  if (version_ >= kFirstStorageVersion) {
+    const std::string storage = h5::read_string_attr(root, "storage", f, "/");
+    if (!parse_storage(storage, storage_))
+      fail<TraceError>(f, ": root attribute storage is \"", storage, "\", expected fp16, fp32 or bf16");
+  }
   producer_.version = h5::read_string_attr(root, "producer_version", f, "/");
   producer_.git_sha = h5::read_string_attr(root, "producer_git_sha", f, "/");
   producer_.backend = h5::read_string_attr(root, "backend", f, "/");
@@ -186,7 +214,6 @@ TraceReader::TraceReader(std::filesystem::path path)
 
 TraceReader::~TraceReader() {
   h5::LibraryLock lock(h5::library_mutex());
-  impl_->half_type.close();
   impl_->file.close();
 }
 
@@ -239,7 +266,7 @@ LayerRecord TraceReader::read_layer(std::size_t prompt_index, int layer) const {
   auto G = static_cast<hsize_t>(model_.n_kv_heads), H = static_cast<hsize_t>(model_.n_heads);
   auto d = static_cast<hsize_t>(model_.head_dim), T = static_cast<hsize_t>(meta.n_prompt);
   auto M = static_cast<hsize_t>(meta.n_cont), W = static_cast<hsize_t>(meta.window);
-  std::vector<half_bits> keys, values, q_window, q_cont;
+  StoredTensor keys, values, q_window, q_cont;
   LayerRecord rec;
   {
     h5::LibraryLock lock(h5::library_mutex());
@@ -248,17 +275,17 @@ LayerRecord TraceReader::read_layer(std::size_t prompt_index, int layer) const {
     Handle gp = h5::open_group(impl_->file.get(), prompt_object(meta.id), f, prompt_object(meta.id));
     Handle gl = h5::open_group(gp.get(), "layers", f, prompt_object(meta.id) + "/layers");
     Handle g = h5::open_group(gl.get(), std::to_string(layer), f, object);
-    hid_t half = impl_->half_type.get();
-    keys = read_half(g.get(), "keys", half, {G, T + M, d}, f, object + "/keys");              // [n_kv_heads, T+M, d]
-    values = read_half(g.get(), "values", half, {G, T + M, d}, f, object + "/values");        // [n_kv_heads, T+M, d]
-    q_window = read_half(g.get(), "q_window", half, {H, W, d}, f, object + "/q_window");      // [n_heads, W, d]
-    q_cont = read_half(g.get(), "q_cont", half, {H, M, d}, f, object + "/q_cont");            // [n_heads, M, d]
+    const KvStorage s = storage_;
+    keys = read_stored(g.get(), "keys", s, {G, T + M, d}, f, object + "/keys");              // [n_kv_heads, T+M, d]
+    values = read_stored(g.get(), "values", s, {G, T + M, d}, f, object + "/values");        // [n_kv_heads, T+M, d]
+    q_window = read_stored(g.get(), "q_window", s, {H, W, d}, f, object + "/q_window");      // [n_heads, W, d]
+    q_cont = read_stored(g.get(), "q_cont", s, {H, M, d}, f, object + "/q_cont");            // [n_heads, M, d]
     rec.attn_colsum = read_f32(g.get(), "attn_colsum", {H, T}, f, object + "/attn_colsum");  // [n_heads, T]
   }
-  rec.keys = half_to_checked_float(keys, f, object + "/keys");
-  rec.values = half_to_checked_float(values, f, object + "/values");
-  rec.q_window = half_to_checked_float(q_window, f, object + "/q_window");
-  rec.q_cont = half_to_checked_float(q_cont, f, object + "/q_cont");
+  rec.keys = to_checked_float(std::move(keys), storage_, f, object + "/keys");
+  rec.values = to_checked_float(std::move(values), storage_, f, object + "/values");
+  rec.q_window = to_checked_float(std::move(q_window), storage_, f, object + "/q_window");
+  rec.q_cont = to_checked_float(std::move(q_cont), storage_, f, object + "/q_cont");
   check_finite(rec.attn_colsum, f, object + "/attn_colsum");
   return rec;
 }

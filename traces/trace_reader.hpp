@@ -1,5 +1,5 @@
 #pragma once
-// Reads a kvsim trace (format v1, docs/trace-format.md) one (prompt, layer) at a time, so
+// Reads a kvsim trace (format v1 and v2, docs/trace-format.md) one (prompt, layer) at a time, so
 // memory does not grow with the number of prompts. Every read checks shapes against the
 // metadata and rejects NaN/Inf. Methods may be called from several threads: HDF5 calls are
 // serialized on the library lock (traces/hdf5_handle.hpp), conversions run outside it.
@@ -26,12 +26,16 @@ class TraceReader {
   const std::filesystem::path& path() const { return path_; }
   const ModelInfo& model() const { return model_; }
   const TraceProducer& producer() const { return producer_; }
+  int format_version() const { return version_; }
+  // Element type of keys, values, q_window, q_cont: fp16 in version 1, the root attribute
+  // `storage` in version 2. read_layer converts every storage to fp32.
+  KvStorage storage() const { return storage_; }
   // Complete prompts only, sorted by id; prompt_index below indexes this vector.
   const std::vector<PromptMeta>& prompts() const { return prompts_; }
 
   // cont_residual is read when the prompt has it (optional dataset), else left empty.
   PromptOutputs read_outputs(std::size_t prompt_index) const;
-  // K/V/Q converted from fp16 to fp32.
+  // K/V/Q converted from the trace's storage (fp16, bf16, fp32) to fp32.
   LayerRecord read_layer(std::size_t prompt_index, int layer) const;
   // [hidden, n_heads*head_dim] of one layer.
   std::vector<float> read_w_o(int layer) const;
@@ -52,6 +56,8 @@ class TraceReader {
   std::string file_label_;
   ModelInfo model_;
   TraceProducer producer_;
+  int version_ = 0;
+  KvStorage storage_ = KvStorage::kFp16;
   std::vector<PromptMeta> prompts_;
   std::unique_ptr<Impl> impl_;
 };

@@ -1,5 +1,5 @@
 #pragma once
-// In-memory records of a kvsim trace (format v1, docs/trace-format.md). Layouts are written
+// In-memory records of a kvsim trace (format v1 and v2, docs/trace-format.md). Layouts are written
 // once, in brackets, in memory order (row-major). Index letters: l layer, h query head,
 // g KV head, i token, T prompt length, M continuation length, W window, d head_dim.
 #include <cstdint>
@@ -10,7 +10,21 @@
 namespace kvsim {
 
 inline constexpr const char* kTraceFormatName = "kvsim-trace";
-inline constexpr int kTraceFormatVersion = 1;
+// The newest format_version this kvsim reads and writes; it reads every version from 1.
+inline constexpr int kTraceFormatVersion = 2;
+
+// Element type of the keys, values, q_window and q_cont datasets (docs/trace-format.md,
+// "Storage precision"). fp16 is format_version 1, byte for byte; fp32 and bf16 need version 2,
+// whose root attribute `storage` names them (a v1 reader would read them as fp16 without
+// noticing the precision).
+enum class KvStorage { kFp16, kFp32, kBf16 };
+inline constexpr int kFirstStorageVersion = 2;  // the first format_version with `storage`
+const char* storage_name(KvStorage s);                // "fp16" | "fp32" | "bf16"
+// "fp16" / "fp32" / "bf16" into out; false (out untouched) for any other text.
+bool parse_storage(const std::string& text, KvStorage& out);
+inline int trace_format_version(KvStorage s) { return s == KvStorage::kFp16 ? 1 : kFirstStorageVersion; }
+// The exponent bits of a 16-bit storage (fp16 / bf16): all ones is Inf or NaN.
+inline std::uint16_t nonfinite_exponent(KvStorage s) { return s == KvStorage::kFp16 ? 0x7C00 : 0x7F80; }
 
 // What the model looks like; stored once per trace under /model.
 struct ModelInfo {
@@ -54,7 +68,7 @@ struct PromptMeta {
 };
 
 // Read-only views of one (prompt, layer), as the tracer hands them to the writer (fp32;
-// the writer stores K/V/Q as IEEE half).
+// the writer stores K/V/Q in WriterOptions::storage, IEEE half by default).
 struct LayerView {
   std::span<const float> keys;         // [n_kv_heads, T+M, d] post-RoPE
   std::span<const float> values;       // [n_kv_heads, T+M, d]

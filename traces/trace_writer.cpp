@@ -21,14 +21,14 @@ struct TraceWriter::Impl {
   Handle prompts;        // /prompts
   Handle prompt;         // /prompts/<id> while a prompt is open
   Handle prompt_layers;  // /prompts/<id>/layers
-  Handle half_type;
+  Handle stored_type;  // K/V/Q, WriterOptions::storage
   h5::Filters filters;
 
   void close_all() {
     prompt_layers.close();
     prompt.close();
     prompts.close();
-    half_type.close();
+    stored_type.close();
   }
 };
 
@@ -52,6 +52,29 @@ void check_size(std::size_t given, const Dims& dims, const std::string& file, co
 void check_finite(std::span<const float> data, const std::string& file, const std::string& object) {
   for (std::size_t i = 0; i < data.size(); ++i)
     if (!std::isfinite(data[i])) fail<TraceError>(file, ": ", object, ": value ", data[i], " at flat index ", i);
+}
+
+// The bits to store for fp32 `data` (the data itself for fp32, else converted into `buffer`),
+// refusing a value that is not finite in the storage (|x| > 65504 in fp16, NaN, Inf).
+const void* encode_stored(KvStorage storage, std::span<const float> data, std::vector<std::uint16_t>& buffer,
+                          const std::string& file, const std::string& object) {
+  if (storage == KvStorage::kFp32) {
+    check_finite(data, file, object);
+    return data.data();
+  }
+  buffer.resize(data.size());
+  const bool half = storage == KvStorage::kFp16;
+  if (half) {
+    float_to_half(data, buffer);
+  } else {
+    float_to_bf16(data, buffer);
+  }
+  const std::uint16_t exponent = nonfinite_exponent(storage);
+  for (std::size_t i = 0; i < buffer.size(); ++i)
+    if ((buffer[i] & exponent) == exponent)
+      fail<TraceError>(file, ": ", object, ": value ", data[i], " at flat index ", i, " is not finite in ",
+                       storage_name(storage), half ? " (|x| > 65504 or NaN)" : "");
+  return buffer.data();
 }
 
 void write_model_attrs(hid_t group, const ModelInfo& m, const std::string& file) {
@@ -111,7 +134,7 @@ TraceWriter::TraceWriter(std::filesystem::path path, const ModelInfo& model, con
 
   h5::LibraryLock lock(h5::library_mutex());
   h5::silence_errors();
-  impl_->half_type = h5::make_half_type();
+  impl_->stored_type = h5::make_storage_type(options.storage);
   std::error_code ec;
   bool partial_exists = std::filesystem::exists(partial_path_, ec);
   if (partial_exists && options.overwrite) {
@@ -141,7 +164,10 @@ void TraceWriter::create_fresh(const TraceProducer& producer, std::span<const fl
   if (!impl_->file) h5::fail_hdf5(f, "/", ": cannot create file");
   hid_t root = impl_->file.get();
   h5::write_attr(root, "format", std::string(kTraceFormatName), f, "/");
-  h5::write_attr(root, "format_version", kTraceFormatVersion, f, "/");
+  h5::write_attr(root, "format_version", trace_format_version(options_.storage), f, "/");
+  // Version 2 names its storage; version 1 (fp16) stays byte-identical to traces before it.
+  if (trace_format_version(options_.storage) >= kFirstStorageVersion)
+    h5::write_attr(root, "storage", std::string(storage_name(options_.storage)), f, "/");
   h5::write_attr(root, "producer_version", producer.version, f, "/");
   h5::write_attr(root, "producer_git_sha", producer.git_sha, f, "/");
   h5::write_attr(root, "backend", producer.backend, f, "/");
@@ -170,9 +196,14 @@ void TraceWriter::resume() {
   }
   hid_t root = impl_->file.get();
   try {
+    const int version = trace_format_version(options_.storage);
     if (h5::read_string_attr(root, "format", f, "/") != kTraceFormatName ||
-        h5::read_int_attr(root, "format_version", f, "/") != kTraceFormatVersion)
-      fail<TraceError>(f, ": is not a kvsim-trace of format_version ", kTraceFormatVersion);
+        h5::read_int_attr(root, "format_version", f, "/") != version)
+      fail<TraceError>(f, ": is not a kvsim-trace of format_version ", version, " (storage ",
+                       storage_name(options_.storage), ")");
+    if (version >= kFirstStorageVersion && h5::read_string_attr(root, "storage", f, "/") != storage_name(options_.storage))
+      fail<TraceError>(f, ": was written with storage ", h5::read_string_attr(root, "storage", f, "/"), ", not ",
+                       storage_name(options_.storage));
     Handle model_group = h5::open_group(root, "model", f, "/model");
     std::string difference = model_difference(model_group.get(), model_, f);
     if (!difference.empty()) fail<TraceError>(f, ": was written for another model (", difference, ")");
@@ -280,7 +311,7 @@ void TraceWriter::write_layer(int layer, const LayerView& view) {
     const char* name;
     std::span<const float> data;
     Dims dims;
-    bool half;
+    bool stored;  // in WriterOptions::storage (else float32)
   };
   const Part parts[] = {
       {"keys", view.keys, {G, T + M, d}, true},          // [n_kv_heads, T+M, d]
@@ -303,19 +334,14 @@ void TraceWriter::write_layer(int layer, const LayerView& view) {
   Handle layer_group = h5::create_group(layers, layer_name, f, object);
   for (const Part& p : parts) {
     std::string part_object = object + "/" + p.name;
-    if (!p.half) {
+    if (!p.stored) {
       h5::write_dataset(layer_group.get(), p.name, H5T_NATIVE_FLOAT, p.dims, p.data.data(), impl_->filters, f,
                         part_object);
       continue;
     }
-    half_buffer_.resize(p.data.size());
-    float_to_half(p.data, half_buffer_);
-    for (std::size_t i = 0; i < half_buffer_.size(); ++i)
-      if ((half_buffer_[i] & 0x7C00) == 0x7C00)  // exponent all ones: Inf or NaN in binary16
-        fail<TraceError>(f, ": ", part_object, ": value ", p.data[i], " at flat index ", i,
-                         " is not finite in fp16 (|x| > 65504 or NaN)");
-    h5::write_dataset(layer_group.get(), p.name, impl_->half_type.get(), p.dims, half_buffer_.data(), impl_->filters,
-                      f, part_object);
+    const void* bits = encode_stored(options_.storage, p.data, bits_buffer_, f, part_object);
+    h5::write_dataset(layer_group.get(), p.name, impl_->stored_type.get(), p.dims, bits, impl_->filters, f,
+                      part_object);
   }
   layers_done_[static_cast<std::size_t>(layer)] = true;
 }

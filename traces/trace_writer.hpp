@@ -1,5 +1,5 @@
 #pragma once
-// Streams a kvsim trace (format v1, docs/trace-format.md) to disk one (prompt, layer) at a time.
+// Streams a kvsim trace (format v1 and v2, docs/trace-format.md) to disk one (prompt, layer) at a time.
 //
 // Atomic: everything goes to `path + ".partial"`; finish() renames it to `path`, so a file at
 // `path` is always a complete trace. Resumable: a writer constructed on an existing .partial
@@ -22,6 +22,9 @@ struct WriterOptions {
   int compression_level = 4;  // deflate 0..9; 0 stores uncompressed
   bool shuffle = true;        // byte shuffle before deflate (only with compression)
   bool overwrite = false;     // start fresh even when a .partial exists (its data is lost)
+  // Element type of keys, values, q_window, q_cont: fp16 writes format_version 1 (unchanged
+  // bytes); fp32 and bf16 write version 2 with the root attribute `storage`.
+  KvStorage storage = KvStorage::kFp16;
 };
 
 class TraceWriter {
@@ -77,7 +80,7 @@ class TraceWriter {
   bool in_prompt_ = false;
   std::vector<std::int32_t> current_tokens_;
   std::vector<bool> layers_done_;
-  std::vector<half_bits> half_buffer_;  // reused across layers
+  std::vector<std::uint16_t> bits_buffer_;  // fp16 / bf16 bits, reused across layers
 };
 
 }  // namespace kvsim

@@ -84,7 +84,11 @@ inline PromptTensors random_prompt(const PromptShape& s, std::uint64_t seed, flo
   return p;
 }
 
-inline BudgetPlan plan_of(std::vector<int> budgets) { return BudgetPlan{std::move(budgets)}; }
+inline BudgetPlan plan_of(std::vector<int> budgets) {
+  BudgetPlan plan;
+  plan.per_head = std::move(budgets);
+  return plan;
+}
 
 // The kept set of (b, l, g) as a sorted set.
 inline std::set<int> kept_set(const Selection& s, int b, int l, int g) {
@@ -93,15 +97,16 @@ inline std::set<int> kept_set(const Selection& s, int b, int l, int g) {
 }
 
 // The invariants every policy must meet on a prompt, for every budget of the plan: a valid
-// selection (permutations, counts in range), total kept <= B·L·Hkv, no duplicates, kept ⊆
+// selection (permutations, counts in range), total kept <= (B + slack)·L·Hkv, no duplicates, kept ⊆
 // prompt, and the last `protected_window` tokens kept per (layer, KV head) whenever the
 // per-head count allows (count >= window).
 inline void check_policy_invariants(const Policy& policy, const PromptTensors& p, const BudgetPlan& plan,
                                     int protected_window = 0) {
   const Selection s = policy.select(p.view(), plan);
-  REQUIRE_NOTHROW(check_selection(s, plan, policy.spec(), policy.respects_budget()));
+  REQUIRE_NOTHROW(check_selection(s, plan, policy.spec(), policy.respects_budget(), policy.budget_slack()));
   for (int b = 0; b < s.n_budgets(); ++b) {
-    if (policy.respects_budget()) CHECK(s.total_kept(b) <= static_cast<long>(plan.per_head[b]) * p.n_layers * p.n_kv_heads);
+    if (policy.respects_budget())
+      CHECK(s.total_kept(b) <= static_cast<long>(plan.per_head[b] + policy.budget_slack()) * p.n_layers * p.n_kv_heads);
     for (int l = 0; l < p.n_layers; ++l)
       for (int g = 0; g < p.n_kv_heads; ++g) {
         const auto kept = s.kept(b, l, g);

@@ -74,12 +74,14 @@ struct TraceSpec {
   bool logit_data = true;  // /model/classifier and cont_residual (false: a trace of an older kvsim)
   std::vector<std::string> answers;  // PromptMeta::answers of every prompt
   std::string scorer;
+  KvStorage storage = KvStorage::kFp16;  // WriterOptions::storage
 };
 
 // `prompts` through `m`, one trace file.
 inline void write_prompt_trace(const std::filesystem::path& path, const Model& m, const std::vector<PromptSpec>& prompts,
                                const TraceSpec& s) {
-  TraceWriter w(path, model_info(m), TraceProducer{"test", "none", "cpu", ""}, trace_w_o(m), trace_final_norm(m));
+  TraceWriter w(path, model_info(m), TraceProducer{"test", "none", "cpu", ""}, trace_w_o(m), trace_final_norm(m),
+                WriterOptions{.storage = s.storage});
   const MatrixRM& cls = m.output_matrix();
   if (s.logit_data) w.write_classifier(std::span<const float>(cls.data(), static_cast<std::size_t>(cls.size())));
   const CpuForward fwd(m);
