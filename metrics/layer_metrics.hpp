@@ -1,5 +1,5 @@
 #pragma once
-// Per-(prompt, layer) metrics of a kept set, on the continuation queries (DESIGN.md §5,
+// Per-(prompt, layer) metrics of a kept set, on the continuation queries (docs/metrics.md,
 // docs/metrics.md). For continuation position t, query head h (KV head g) and kept prompt
 // set S of g, with a_j = the full-cache attention of the query on key j (prompt and
 // continuation keys up to t), z_P = Σ_{j<T} a_j, o = Σ_j a_j v_j (normalised by Σ_j a_j):

@@ -155,7 +155,7 @@ class CompilerKvPolicy final : public Policy {
 PolicyInfo compilerkv_policy_info() {
   return {"compilerkv",
           "utility alpha*rho, head weights and risk-binned gate thresholds from a compiled table, elastic per-layer "
-          "selection (CompilerKV, METHODS.md)",
+          "selection (CompilerKV, docs/methods.md)",
           {{"window", "32", "observation window: its queries give alpha, its tokens are kept in every layer"},
            {"table", "default", "decision table JSON from 'kvsim compile' (default: weights 1.0, thresholds 0.8)"},
            {"gate", "table",

@@ -1,6 +1,6 @@
 #pragma once
 // compilerkv: risk-adaptive elastic retention driven by compiled decision tables
-// (METHODS.md, "CompilerKV", the later table-driven formulation). Per prompt, with
+// (docs/methods.md, "CompilerKV", the later table-driven formulation). Per prompt, with
 // w = min(window, T), P = T − w:
 //
 //   utility   α_i = (T/w) · mean over all layers l and query heads h of Σ_{q ∈ last w window

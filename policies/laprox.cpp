@@ -166,7 +166,7 @@ class LaproxPolicy final : public Policy {
 
 PolicyInfo laprox_policy_info() {
   return {"laprox",
-          "output-aware |A_h[:,i]|*|v_i W_O^h| scores, per-layer normalised, one model-wide top-K (LaProx, METHODS.md)",
+          "output-aware |A_h[:,i]|*|v_i W_O^h| scores, per-layer normalised, one model-wide top-K (LaProx, docs/methods.md)",
           {{"window", "32", "observation window: its queries score, its tokens are kept in every (layer, KV head)"},
            {"kernel", "7", "average pooling kernel along tokens (odd; 1 = no pooling)"},
            {"reduce", "mean", "GQA: mean|sum of per-head scores, or attn_first (group-mean attention first)"},

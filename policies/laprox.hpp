@@ -1,5 +1,5 @@
 #pragma once
-// laprox: output-aware scores, one top-K over the whole model (METHODS.md, "LaProx").
+// laprox: output-aware scores, one top-K over the whole model (docs/methods.md, "The policies").
 //
 // The layer output on the window queries is O = Σ_h Σ_i A_h[:, i] (v_i W_O^h), a sum of
 // rank-one terms, one per (query head h, token i). Dropping a set of terms changes O by at most

@@ -2,7 +2,7 @@
 // oracle: keeps the prompt tokens the continuation actually attends to. It reads the future
 // (the continuation's queries, recorded teacher-forced under the full cache), so no real
 // system can run it: an upper-bound reference, like Belady's MIN in cache simulation. Not
-// from a paper; DESIGN.md / METHODS.md "oracle".
+// from a paper; docs/methods.md, "The policies".
 //
 //   score[l, g, i] = reduce over the query heads h of group g of  Σ_{t < M} cont_attn[h, t, i]   (i < T)
 //

@@ -1,5 +1,5 @@
 #pragma once
-// Building blocks shared by the score-based policies (METHODS.md notation).
+// Building blocks shared by the score-based policies (docs/methods.md notation).
 #include <algorithm>
 #include <cstdint>
 #include <functional>
@@ -48,7 +48,7 @@ double number_in(const ParamReader& p, const std::string& name, double lo, doubl
 // Mean over the last `window` window queries of A_h[q, i]: out [H, T]. Requires window <= W.
 void window_mean_attention(const PromptView& v, int layer, int window, std::vector<float>& out);
 
-// pool_k along tokens with "same" length (METHODS.md): avg divides by k with zero padding
+// pool_k along tokens with "same" length (docs/methods.md): avg divides by k with zero padding
 // (count_include_pad, as torch's avg_pool1d used by kvpress); max ignores the padding.
 // kernel 1 (or <= 1) is the identity; even kernels are refused by the callers.
 void pool_same(std::span<float> x, int kernel, PoolKind kind);

@@ -1,7 +1,7 @@
 #pragma once
 // Budgets and kept sets.
 //
-// Budget B (DESIGN.md §4) = prompt tokens kept per KV head, averaged over all (layer, KV
+// Budget B (docs/policies.md, Conventions) = prompt tokens kept per KV head, averaged over all (layer, KV
 // head) pairs: the total kept is B·L·Hkv. Protected tokens count inside it; a policy may keep
 // fewer, never more (except within its Policy::budget_slack(): pyramidkv:rounding=kvpress).
 //

@@ -1,5 +1,5 @@
 #pragma once
-// Budgets of a sweep (DESIGN.md §4): tokens kept per KV head (`--budget 64,128`), averaged
+// Budgets of a sweep (docs/policies.md, Conventions): tokens kept per KV head (`--budget 64,128`), averaged
 // over all (layer, KV head) pairs, or kvpress-style compression ratios (`--ratio 0.5`: the
 // fraction of prompt tokens removed), resolved per prompt as kvpress does: B = int(T·(1 − r)),
 // the product in double then truncation (at least 1).

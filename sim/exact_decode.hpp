@@ -1,5 +1,5 @@
 #pragma once
-// Exact continuation re-decode (DESIGN.md §5, fidelity mode): the M continuation tokens are
+// Exact continuation re-decode (docs/metrics.md, fidelity mode): the M continuation tokens are
 // decoded for real, teacher-forced, in one batched forward over x_T..x_{T+M−2}, against the
 // compressed prompt cache — the prompt's keys/values restricted to a kept set per (layer, KV
 // head) — with the continuation's own keys/values recomputed (under compression its hidden

@@ -1,5 +1,5 @@
 #pragma once
-// The replay engine (DESIGN.md §7): traces × prompts × policies × budgets. One prompt at a
+// The replay engine (docs/architecture.md): traces × prompts × policies × budgets. One prompt at a
 // time (peak memory does not grow with the number of prompts): every (prompt, layer) is read
 // once and shared read-only; attention is derived once; each policy scores once and selects
 // for every budget from the same scores; metrics sweep budgets incrementally along the kept

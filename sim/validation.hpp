@@ -1,5 +1,5 @@
 #pragma once
-// `kvsim validate`: how well the cheap Δ-NLL estimates predict the exact one (DESIGN.md §5:
+// `kvsim validate`: how well the cheap Δ-NLL estimates predict the exact one (docs/metrics.md:
 // "that number is the product's credibility"). For traces × prompts × policies × budgets it
 // replays the estimates (Replay) and decodes every kept set for real (ExactDecoder), then
 // reports Spearman, Pearson and Kendall τ-b between each estimator and the exact Δ-NLL,

@@ -1,6 +1,6 @@
 #pragma once
 // `kvsim compile`: CompilerKV decision tables from an offline contextual bandit over
-// simulator rewards (METHODS.md "Compiling the tables", docs/tables.md).
+// simulator rewards (docs/methods.md, "CompilerKV", docs/tables.md).
 //
 // Contexts: (B, l, h) for the head table, (B, l, b_ent, b_ppl) for the gate. Arms: head
 // weights 0.8..1.5 step 0.025 (29), thresholds 0.8..1.0 step 0.01 (21). Horizon 1: a record

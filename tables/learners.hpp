@@ -1,7 +1,7 @@
 #pragma once
 // Tabular bandit learners over one context's arms (docs/tables.md, "Learners").
 //
-// cql: the conservative Q fit of METHODS.md. For a context with n_a rewards of arm a (mean
+// cql: the conservative Q fit of docs/methods.md ("CompilerKV"). For a context with n_a rewards of arm a (mean
 // r̄_a, data distribution π_a = n_a / n), Q minimises
 //     λ · ( logsumexp_a Q_a − Σ_a π_a Q_a )  +  ½ Σ_a π_a (Q_a − r̄_a)²
 // (horizon 1, so the Bellman target is the reward itself). Unobserved arms are pushed to −∞

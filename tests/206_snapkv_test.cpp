@@ -10,7 +10,7 @@ using namespace kvsim;
 
 namespace {
 
-// SnapKV written out directly (METHODS.md), double precision: [L, Hkv, T].
+// SnapKV written out directly (docs/methods.md), double precision: [L, Hkv, T].
 std::vector<double> reference_snapkv(const PromptTensors& p, int w, int k, bool max_pool) {
   const int T = p.T, W = p.W, H = p.n_heads, G = H / p.n_kv_heads, P = T - w;
   std::vector<double> out(static_cast<std::size_t>(p.n_layers) * p.n_kv_heads * T, 0.0);

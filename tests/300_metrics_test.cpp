@@ -1,5 +1,5 @@
 // Layer metrics against a direct double-precision evaluation of the definitions
-// (DESIGN.md §5): renormalised softmax over the kept set, W_O-space and value-space errors,
+// (docs/metrics.md): renormalised softmax over the kept set, W_O-space and value-space errors,
 // attention recall.
 #include <catch2/catch.hpp>
 

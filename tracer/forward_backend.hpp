@@ -1,7 +1,7 @@
 #pragma once
 // What the tracer needs from a forward pass, whatever runs it: the CPU reference
 // (tracer/cpu_forward.hpp) or the CUDA backend (tracer/cuda_backend.hpp). Two operations:
-// record one prompt (a single batched prefill, handing DESIGN.md §3's tensors to a sink) and
+// record one prompt (a single batched prefill, handing the tensors of docs/trace-format.md to a sink) and
 // decode step by step (greedy generation, exact re-decode).
 #include <memory>
 #include <span>

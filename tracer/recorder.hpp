@@ -1,6 +1,6 @@
 #pragma once
 // Records one prompt: a single batched prefill over prompt + teacher-forced continuation
-// (T + M tokens), then what DESIGN.md §3 lists, handed to a sink (the trace writer, or a test).
+// (T + M tokens), then what docs/trace-format.md lists, handed to a sink (the trace writer, or a test).
 // The backend (CPU or CUDA) does the work; this is the one entry point and its checks.
 #include <span>
 
