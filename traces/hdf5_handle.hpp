@@ -1,9 +1,12 @@
 #pragma once
 // RAII ownership of HDF5 identifiers and the one lock around the HDF5 library.
 //
-// Debian's libhdf5 is the serial build without --enable-threadsafe: the library keeps global
-// state (identifier tables, the error stack, the metadata cache), so no two threads may be
-// inside it at once. Every HDF5 call in traces/ is made while holding library_mutex(). It is
+// Debian 12's libhdf5 (1.10, serial) is built with --enable-threadsafe (H5pubconf.h defines
+// H5_HAVE_THREADSAFE 1): it serialises every API call behind a global lock of its own, so
+// concurrent calls are safe but never parallel. kvsim still makes every HDF5 call in traces/
+// while holding library_mutex(): it keeps a sequence of calls (open, check, read, close a
+// dataset) atomic, it keeps kvsim correct on an HDF5 built without thread safety (the default
+// of a source build), and it costs nothing the library's own lock does not already cost. It is
 // recursive because a Handle closes its identifier under the lock, and handles are often
 // released inside a function that already holds it. This mutex is the only global state in
 // kvsim: it guards a global library, it does not hold data of its own.
