@@ -105,9 +105,9 @@ int cmd_trace(const std::vector<std::string>& args) {
   const MatrixRM& classifier = model.output_matrix();
   writer.write_classifier(std::span<const float>(classifier.data(), static_cast<std::size_t>(classifier.size())));
 
-  RecordOptions ro;
-  ro.window = window;
-  ro.topk = topk;
+  RecordOptions record;
+  record.window = window;
+  record.topk = topk;
   Progress progress("trace", prompts.size());
   std::size_t done_tokens = 0, resumed = 0;
   const auto start = std::chrono::steady_clock::now();
@@ -132,7 +132,7 @@ int cmd_trace(const std::vector<std::string>& args) {
     meta.scorer = p.scorer;
     writer.begin_prompt(meta, std::vector<std::int32_t>(p.tokens.begin(), p.tokens.end()));
     TraceWriterSink sink(writer);
-    record_prompt(*backend, p.tokens, p.n_prompt, ro, sink);
+    record_prompt(*backend, p.tokens, p.n_prompt, record, sink);
     done_tokens += p.tokens.size();
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     char detail[96];

@@ -33,8 +33,8 @@ Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
         fail<InputError>(file, ": ", e.what());
       }
     }
-    for (std::size_t p = 0; p < r.prompts().size(); ++p) {
-      const PromptMeta& m = r.prompts()[p];
+    for (std::size_t i = 0; i < r.prompts().size(); ++i) {
+      const PromptMeta& m = r.prompts()[i];
       const std::string where = file + ": prompt " + m.id;
       options_.budgets.resolve(m.n_prompt, where);
       if (m.n_cont < 1)
@@ -218,7 +218,7 @@ double estimated_delta_nll(const PromptResult& result, int p, int b) {
 
 void Replay::run(const std::function<void(const PromptResult&)>& on_prompt) const {
   for (std::size_t t = 0; t < readers_.size(); ++t)
-    for (std::size_t p = 0; p < readers_[t]->prompts().size(); ++p) on_prompt(replay_prompt(t, p));
+    for (std::size_t i = 0; i < readers_[t]->prompts().size(); ++i) on_prompt(replay_prompt(t, i));
 }
 
 }  // namespace kvsim
