@@ -13,9 +13,12 @@
 namespace kvsim {
 
 // Throws E naming the file and what it was read as: "tok.json: cannot open tokenizer file",
-// "in.txt: read error (input file)".
+// "in.txt: read error (input file)", "dir: is a directory, expected a tokenizer file" (an
+// ifstream opens a directory and fails only on reading, with an exception from deep inside).
 template <typename E>
 std::string read_file(const std::filesystem::path& path, std::string_view what) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail<E>(path.string(), ": is a directory, expected a ", what);
   std::ifstream in(path, std::ios::binary);
   if (!in) fail<E>(path.string(), ": cannot open ", what);
   std::ostringstream s;

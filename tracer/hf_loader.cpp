@@ -1,14 +1,20 @@
 // Hugging Face Llama-family checkpoints: config.json + model.safetensors, or shards listed in
 // model.safetensors.index.json. Llama, Mistral and Qwen2 share the computation; Qwen2 adds
 // q/k/v biases. HF stores q/k rows for the rotate_half RoPE convention.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <type_traits>
 
 #include "core/error.hpp"
 #include "core/hash.hpp"
+#include "core/read_file.hpp"
 #include "tracer/model.hpp"
 #include "tracer/safetensors.hpp"
 
@@ -17,29 +23,55 @@ namespace kvsim {
 namespace {
 
 nlohmann::json read_json(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) fail<ModelError>(path.string(), ": cannot open");
+  const std::string text = read_file<ModelError>(path, "JSON file");
   try {
-    return nlohmann::json::parse(in);
+    return nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception& e) {
     fail<ModelError>(path.string(), ": not valid JSON: ", e.what());
   }
 }
 
+// The JSON type a C++ field needs, checked strictly: nlohmann converts true to 1 and 2.7 to 2
+// silently ("num_hidden_layers": true would load as one layer).
+template <typename T>
+bool has_type(const nlohmann::json& v) {
+  if constexpr (std::is_same_v<T, bool>) return v.is_boolean();
+  else if constexpr (std::is_same_v<T, int>)
+    return v.is_number_integer() && v.get<std::int64_t>() >= std::numeric_limits<int>::min() &&
+           (v.is_number_unsigned() ? v.get<std::uint64_t>() <= static_cast<std::uint64_t>(std::numeric_limits<int>::max())
+                                   : v.get<std::int64_t>() <= std::numeric_limits<int>::max());
+  else if constexpr (std::is_same_v<T, double>) return v.is_number();
+  else return v.is_string();
+}
+
+template <typename T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, bool>) return "a boolean";
+  else if constexpr (std::is_same_v<T, int>) return "an integer";
+  else if constexpr (std::is_same_v<T, double>) return "a number";
+  else return "a string";
+}
+
 template <typename T>
 T get_or(const nlohmann::json& j, const char* key, T fallback, const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) return fallback;
-  try {
-    return j[key].get<T>();
-  } catch (const nlohmann::json::exception&) {
-    fail<ModelError>(where, ": field ", key, " has the wrong type");
-  }
+  if (!has_type<T>(j[key]))
+    fail<ModelError>(where, ": field ", key, " must be ", type_name<T>(), ", got ", j[key].dump());
+  return j[key].get<T>();
 }
 
 template <typename T>
 T get_req(const nlohmann::json& j, const char* key, const std::string& where) {
   if (!j.contains(key) || j[key].is_null()) fail<ModelError>(where, ": required field ", key, " is missing");
   return get_or<T>(j, key, T{}, where);
+}
+
+// A size field within [1, max]: a non-positive or absurd value (1e9 layers) is a broken config,
+// refused before anything is allocated.
+int get_size(const nlohmann::json& j, const char* key, int fallback, int max, const std::string& where) {
+  const int v = j.contains(key) && !j[key].is_null() ? get_or<int>(j, key, 0, where) : fallback;
+  if (v < 1 || v > max) fail<ModelError>(where, ": field ", key, " must be in [1, ", max, "], got ", v);
+  return v;
 }
 
 // The shards of a checkpoint, opened once each, and which shard holds which tensor.
@@ -89,23 +121,52 @@ ModelConfig load_hf_config(const std::filesystem::path& config_json) {
   nlohmann::json j = read_json(config_json);
   static const std::set<std::string> kSupported = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM"};
   std::string arch;
-  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty())
+  if (!j.is_object()) fail<ModelError>(where, ": not a JSON object");
+  if (j.contains("architectures") && j["architectures"].is_array() && !j["architectures"].empty() &&
+      j["architectures"][0].is_string())
     arch = j["architectures"][0].get<std::string>();
   if (!kSupported.count(arch))
     fail<ModelError>(where, ": architecture '", arch.empty() ? "(none)" : arch,
                      "' is not supported (supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM)");
   ModelConfig c;
   c.arch = arch == "Qwen2ForCausalLM" ? "qwen2" : arch == "MistralForCausalLM" ? "mistral" : "llama";
-  c.hidden = get_req<int>(j, "hidden_size", where);
-  c.ffn_hidden = get_req<int>(j, "intermediate_size", where);
-  c.n_layers = get_req<int>(j, "num_hidden_layers", where);
-  c.n_heads = get_req<int>(j, "num_attention_heads", where);
-  c.n_kv_heads = get_or<int>(j, "num_key_value_heads", c.n_heads, where);
-  c.head_dim = get_or<int>(j, "head_dim", c.n_heads > 0 ? c.hidden / c.n_heads : 0, where);
-  c.vocab = get_req<int>(j, "vocab_size", where);
-  c.max_seq_len = get_or<int>(j, "max_position_embeddings", 0, where);
+  auto required = [&](const char* key) {
+    if (!j.contains(key) || j[key].is_null()) fail<ModelError>(where, ": required field ", key, " is missing");
+  };
+  for (const char* key : {"hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size"})
+    required(key);
+  // Upper bounds far above any real model (Llama-3-405B: 126 layers, 128 heads, hidden 16384,
+  // FFN 53248; Gemma: vocabulary 256000), so that a broken config fails here and not in a
+  // terabyte allocation.
+  constexpr int kMaxLayersHeads = 1 << 16, kMaxWidth = 1 << 20, kMaxVocab = 1 << 24, kMaxContext = 1 << 24;
+  c.hidden = get_size(j, "hidden_size", 0, kMaxWidth, where);
+  c.ffn_hidden = get_size(j, "intermediate_size", 0, kMaxWidth, where);
+  c.n_layers = get_size(j, "num_hidden_layers", 0, kMaxLayersHeads, where);
+  c.n_heads = get_size(j, "num_attention_heads", 0, kMaxLayersHeads, where);
+  c.n_kv_heads = get_size(j, "num_key_value_heads", c.n_heads, kMaxLayersHeads, where);
+  c.head_dim = get_size(j, "head_dim", std::max(1, c.hidden / c.n_heads), kMaxWidth, where);
+  c.vocab = get_size(j, "vocab_size", 0, kMaxVocab, where);
+  c.max_seq_len = j.contains("max_position_embeddings") && !j["max_position_embeddings"].is_null()
+                      ? get_size(j, "max_position_embeddings", 0, kMaxContext, where)
+                      : 0;
   c.norm_eps = get_or<double>(j, "rms_norm_eps", 1e-6, where);
+  if (!(c.norm_eps > 0) || !std::isfinite(c.norm_eps))
+    fail<ModelError>(where, ": field rms_norm_eps must be a positive number, got ", j["rms_norm_eps"].dump());
+  // Absent: Llama's default 10000. Present, it must be a positive number: null would crash
+  // transformers, so a null here is a broken config rather than "use the default".
+  if (j.contains("rope_theta") && !j["rope_theta"].is_number())
+    fail<ModelError>(where, ": field rope_theta must be a positive number, got ", j["rope_theta"].dump());
   c.rope_theta = get_or<double>(j, "rope_theta", 10000.0, where);
+  if (!(c.rope_theta > 0) || !std::isfinite(c.rope_theta))
+    fail<ModelError>(where, ": field rope_theta must be a positive number, got ", j["rope_theta"].dump());
+  // The checkpoint's element type (weights are converted to fp32 on load): only the types
+  // safetensors checkpoints of these families use.
+  for (const char* key : {"torch_dtype", "dtype"}) {
+    if (!j.contains(key) || j[key].is_null()) continue;
+    const std::string dtype = get_or<std::string>(j, key, "", where);
+    if (dtype != "float32" && dtype != "float16" && dtype != "bfloat16")
+      fail<ModelError>(where, ": field ", key, " '", dtype, "' is not supported (float32, float16 or bfloat16)");
+  }
   c.rope_style = RopeStyle::kRotateHalf;
   c.tied_classifier = get_or<bool>(j, "tie_word_embeddings", false, where);
   c.qkv_bias = arch == "Qwen2ForCausalLM" || get_or<bool>(j, "attention_bias", false, where);

@@ -69,6 +69,7 @@ constexpr std::array<char32_t, 256> byte_to_unicode_table() {
 }
 
 constexpr std::array<char32_t, 256> kByteToUnicode = byte_to_unicode_table();
+constexpr std::int64_t kMaxTokenId = (1 << 24) - 1;  // ids fit an int and a dense table (16M entries)
 constexpr char32_t kAlphabetEnd = 0x144;  // every byte-level alphabet char is below U+0144
 
 void append_utf8(std::string& out, char32_t cp) {
@@ -239,12 +240,18 @@ BpeSpec parse_tokenizer_json(std::string_view json_text, const std::string& wher
     if (!model.contains("vocab") || !model.at("vocab").is_object())
       fail<ModelError>(where, ": model.vocab missing or not an object");
     spec.vocab.reserve(model.at("vocab").size());
-    for (const auto& [tok, idj] : model.at("vocab").items()) spec.vocab.emplace(tok, idj.get<int>());
+    auto token_id = [&](const json& idj, const std::string& tok, const char* what) {
+      if (!idj.is_number_integer() || idj.get<std::int64_t>() < 0 || idj.get<std::int64_t>() > kMaxTokenId)
+        fail<ModelError>(where, ": ", what, " \"", tok, "\" has id ", idj.dump(), " (expected an integer in [0, ",
+                         kMaxTokenId, "])");
+      return idj.get<int>();
+    };
+    for (const auto& [tok, idj] : model.at("vocab").items()) spec.vocab.emplace(tok, token_id(idj, tok, "vocabulary token"));
     if (doc.contains("added_tokens") && doc.at("added_tokens").is_array()) {
       for (const json& a : doc.at("added_tokens")) {
         BpeSpec::AddedToken t;
         t.content = a.at("content").get<std::string>();
-        t.id = a.at("id").get<int>();
+        t.id = token_id(a.at("id"), t.content, "added token");
         t.special = a.value("special", false);
         t.lstrip = a.value("lstrip", false);
         t.rstrip = a.value("rstrip", false);
@@ -389,6 +396,14 @@ void HfTokenizer::build(BpeSpec spec, const std::string& where) {
     max_id = std::max(max_id, t.id);
   }
   if (max_id < 0) fail<ModelError>(where, ": empty vocabulary");
+  // The id space is allocated densely (decoded_, is_special_): ids far beyond the number of
+  // tokens (an added token with id 1e9 would ask for 32 GB) are a broken file. Real tokenizers
+  // leave small gaps at most (padding to a multiple of 64 or 128, reserved ranges).
+  const std::size_t n_tokens = vocab_.size() + added_.size();
+  const std::size_t max_reasonable = 2 * n_tokens + 65536;
+  if (static_cast<std::size_t>(max_id) >= max_reasonable)
+    fail<ModelError>(where, ": token id ", max_id, " is far beyond the ", n_tokens,
+                     " tokens of the vocabulary (ids must be below ", max_reasonable, ")");
 
   // Byte-level decoding of each vocabulary token (the inverse of bytes_to_unicode).
   const auto& b2u = kByteToUnicode;

@@ -11,6 +11,8 @@
 namespace kvsim {
 
 std::unique_ptr<Tokenizer> load_tokenizer(const std::filesystem::path& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) fail<ModelError>(path.string(), ": is a directory, expected a tokenizer file");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail<ModelError>(path.string(), ": cannot open tokenizer file");
   // A GGUF model file carries its tokenizer; read it without loading the whole file.
