@@ -6,8 +6,10 @@
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <type_traits>
 
 #include "core/error.hpp"
+#include "core/read_file.hpp"
 
 namespace kvsim {
 
@@ -61,14 +63,38 @@ nlohmann::json grid_json(const ArmGrid& g) {
   return {{"scale", "linear"}, {"lo", g.lo}, {"hi", g.hi}, {"step", g.step}, {"count", g.count()}};
 }
 
+// The JSON type a field needs, checked strictly (nlohmann would read 2.5 or true as the
+// integer 2 or 1, and 1e20 as an undefined int).
+template <typename T>
+bool has_type(const nlohmann::json& v) {
+  if constexpr (std::is_same_v<T, int>)
+    return v.is_number_integer() && (v.is_number_unsigned() ? v.get<std::uint64_t>() <= 0x7fffffffu
+                                                            : v.get<std::int64_t>() >= -0x7fffffffLL - 1 &&
+                                                                  v.get<std::int64_t>() <= 0x7fffffff);
+  else if constexpr (std::is_same_v<T, double>) return v.is_number();
+  else if constexpr (std::is_same_v<T, std::string>) return v.is_string();
+  else if constexpr (std::is_same_v<T, std::vector<int>>)
+    return v.is_array() && std::all_of(v.begin(), v.end(), [](const nlohmann::json& x) { return has_type<int>(x); });
+}
+
+template <typename T>
+const char* type_name() {
+  if constexpr (std::is_same_v<T, int>) return "an integer";
+  else if constexpr (std::is_same_v<T, double>) return "a number";
+  else if constexpr (std::is_same_v<T, std::string>) return "a string";
+  else return "an array of integers";
+}
+
 template <typename T>
 T field(const nlohmann::json& j, const char* name, const std::string& where) {
-  if (!j.contains(name)) fail<InputError>(where, ": field '", name, "' is missing");
-  try {
-    return j.at(name).get<T>();
-  } catch (const nlohmann::json::exception& e) {
-    fail<InputError>(where, ": field '", name, "' has the wrong type (", e.what(), ")");
+  if (!j.is_object() || !j.contains(name)) fail<InputError>(where, ": field '", name, "' is missing");
+  const nlohmann::json& v = j.at(name);
+  if (!has_type<T>(v)) {
+    std::string found = v.dump();
+    if (found.size() > 40) found = found.substr(0, 37) + "...";
+    fail<InputError>(where, ": field '", name, "' must be ", type_name<T>(), ", got ", found);
   }
+  return v.get<T>();
 }
 
 // Flattens a nested array of the given dimensions (row-major) into out; InputError on a shape mismatch.
@@ -312,39 +338,46 @@ void write_table(const DecisionTable& table, const std::filesystem::path& path) 
   std::filesystem::rename(partial, path);
 }
 
-DecisionTable read_table(const std::filesystem::path& path) {
-  const std::string where = path.string();
-  std::ifstream f(path, std::ios::binary);
-  if (!f) fail<InputError>(where, ": cannot open the decision table");
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(f);
-  } catch (const nlohmann::json::exception& e) {
-    fail<InputError>(where, ": not JSON (", e.what(), ")");
-  }
-  if (!j.is_object() || j.value("format", std::string()) != kTableFormatName)
+namespace {
+
+DecisionTable table_from_json(const nlohmann::json& j, const std::string& where) {
+  if (!j.is_object() || !j.contains("format") || j.at("format") != kTableFormatName)
     fail<InputError>(where, ": not a kvsim decision table (format must be \"", kTableFormatName, "\")");
   const int version = field<int>(j, "format_version", where);
   if (version != 1 && version != kTableFormatVersion)
     fail<InputError>(where, ": table format_version ", version, " is not supported (this kvsim reads 1 and ",
                      kTableFormatVersion, ")");
+  const std::string policy = field<std::string>(j, "policy", where);
+  if (policy != "compilerkv") fail<InputError>(where, ": field 'policy' must be \"compilerkv\", got \"", policy, "\"");
   DecisionTable t;
   // Version 1 predates gate_mode: its thresholds are absolute (the published rule).
   if (version >= 2) {
     t.gate_mode = parse_gate_mode(field<std::string>(j, "gate_mode", where), where + ": gate_mode");
     t.sink = j.contains("sink") ? field<int>(j, "sink", where) : 0;  // absent: no sinks
   }
+  if (!j.contains("model") || !j.at("model").is_object()) fail<InputError>(where, ": field 'model' is missing or not an object");
   const auto& m = j.at("model");
   t.model.n_layers = field<int>(m, "n_layers", where + ": model");
   t.model.n_heads = field<int>(m, "n_heads", where + ": model");
   t.model.n_kv_heads = field<int>(m, "n_kv_heads", where + ": model");
-  t.model.head_dim = m.value("head_dim", 0);
-  t.model.hidden = m.value("hidden", 0);
+  t.model.head_dim = m.contains("head_dim") ? field<int>(m, "head_dim", where + ": model") : 0;
+  t.model.hidden = m.contains("hidden") ? field<int>(m, "hidden", where + ": model") : 0;
+  // Sizes bounded before the nested arrays are read (their product sizes the tables).
+  constexpr int kMaxLayersHeads = 1 << 16, kMaxBudgets = 1 << 10;
+  auto bounded = [&](const char* name, int v, int hi) {
+    if (v < 1 || v > hi) fail<InputError>(where, ": model: field '", name, "' must be in [1, ", hi, "], got ", v);
+  };
+  bounded("n_layers", t.model.n_layers, kMaxLayersHeads);
+  bounded("n_heads", t.model.n_heads, kMaxLayersHeads);
+  bounded("n_kv_heads", t.model.n_kv_heads, kMaxLayersHeads);
   t.window = field<int>(j, "window", where);
   t.budgets = field<std::vector<int>>(j, "budgets", where);
+  if (t.budgets.size() > static_cast<std::size_t>(kMaxBudgets))
+    fail<InputError>(where, ": field 'budgets' holds ", t.budgets.size(), " budgets (at most ", kMaxBudgets, ")");
   auto grid = [&](const char* name) {
     const auto& g = j.at(name);
     const std::string w = where + ": " + name;
+    if (!g.is_object()) fail<InputError>(w, ": must be an object {scale, lo, hi, step, count}");
     const std::string scale = g.contains("scale") ? field<std::string>(g, "scale", w) : "linear";
     if (scale == "log") {
       const int n = field<int>(g, "count", w);
@@ -352,24 +385,62 @@ DecisionTable read_table(const std::filesystem::path& path) {
       return ArmGrid{field<double>(g, "lo", w), field<double>(g, "hi", w), 1, n};
     }
     if (scale != "linear") fail<InputError>(w, ": unknown scale '", scale, "' (linear|log)");
-    return ArmGrid{field<double>(g, "lo", w), field<double>(g, "hi", w), field<double>(g, "step", w)};
+    const ArmGrid a{field<double>(g, "lo", w), field<double>(g, "hi", w), field<double>(g, "step", w)};
+    a.validate(w);
+    // count is written for readers; when present it must be the grid's.
+    if (g.contains("count") && field<int>(g, "count", w) != a.count())
+      fail<InputError>(w, ": count ", g.at("count").dump(), " does not match lo ", a.lo, ", hi ", a.hi, ", step ", a.step,
+                       " (", a.count(), " arms)");
+    return a;
   };
   t.gate_arms = gate_arm_grid(t.gate_mode);
   if (j.contains("head_arms")) t.head_arms = grid("head_arms");
   if (j.contains("gate_arms")) t.gate_arms = grid("gate_arms");
+  if (!j.contains("bins") || !j.at("bins").is_object()) fail<InputError>(where, ": field 'bins' is missing");
   auto edges = [&](const char* name) {
+    const auto& b = j.at("bins");
+    if (!b.contains(name) || !b.at(name).is_array()) fail<InputError>(where, ": bins: field '", name, "' is missing or not an array");
     std::vector<double> e;
-    for (const auto& x : j.at("bins").at(name)) e.push_back(x.is_string() ? std::numeric_limits<double>::infinity() : x.get<double>());
+    for (const auto& x : b.at(name)) {
+      if (x.is_string() && x == "inf") e.push_back(std::numeric_limits<double>::infinity());
+      else if (x.is_number()) e.push_back(x.get<double>());
+      else fail<InputError>(where, ": bins: ", name, " entries must be numbers or \"inf\", got ", x.dump());
+    }
     return e;
   };
-  if (!j.contains("bins")) fail<InputError>(where, ": field 'bins' is missing");
   t.entropy_edges = edges("entropy_edges");
   t.perplexity_edges = edges("perplexity_edges");
   const int nb = static_cast<int>(t.budgets.size()), L = t.model.n_layers, H = t.model.n_heads;
   if (!j.contains("head") || !j.contains("gate")) fail<InputError>(where, ": fields 'head' and 'gate' are required");
   flatten(j.at("head"), {nb, L, H}, 0, t.head, where + ": head [budgets, L, H]");
   flatten(j.at("gate"), {nb, L, kEntropyBins, kPerplexityBins}, 0, t.gate, where + ": gate [budgets, L, 20, 4]");
-  if (j.contains("provenance")) t.provenance = j.at("provenance");
+  // Provenance describes a table and never changes what it selects; hand-written and test
+  // tables have none, so it may be absent or null (the CLI notes it). Present, it is an object.
+  if (j.contains("provenance") && !j.at("provenance").is_null()) {
+    if (!j.at("provenance").is_object())
+      fail<InputError>(where, ": field 'provenance' must be an object, got ", j.at("provenance").type_name());
+    t.provenance = j.at("provenance");
+  }
+  return t;
+}
+
+}  // namespace
+
+DecisionTable read_table(const std::filesystem::path& path) {
+  const std::string where = path.string();
+  const std::string text = read_file<InputError>(path, "decision table (JSON)");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {
+    fail<InputError>(where, ": not JSON (", e.what(), ")");
+  }
+  DecisionTable t;
+  try {
+    t = table_from_json(j, where);
+  } catch (const nlohmann::json::exception& e) {  // a field of an unexpected shape the checks above missed
+    fail<InputError>(where, ": malformed decision table (", e.what(), ")");
+  }
   t.validate(where);
   return t;
 }
