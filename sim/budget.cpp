@@ -34,16 +34,23 @@ BudgetSweep BudgetSweep::ratios(std::vector<double> ratios) {
 
 namespace {
 
-std::vector<std::string> split_commas(const std::string& text) {
+// "64,128" or "64, 128": comma-separated, blanks around entries ignored; an empty entry
+// ("8,,16", a trailing comma) is refused rather than skipped, since it is most likely a typo.
+std::vector<std::string> split_commas(const std::string& text, const char* option) {
   std::vector<std::string> out;
-  std::string cur;
-  for (char c : text + ",") {
-    if (c == ',' || c == ' ') {
-      if (!cur.empty()) out.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
-    }
+  std::size_t b = 0;
+  while (true) {
+    const std::size_t e = std::min(text.find(',', b), text.size());
+    const std::size_t first = text.find_first_not_of(' ', b);
+    const std::size_t last = text.find_last_not_of(' ', e == 0 ? 0 : e - 1);
+    if (first >= e || last == std::string::npos || last < first)
+      fail<InputError>(option, ": empty entry in '", text, "' (expected a comma-separated list, e.g. 64,128)");
+    const std::string item = text.substr(first, last - first + 1);
+    if (item.find(' ') != std::string::npos)
+      fail<InputError>(option, ": '", item, "' in '", text, "' is not one value (separate entries with commas)");
+    out.push_back(item);
+    if (e == text.size()) break;
+    b = e + 1;
   }
   return out;
 }
@@ -55,7 +62,7 @@ BudgetSweep BudgetSweep::parse(const std::string& budgets, const std::string& ra
   if (budgets.empty() && ratios.empty()) fail<InputError>("no budgets: give --budget 64,128 or --ratio 0.5");
   if (!budgets.empty()) {
     std::vector<int> v;
-    for (const auto& p : split_commas(budgets)) {
+    for (const auto& p : split_commas(budgets, "--budget")) {
       char* end = nullptr;
       const long x = std::strtol(p.c_str(), &end, 10);
       if (*end != '\0' || x > (1L << 30) || x < -(1L << 30)) fail<InputError>("--budget: '", p, "' is not an integer");
@@ -64,10 +71,10 @@ BudgetSweep BudgetSweep::parse(const std::string& budgets, const std::string& ra
     return tokens(std::move(v));
   }
   std::vector<double> v;
-  for (const auto& p : split_commas(ratios)) {
+  for (const auto& p : split_commas(ratios, "--ratio")) {
     char* end = nullptr;
     const double x = std::strtod(p.c_str(), &end);
-    if (*end != '\0') fail<InputError>("--ratio: '", p, "' is not a number");
+    if (*end != '\0' || p.empty()) fail<InputError>("--ratio: '", p, "' is not a number");
     v.push_back(x);
   }
   return BudgetSweep::ratios(std::move(v));

@@ -27,13 +27,19 @@ void close_checked(std::FILE*& f, const std::filesystem::path& p) {
   if (bad || close_failed) fail<InputError>(p.string(), ": write failed (disk full?)");
 }
 
+void make_fresh_dir(const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  if (!ec) std::filesystem::create_directories(dir, ec);
+  if (ec) fail<InputError>(dir.string(), ": cannot create the output directory (", ec.message(), ")");
+}
+
 PartialDir::PartialDir(std::filesystem::path dir, bool overwrite) : dir_(std::move(dir)) {
   namespace fs = std::filesystem;
   if (fs::exists(dir_) && !overwrite) fail<InputError>(dir_.string(), ": already exists (pass --overwrite to replace it)");
   partial_ = dir_;
   partial_ += ".partial";
-  fs::remove_all(partial_);
-  fs::create_directories(partial_);
+  make_fresh_dir(partial_);
 }
 
 PartialDir::~PartialDir() {

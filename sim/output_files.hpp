@@ -14,6 +14,10 @@ std::FILE* open_write(const std::filesystem::path& p);
 // Closes f (if open) and throws InputError when any write to it failed.
 void close_checked(std::FILE*& f, const std::filesystem::path& p);
 
+// Removes `dir` if present and creates it afresh; InputError naming it and the reason ("Permission
+// denied", "Not a directory") when the filesystem refuses.
+void make_fresh_dir(const std::filesystem::path& dir);
+
 class PartialDir {
  public:
   // Refuses an existing `dir` unless overwrite; creates dir.partial afresh.

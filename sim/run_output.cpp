@@ -31,8 +31,7 @@ RunOutput::RunOutput(const Replay& replay, std::filesystem::path dir, bool overw
     fail<InputError>(dump_.string(), ": already exists (pass --overwrite to replace it)");
   partial_ = dir_;
   partial_ += ".partial";
-  fs::remove_all(partial_);
-  fs::create_directories(partial_);
+  make_fresh_dir(partial_);
   layers_ = open_write(partial_ / "layers.csv");
   std::fputs("trace,prompt,task,policy,budget,budget_tokens,layer,kept_tokens,kept_bytes,out_err,out_err_value,recall\n",
              layers_);

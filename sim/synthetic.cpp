@@ -77,13 +77,34 @@ struct HeadGen {
 
 }  // namespace
 
+void check_synthetic_spec(const SyntheticSpec& spec) {
+  const ModelInfo& m = spec.model;
+  auto in_range = [](const char* name, std::int64_t v, std::int64_t lo, std::int64_t hi) {
+    if (v < lo || v > hi) fail<InputError>("synthetic trace: ", name, " must be in [", lo, ", ", hi, "], got ", v);
+  };
+  in_range("prompt length T", spec.T, 1, kMaxSyntheticPrompt);
+  in_range("continuation length M", spec.M, 0, kMaxSyntheticCont);
+  in_range("window W", spec.W, 1, kMaxSyntheticPrompt);
+  in_range("number of prompts", spec.n_prompts, 1, kMaxSyntheticPrompts);
+  in_range("top-K", spec.topk, 1, m.vocab);
+  in_range("colsum stride", spec.colsum_stride, 0, kMaxSyntheticPrompt);
+  in_range("compression level", spec.compression_level, 0, 9);
+  if (m.n_heads < 1 || m.n_kv_heads < 1 || m.n_heads % m.n_kv_heads != 0 || m.head_dim < 2 || m.head_dim % 2 != 0)
+    fail<InputError>("synthetic trace: bad model shape H=", m.n_heads, " Hkv=", m.n_kv_heads, " d=", m.head_dim);
+  // One layer's buffers in 64-bit: keys + values [Hkv, T+M, d], q_window [H, W, d], q_cont [H, M, d], colsum [H, T].
+  const std::int64_t T = spec.T, M = spec.M, W = std::min(spec.W, spec.T), d = m.head_dim;
+  const std::int64_t floats = 2 * m.n_kv_heads * (T + M) * d + m.n_heads * (W + M) * d + m.n_heads * T;
+  if (floats * 4 > kMaxSyntheticLayerBytes)
+    fail<InputError>("synthetic trace: one layer at T=", T, ", M=", M, " needs ", floats * 4 >> 20, " MiB (at most ",
+                     kMaxSyntheticLayerBytes >> 20, " MiB)");
+}
+
 void write_synthetic_trace(const std::filesystem::path& path, const SyntheticSpec& spec,
                            const std::function<void(int)>& progress) {
+  check_synthetic_spec(spec);
   const ModelInfo& m = spec.model;
   const int L = m.n_layers, H = m.n_heads, Hkv = m.n_kv_heads, G = H / Hkv, d = m.head_dim, D = m.hidden;
   const int T = spec.T, M = spec.M, W = std::min(spec.W, spec.T), N = T + M;
-  if (T < 1 || M < 0 || W < 1 || H % Hkv != 0 || d % 2 != 0)
-    fail<InputError>("synthetic trace: bad shape T=", T, " M=", M, " W=", W);
   const int stride = spec.colsum_stride > 0 ? spec.colsum_stride : (T <= 1024 ? 1 : 16);
   Rng wrng(derive_seed(spec.seed, 0xA11CEull));
   std::vector<float> w_o(static_cast<std::size_t>(L) * D * H * d);

@@ -34,6 +34,16 @@ struct SyntheticSpec {
 // "smollm2-135m" (30, 9, 3, 64, 576), "tiny" (2, 4, 2, 16, 64). Throws InputError otherwise.
 ModelInfo synthetic_shape(const std::string& name);
 
+// Bounds of a synthetic trace (InputError beyond them, before anything is allocated or written):
+// 1 <= T <= kMaxSyntheticPrompt, 0 <= M <= kMaxSyntheticCont, W >= 1, 1 <= n_prompts <=
+// kMaxSyntheticPrompts, and one layer's buffers (keys, values, queries, colsum) within
+// kMaxSyntheticLayerBytes.
+inline constexpr int kMaxSyntheticPrompt = 1 << 20;  // 1M tokens
+inline constexpr int kMaxSyntheticCont = 1 << 16;
+inline constexpr int kMaxSyntheticPrompts = 1 << 20;
+inline constexpr std::int64_t kMaxSyntheticLayerBytes = std::int64_t{64} << 30;  // 64 GiB
+void check_synthetic_spec(const SyntheticSpec& spec);
+
 // Writes the trace atomically (temp name, rename). `progress` gets prompts done.
 void write_synthetic_trace(const std::filesystem::path& path, const SyntheticSpec& spec,
                            const std::function<void(int)>& progress = {});
