@@ -9,6 +9,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "core/error.hpp"
+#include "core/read_file.hpp"
 #include "tracer/chat.hpp"
 #include "tracer/cpu_forward.hpp"
 #include "tracer/forward_backend.hpp"
@@ -27,24 +28,33 @@ int cmd_generate(const std::vector<std::string>& args) {
       ("prompt-file", po::value(&prompt_file), "read the prompt text from this file instead")
       ("prompt-len", po::value(&prompt_len)->default_value(0), "keep only the first N prompt tokens (0 = all)")
       ("chat", po::bool_switch(&chat), "wrap the prompt as a ChatML user turn (system default from the chat template)")
-      ("steps,n", po::value(&steps)->default_value(256), "forward passes, as llama2.c's -n (prompt tokens after the first count)")
+      ("steps,n", po::value(&steps)->default_value(256), "forward passes, as llama2.c's -n (prompt tokens after the first count); at most the model's context "
+       "(the default is capped to it, as llama2.c does)")
       ("dump-logits", po::value(&dump_logits), "write the logits of every prompt position, [T, vocab] float32, to this .npy")
       ("dump-tokens", po::value(&dump_tokens), "write the prompt's token ids, [T] int32, to this .npy")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)");
   add_backend_options(opts, device, precision);
-  if (!parse("generate", "Greedy decoding (temperature 0) from a prompt.", opts, args)) return 0;
+  const auto vm = parse("generate", "Greedy decoding (temperature 0) from a prompt.", opts, args);
+  if (!vm) return 0;
   auto thread_limit = limit_threads(threads);
   const BackendChoice backend_choice = choose_backend(device, precision);
-  if (prompt_len < 0) fail<InputError>("--prompt-len must be >= 0, got ", prompt_len);
+  require_at_least("--prompt-len", prompt_len, 0);
+  require_at_least("--steps", steps, 1);
   if (!prompt_file.empty()) {
     if (!prompt.empty()) fail<InputError>("give either --prompt or --prompt-file, not both");
-    std::ifstream in(prompt_file, std::ios::binary);
-    if (!in) fail<InputError>(prompt_file, ": cannot open prompt file");
-    std::ostringstream s;
-    s << in.rdbuf();
-    prompt = std::move(s).str();
+    prompt = read_file<InputError>(prompt_file, "prompt file");
   }
   const Model model = load_model(model_path);
+  // The KV cache holds `steps` positions: never more than the model was trained for (-n 1e9
+  // would ask for a cache of gigabytes). llama2.c caps steps at seq_len; so does the default.
+  // Without a known context, kMaxSteps bounds it.
+  constexpr int kMaxSteps = 1 << 20;
+  const int context = model.config.max_seq_len > 0 ? model.config.max_seq_len : kMaxSteps;
+  if (steps > context) {
+    if (!vm->at("steps").defaulted())
+      fail<InputError>("--steps ", steps, " exceeds the context of ", model_path, " (", context, " tokens)");
+    steps = context;
+  }
   const auto tok = resolve_tokenizer(model_path, tokenizer_path, model.config.vocab);
   if (chat) prompt = chat_format_from_template(tok->chat_template(), model_path).wrap(prompt);
   std::vector<int> ids = tok->encode(prompt, true);

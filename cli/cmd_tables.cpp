@@ -82,20 +82,29 @@ std::vector<std::string> without_threads_option(const std::vector<std::string>& 
   return out;
 }
 
+// A table named on the command line; a note on stderr when it carries no provenance (hand-made:
+// nothing says which traces, model or command it came from; docs/tables.md).
+DecisionTable read_table_noted(const std::string& path) {
+  DecisionTable t = read_table(path);
+  if (t.provenance.empty())
+    std::fprintf(stderr, "note: %s has no provenance (not written by kvsim compile?)\n", path.c_str());
+  return t;
+}
+
 // Two tables named on the command line; "default" for one of them is the default table
 // (weights 1.0, thresholds 0.8) of the other's model, budgets and window.
 std::pair<DecisionTable, DecisionTable> read_table_pair(const std::string& a, const std::string& b) {
   if (a == "default" && b == "default") fail<InputError>("at most one of the two tables may be 'default'");
   if (a == "default") {
-    DecisionTable tb = read_table(b);
+    DecisionTable tb = read_table_noted(b);
     return {DecisionTable::defaults(tb.model, tb.budgets, tb.window), std::move(tb)};
   }
-  DecisionTable ta = read_table(a);
+  DecisionTable ta = read_table_noted(a);
   if (b == "default") {
     DecisionTable tb = DecisionTable::defaults(ta.model, ta.budgets, ta.window);
     return {std::move(ta), std::move(tb)};
   }
-  return {std::move(ta), read_table(b)};
+  return {std::move(ta), read_table_noted(b)};
 }
 
 }  // namespace
@@ -106,7 +115,7 @@ int cmd_compile(const std::vector<std::string>& args) {
   int window, sink, max_rounds, pulls, threads;
   double lambda;
   std::uint64_t seed;
-  std::size_t cache_mb;
+  long long cache_mb;
   bool overwrite = false;
   po::options_description opts("compile options");
   opts.add_options()("traces", po::value(&traces)->multitoken()->required(), "calibration trace files (.h5)")
@@ -135,7 +144,13 @@ int cmd_compile(const std::vector<std::string>& args) {
              opts, args, &pos))
     return 0;
   auto tbb_limit = limit_threads(threads);
-  if (std::filesystem::exists(out) && !overwrite) fail<InputError>(out, ": already exists (pass --overwrite to replace it)");
+  require_at_least("--pulls", pulls, 0);
+  require_at_least("--max-rounds", max_rounds, 1);
+  require_at_least("--window", window, 1);
+  require_at_least("--sink", sink, 0);
+  require_finite("--lambda", lambda);
+  cache_bytes(cache_mb);
+  check_output_file(out, "--out", overwrite);
   CompileOptions co;
   co.budgets = parse_budgets(budgets);
   co.learner = learner, co.cql_lambda = lambda, co.max_rounds = max_rounds, co.pulls = pulls, co.seed = seed;
@@ -156,7 +171,7 @@ int cmd_compile(const std::vector<std::string>& args) {
     model.emplace(load_model(model_path));
     fwd.emplace(*model);
   }
-  const EvalSet set(paths_of(traces), window, cache_mb << 20, co.progress, fwd ? &*fwd : nullptr, sink);
+  const EvalSet set(paths_of(traces), window, cache_bytes(cache_mb), co.progress, fwd ? &*fwd : nullptr, sink);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   CompileStats st;
   DecisionTable table = compile_table(set, co, &st);
@@ -186,7 +201,7 @@ int cmd_diff(const std::vector<std::string>& args) {
   double tolerance;
   int bootstrap, threads;
   std::uint64_t seed;
-  std::size_t cache_mb;
+  long long cache_mb;
   po::options_description opts("diff options");
   opts.add_options()("tables", po::value(&tables)->multitoken()->required(), "OLD NEW table files ('default' for one: the default table of the other's shape)")
       ("traces", po::value(&traces)->multitoken()->required(), "evaluation trace files")
@@ -207,11 +222,16 @@ int cmd_diff(const std::vector<std::string>& args) {
     return 0;
   if (tables.size() != 2) fail<InputError>("diff takes two tables: OLD NEW");
   auto tbb_limit = limit_threads(threads);
+  require_finite("--tolerance", tolerance);
+  require_at_least("--bootstrap", bootstrap, 1);
+  cache_bytes(cache_mb);
+  if (!csv.empty()) check_output_file(csv, "--csv", true);
+  const std::vector<int> budget_list = parse_budgets(budgets);
   const auto [old_t, new_t] = read_table_pair(tables[0], tables[1]);
   if (old_t.window != new_t.window) fail<InputError>("the tables were compiled with different windows (", old_t.window, ", ", new_t.window, ")");
   if (old_t.sink != new_t.sink) fail<InputError>("the tables were compiled with different sinks (", old_t.sink, ", ", new_t.sink, ")");
-  const EvalSet set(paths_of(traces), old_t.window, cache_mb << 20, {}, nullptr, old_t.sink);
-  const DiffReport rep = diff_tables(set, old_t, new_t, parse_budgets(budgets), tolerance, bootstrap, seed);
+  const EvalSet set(paths_of(traces), old_t.window, cache_bytes(cache_mb), {}, nullptr, old_t.sink);
+  const DiffReport rep = diff_tables(set, old_t, new_t, budget_list, tolerance, bootstrap, seed);
   std::printf("%s", diff_table_text(rep, tables[0], tables[1]).c_str());
   if (!csv.empty()) write_diff_csv(rep, csv);
   std::printf("\n%s\n", rep.regression ? "NEW is worse than OLD beyond the tolerance (exit 3)" : "NEW is not worse than OLD");
@@ -223,7 +243,7 @@ int cmd_transfer(const std::vector<std::string>& args) {
   std::string budgets;
   int bootstrap, threads;
   std::uint64_t seed;
-  std::size_t cache_mb;
+  long long cache_mb;
   po::options_description opts("transfer options");
   opts.add_options()("tables", po::value(&tables)->multitoken()->required(), "A B: source and target tables")
       ("traces", po::value(&traces)->multitoken(), "target traces: reward (-estimated delta-NLL) with A's table (mapped) vs B's own")
@@ -239,7 +259,10 @@ int cmd_transfer(const std::vector<std::string>& args) {
     return 0;
   if (tables.size() != 2) fail<InputError>("transfer takes two tables: A B");
   auto tbb_limit = limit_threads(threads);
-  const DecisionTable a = read_table(tables[0]), b = read_table(tables[1]);
+  require_at_least("--bootstrap", bootstrap, 1);
+  cache_bytes(cache_mb);
+  const std::vector<int> budget_list = budgets.empty() ? std::vector<int>{} : parse_budgets(budgets);
+  const DecisionTable a = read_table_noted(tables[0]), b = read_table_noted(tables[1]);
   std::printf("A %s: L=%d H=%d, budgets", tables[0].c_str(), a.model.n_layers, a.model.n_heads);
   for (int x : a.budgets) std::printf(" %d", x);
   std::printf("\nB %s: L=%d H=%d, budgets", tables[1].c_str(), b.model.n_layers, b.model.n_heads);
@@ -257,8 +280,8 @@ int cmd_transfer(const std::vector<std::string>& args) {
     std::printf("%-5s %-7s %6d %8s\n", c.part.c_str(), c.layer < 0 ? "overall" : std::to_string(c.layer).c_str(), c.n,
                 num(c.rho, "%.3f").c_str());
   if (!traces.empty()) {
-    const EvalSet set(paths_of(traces), b.window, cache_mb << 20, {}, nullptr, b.sink);
-    const std::vector<int> bs = budgets.empty() ? b.budgets : parse_budgets(budgets);
+    const EvalSet set(paths_of(traces), b.window, cache_bytes(cache_mb), {}, nullptr, b.sink);
+    const std::vector<int> bs = budgets.empty() ? b.budgets : budget_list;
     const DiffReport rep = diff_tables(set, b, a, bs, 0.0, bootstrap, seed);
     std::printf("\ntransfer cost on %zu target prompts (OLD = B's own table, NEW = A's table mapped):\n\n%s", set.size(),
                 diff_table_text(rep, tables[1], tables[0]).c_str());

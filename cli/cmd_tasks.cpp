@@ -36,8 +36,8 @@ int cmd_tasks(const std::vector<std::string>& args) {
     b = e + 1;
   }
   if (specs.empty()) fail<InputError>("--tasks names no task");
-  if (n <= 0) fail<InputError>("--n must be positive, got ", n);
-  if (length <= 0) fail<InputError>("--length must be positive, got ", length);
+  require_at_least("--n", n, 1);
+  require_at_least("--length", length, 1);
   TaskOptions o;
   o.length = length, o.n = n, o.seed = seed;
   if (!haystack.empty()) o.essays = load_essays(haystack);

@@ -28,7 +28,7 @@ int cmd_trace(const std::vector<std::string>& args) {
   std::string model_path, tokenizer_path, out_path, task, tmpl, device, precision, storage_text;
   std::vector<std::string> inputs;
   int window, cont_len, prompt_len, max_len, topk, limit, threads, compression;
-  bool overwrite = false, chat = false, quiet = false;
+  bool overwrite = false, chat = false, quiet = false, beyond_context = false;
   po::options_description opts("trace options");
   opts.add_options()
       ("model,m", po::value(&model_path)->required(), "checkpoint: llama2.c .bin, a HF directory (config.json + safetensors), or a .gguf")
@@ -39,6 +39,9 @@ int cmd_trace(const std::vector<std::string>& args) {
       ("cont-len", po::value(&cont_len)->default_value(32), "text inputs: continuation tokens M per prompt")
       ("prompt-len", po::value(&prompt_len)->default_value(512), "text inputs: prompt tokens T per chunk (BOS included)")
       ("max-len", po::value(&max_len)->default_value(0), "JSONL inputs: truncate longer prompts in the middle (0 = no limit)")
+      ("allow-beyond-context", po::bool_switch(&beyond_context),
+       "trace prompts longer than the model's context (max_seq_len / max_position_embeddings / context_length) "
+       "and accept --max-len above it; refused by default. The continuation may always run past the context")
       ("topk", po::value(&topk)->default_value(64), "top-K logits recorded per continuation position")
       ("limit", po::value(&limit)->default_value(0), "at most this many prompts per input file (0 = all)")
       ("task", po::value(&task), "task label (default: the input file's stem)")
@@ -52,10 +55,20 @@ int cmd_trace(const std::vector<std::string>& args) {
   add_backend_options(opts, device, precision);
   po::positional_options_description pos;
   pos.add("input", -1);
-  if (!parse("trace", "Records one prefill per prompt into an HDF5 trace.", opts, args, &pos)) return 0;
+  const auto vm = parse("trace", "Records one prefill per prompt into an HDF5 trace.", opts, args, &pos);
+  if (!vm) return 0;
+  const bool vm_has_template = vm->count("template") != 0;
   auto thread_limit = limit_threads(threads);
-  if (window <= 0) fail<InputError>("--window must be positive, got ", window);
-  if (topk <= 0) fail<InputError>("--topk must be positive, got ", topk);
+  require_at_least("--window", window, 1);
+  require_at_least("--topk", topk, 1);
+  require_at_least("--prompt-len", prompt_len, 1);
+  require_at_least("--cont-len", cont_len, 0);
+  require_at_least("--max-len", max_len, 0);
+  require_at_least("--limit", limit, 0);
+  // LongBench's templates all hold {context} (some, as lcc's, no {input}); one without it would
+  // trace the question alone.
+  if (vm_has_template && tmpl.find("{context}") == std::string::npos)
+    fail<InputError>("--template '", tmpl, "' has no {context} placeholder (expected e.g. '{context}\\n\\nQuestion: {input}\\nAnswer:')");
   if (compression < 0 || compression > 9) fail<InputError>("--compression must be in 0..9, got ", compression);
   KvStorage storage = KvStorage::kFp16;
   if (!parse_storage(storage_text, storage))
@@ -69,6 +82,11 @@ int cmd_trace(const std::vector<std::string>& args) {
   if (tokenizer->vocab_size() > model.config.vocab)
     fail<ModelError>(model_path, ": tokenizer has ", tokenizer->vocab_size(), " tokens, the model only ", model.config.vocab);
   if (topk > model.config.vocab) fail<InputError>("--topk ", topk, " exceeds the vocabulary (", model.config.vocab, ")");
+  // The model's trained context (0: the checkpoint does not say); prompts beyond it are refused.
+  const int context = model.config.max_seq_len;
+  if (context > 0 && max_len > context && !beyond_context)
+    fail<InputError>("--max-len ", max_len, " is larger than the context of ", model_path, " (", context,
+                     " tokens); use --max-len <= ", context, " or pass --allow-beyond-context");
 
   // Every input is read and tokenized before any work starts (fail fast).
   InputOptions io;
@@ -84,8 +102,14 @@ int cmd_trace(const std::vector<std::string>& args) {
     auto p = load_prompts(in, *tokenizer, io);
     for (auto& s : p) prompts.push_back(std::move(s));
   }
-  std::size_t truncated = 0, total_tokens = 0, longest = 1;
-  for (const auto& p : prompts) {
+  std::size_t truncated = 0, total_tokens = 0, longest = 1, past_context = 0;
+  for (std::size_t i = 0; i < prompts.size(); ++i) {
+    const PromptSpec& p = prompts[i];
+    if (context > 0 && p.n_prompt > context && !beyond_context)
+      fail<InputError>(p.source, ": prompt ", p.sample_id.empty() ? std::to_string(i) : p.sample_id, " has ", p.n_prompt,
+                       " tokens, more than the context of ", model_path, " (", context,
+                       " tokens); shorten it (--prompt-len, --max-len) or pass --allow-beyond-context");
+    past_context += context > 0 && static_cast<int>(p.tokens.size()) > context;
     truncated += p.truncated_from > p.n_prompt;
     total_tokens += p.tokens.size();
     longest = std::max(longest, p.tokens.size());
@@ -95,6 +119,10 @@ int cmd_trace(const std::vector<std::string>& args) {
   if (!quiet)
     std::fprintf(stderr, "[trace] %s: %zu prompts, %zu tokens (%zu truncated in the middle)\n", model.source.c_str(),
                  prompts.size(), total_tokens, truncated);
+  // The prompt (the cache being simulated) fits; only the scored continuation runs past it.
+  if (!quiet && past_context > 0)
+    std::fprintf(stderr, "[trace] note: %zu prompts' continuations run past the model's context (%d tokens)\n",
+                 past_context, context);
 
   TraceProducer producer{kToolVersion, kGitSha, backend->name(), utc_now_iso8601()};
   WriterOptions wo;

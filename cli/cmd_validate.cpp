@@ -31,6 +31,8 @@ int cmd_validate(const std::vector<std::string>& args) {
   if (!parse("validate", "Compares the estimated Δ-NLL of every kept set with its exact re-decode.", opts, args, &pos))
     return 0;
   auto tbb_limit = limit_threads(ra.threads);
+  require_at_least("--generate", generate, 0);
+  require_at_least("--bootstrap", bootstrap, 1);
   ReplayOptions ro = ra.replay_options();
   const Model model = load_model(model_path);
   GenerationOptions go;

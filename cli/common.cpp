@@ -6,6 +6,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <ctime>
@@ -35,8 +36,35 @@ std::optional<po::variables_map> parse(const std::string& command, const std::st
   return vm;
 }
 
+void require_at_least(const std::string& option, long long value, long long min) {
+  if (value >= min) return;
+  if (min == 1) fail<InputError>(option, " must be positive, got ", value);
+  fail<InputError>(option, " must be >= ", min, ", got ", value);
+}
+
+void require_finite(const std::string& option, double value) {
+  if (!std::isfinite(value)) fail<InputError>(option, " must be a finite number, got ", value);
+}
+
+std::size_t cache_bytes(long long cache_mb) {
+  require_at_least("--cache-mb", cache_mb, 0);
+  constexpr long long kMaxMb = 1LL << 30;  // 1 PiB
+  if (cache_mb > kMaxMb) fail<InputError>("--cache-mb must be at most ", kMaxMb, " (1 PiB), got ", cache_mb);
+  return static_cast<std::size_t>(cache_mb) << 20;
+}
+
+void check_output_file(const std::filesystem::path& path, const std::string& option, bool overwrite) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) fail<InputError>(option, " ", path.string(), ": is a directory, expected a file name");
+  const fs::path dir = path.parent_path().empty() ? fs::path(".") : path.parent_path();
+  if (!fs::is_directory(dir, ec))
+    fail<InputError>(option, " ", path.string(), ": directory ", dir.string(), " does not exist");
+  if (!overwrite && fs::exists(path, ec)) fail<InputError>(path.string(), ": already exists (pass --overwrite to replace it)");
+}
+
 std::unique_ptr<tbb::global_control> limit_threads(int threads) {
-  if (threads < 0) fail<InputError>("--threads must be >= 0, got ", threads);
+  require_at_least("--threads", threads, 0);
   if (threads == 0) return nullptr;
   return std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, threads);
 }

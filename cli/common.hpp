@@ -28,6 +28,18 @@ std::optional<po::variables_map> parse(const std::string& command, const std::st
                                        po::options_description& options, const std::vector<std::string>& args,
                                        const po::positional_options_description* positional = nullptr);
 
+// The one check behind every integer option with a lower bound: InputError "--pulls must be
+// >= 0, got -3" ("must be positive" when min is 1). `option` is written as on the command line.
+void require_at_least(const std::string& option, long long value, long long min);
+// InputError "--tolerance must be a finite number, got nan".
+void require_finite(const std::string& option, double value);
+// --cache-mb in bytes; InputError when negative or absurd (above 1 PiB: the shift would overflow).
+std::size_t cache_bytes(long long cache_mb);
+
+// An output file named by `option`, checked before any work: not a directory, its directory
+// exists, and (unless overwrite) the file does not exist yet. InputError naming the option.
+void check_output_file(const std::filesystem::path& path, const std::string& option, bool overwrite);
+
 // Caps oneTBB's parallelism for the life of the object (0 = all cores).
 std::unique_ptr<tbb::global_control> limit_threads(int threads);
 

@@ -1,10 +1,13 @@
 // kvsim: the command-line entry point. Subcommands live in cli/cmd_*.cpp; this file only
 // dispatches and turns errors into one line on stderr and a non-zero exit: 1 for kvsim errors
-// (input, trace, model), 2 for usage, 4 for internal errors; 3 is reserved for `kvsim diff`'s
-// verdict "NEW is worse than OLD".
+// (input, trace, model) and for filesystem failures (a read-only or missing directory, a
+// directory where a file was expected: the user's paths, not a kvsim bug), 2 for usage, 4 for
+// internal errors; 3 is reserved for `kvsim diff`'s verdict "NEW is worse than OLD".
 #include <boost/program_options/errors.hpp>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <ios>
 #include <string>
 #include <vector>
 
@@ -64,6 +67,16 @@ int main(int argc, char** argv) {
       return c.run(args);
     } catch (const kvsim::Error& e) {
       std::fprintf(stderr, "kvsim %s: error: %s\n", c.name, e.what());
+      return 1;
+    } catch (const std::filesystem::filesystem_error& e) {
+      // "filesystem error: cannot create directories: Permission denied [out.partial]"
+      std::string what = e.what();
+      if (what.rfind("filesystem error: ", 0) == 0) what.erase(0, 18);
+      std::fprintf(stderr, "kvsim %s: error: %s\n", c.name, what.c_str());
+      return 1;
+    } catch (const std::ios_base::failure& e) {
+      // A stream read or write failed (e.g. a directory read as a file).
+      std::fprintf(stderr, "kvsim %s: error: file read or write failed: %s\n", c.name, e.what());
       return 1;
     } catch (const boost::program_options::error& e) {
       std::fprintf(stderr, "kvsim %s: %s (see 'kvsim %s --help')\n", c.name, e.what(), c.name);
