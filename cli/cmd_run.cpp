@@ -21,6 +21,7 @@ int cmd_run(const std::vector<std::string>& args) {
   if (!parse("run", "Replays traces against retention policies × budgets and measures output error.", opts, args, &pos))
     return 0;
   auto tbb_limit = limit_threads(ra.threads);
+  if (!dump_kept.empty()) check_output_file(dump_kept, "--dump-kept", true);  // RunOutput refuses an existing one
   ReplayOptions ro = ra.replay_options();
   ro.keep_selections = !dump_kept.empty();
   // Everything is checked here, before any work and before any output exists.

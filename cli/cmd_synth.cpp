@@ -27,6 +27,7 @@ int cmd_synth(const std::vector<std::string>& args) {
   auto tbb_limit = limit_threads(threads);
   spec.model = synthetic_shape(shape);
   check_synthetic_spec(spec);  // before the progress line and the output file
+  check_output_file(out, "--out", true);
   Progress progress("synth", spec.n_prompts);
   write_synthetic_trace(out, spec, [&](int done) { progress.update(done, ""); });
   progress.finish(std::to_string(spec.n_prompts) + " prompts -> " + out);

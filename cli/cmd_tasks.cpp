@@ -38,6 +38,7 @@ int cmd_tasks(const std::vector<std::string>& args) {
   if (specs.empty()) fail<InputError>("--tasks names no task");
   require_at_least("--n", n, 1);
   require_at_least("--length", length, 1);
+  check_output_file(out_path, "--out", true);
   TaskOptions o;
   o.length = length, o.n = n, o.seed = seed;
   if (!haystack.empty()) o.essays = load_essays(haystack);

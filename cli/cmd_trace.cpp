@@ -74,6 +74,7 @@ int cmd_trace(const std::vector<std::string>& args) {
   if (!parse_storage(storage_text, storage))
     fail<InputError>("--storage must be fp16, fp32 or bf16, got '", storage_text, "'");
   const BackendChoice backend_choice = choose_backend(device, precision);
+  check_output_file(out_path, "--out", true);
   if (std::filesystem::exists(out_path) && !overwrite)
     fail<InputError>(out_path, ": already exists (pass --overwrite to replace it)");
 

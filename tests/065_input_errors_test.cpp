@@ -240,4 +240,8 @@ TEST_CASE("filesystem failures are one user error with exit 1, not an internal e
                file + "/out.partial: cannot create the output directory (Not a directory)");
   expect_error(tmp, "compile " + (tmp / "s.h5").string() + " -b 8 -o " + dir,
                "--out " + dir + ": is a directory, expected a file name");
+  expect_error(tmp, "run " + (tmp / "s.h5").string() + " -p full -b 8 -q -o " + (tmp / "r").string() + " --dump-kept " + dir,
+               "--dump-kept " + dir + ": is a directory, expected a file name");
+  expect_error(tmp, "synth --shape tiny -T 32 -o " + dir, "--out " + dir + ": is a directory, expected a file name");
+  expect_error(tmp, "trace -m none.bin -i " + file + " -o " + dir, "--out " + dir + ": is a directory, expected a file name");
 }
