@@ -23,6 +23,9 @@ int cmd_inspect(const std::vector<std::string>& args) {
   const ModelInfo& m = reader.model();
   const TraceProducer& p = reader.producer();
   std::printf("trace    %s (kvsim-trace v%d)\n", path.c_str(), reader.format_version());
+  // Versions 1 and 2 predate checksums: a corruption there can go unnoticed (docs/trace-format.md).
+  std::printf("         %s\n", reader.has_checksums() ? "checksums: metadata and data (HDF5 verifies them on every read)"
+                                                       : "no checksums (format v1/v2): corruption may go undetected");
   // K/V/Q element type as the dataset lines below write it: f16 (v1), f32 or bf16.
   const char* kv = reader.storage() == KvStorage::kFp16 ? "f16" : reader.storage() == KvStorage::kFp32 ? "f32" : "bf16";
   std::printf("producer kvsim %s (%s), backend %s, created %s\n", p.version.c_str(), p.git_sha.c_str(),

@@ -1,4 +1,4 @@
-// kvsim trace: one prefill per prompt (CPU, or CUDA with --device cuda), recorded into an HDF5 trace (format v1; v2 with --storage fp32|bf16).
+// kvsim trace: one prefill per prompt (CPU, or CUDA with --device cuda), recorded into an HDF5 trace (format v3, checksummed; --storage fp16|fp32|bf16).
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
@@ -48,7 +48,7 @@ int cmd_trace(const std::vector<std::string>& args) {
       ("template", po::value(&tmpl), "LongBench prompt template with {context} and {input}")
       ("chat", po::bool_switch(&chat), "JSONL inputs: wrap each prompt as a ChatML user turn (system default from the tokenizer's chat template)")
       ("compression", po::value(&compression)->default_value(4), "deflate level 0-9 (0 = none)")
-      ("storage", po::value(&storage_text)->default_value("fp16"), "element type of keys, values and queries: fp16 (format v1), fp32 or bf16 (format v2)")
+      ("storage", po::value(&storage_text)->default_value("fp16"), "element type of keys, values and queries: fp16, fp32 or bf16")
       ("overwrite", po::bool_switch(&overwrite), "replace an existing OUT (and discard OUT.partial)")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)")
       ("quiet,q", po::bool_switch(&quiet), "no progress lines");

@@ -91,8 +91,8 @@ TEST_CASE("kvsim trace on stories260K: trace, inspect, h5py, resume", "[cli][sha
   CHECK(quiet.status == 0);
   CHECK(quiet.output.empty());
   CHECK(std::filesystem::exists(quiet_out));
-  CHECK_THAT(r.output, Catch::Contains("(kvsim-trace v1)"));
-  // --storage fp32 and bf16: format v2, inspect names the storage.
+  CHECK_THAT(r.output, Catch::Contains("(kvsim-trace v3)") && Catch::Contains("checksums: metadata and data"));
+  // --storage fp32 and bf16: format v3 too, inspect names the storage.
   for (const char* storage : {"fp32", "bf16"}) {
     const std::string other = (tmp / (std::string(storage) + ".h5")).string();
     test::CliResult s = test::run_cli("trace --model " + model.string() + " --input " + text.string() +
@@ -101,7 +101,7 @@ TEST_CASE("kvsim trace on stories260K: trace, inspect, h5py, resume", "[cli][sha
     INFO(s.output);
     REQUIRE(s.status == 0);
     s = test::run_cli("inspect " + other);
-    CHECK_THAT(s.output, Catch::Contains("(kvsim-trace v2)") &&
+    CHECK_THAT(s.output, Catch::Contains("(kvsim-trace v3)") &&
                              Catch::Contains(std::string("keys [4, 144, 8] ") + (storage[0] == 'f' ? "f32" : "bf16")));
   }
   // An interrupted run leaves OUT.partial; the next run resumes without redoing its prompts.
@@ -117,7 +117,7 @@ TEST_CASE("kvsim trace on stories260K: trace, inspect, h5py, resume", "[cli][sha
     return;
   }
   const std::string py = "/usr/bin/python3 -c \"import h5py; f = h5py.File('" + out +
-                         "', 'r'); k = f['prompts/000003/layers/4/keys']; print(f.attrs['format'], k.dtype, k.shape)\"";
+                         "', 'r'); k = f['prompts/000003/layers/4/keys']; print(f.attrs['format'].decode(), k.dtype, k.shape)\"";
   FILE* p = ::popen(py.c_str(), "r");
   std::array<char, 256> buf{};
   std::string line = std::fgets(buf.data(), buf.size(), p) ? buf.data() : "";
@@ -190,7 +190,7 @@ TEST_CASE("kvsim inspect: a trace of another format version is refused", "[cli][
   }
   r = test::run_cli("inspect " + (tmp / "v.h5").string());
   CHECK(r.status == 1);
-  CHECK_THAT(r.output, Catch::Contains("v.h5: format_version 7 is not supported (this kvsim reads 1 to 2)"));
+  CHECK_THAT(r.output, Catch::Contains("v.h5: format_version 7 is not supported (this kvsim reads 1 to 3)"));
   std::ofstream(tmp / "junk.h5") << "not an hdf5 file";
   r = test::run_cli("inspect " + (tmp / "junk.h5").string());
   CHECK(r.status == 1);

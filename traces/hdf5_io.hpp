@@ -34,26 +34,48 @@ Handle make_half_type();
 Handle make_bf16_type();
 // The file (and memory) type of K/V/Q for a storage: the two above, or IEEE float32 LE.
 Handle make_storage_type(KvStorage storage);
-// Variable-length UTF-8 string (h5py reads it as str).
-Handle make_utf8_type();
+// Fixed-length UTF-8 string of `bytes` bytes (at least 1), null padded: what every string
+// attribute is written as from format_version 3 on. Its value is stored in the object header,
+// which HDF5 checksums; a variable-length string's value lives in the global heap, whose
+// pointer a corrupted file can aim anywhere (libhdf5 1.10 follows it without a bounds check).
+Handle make_fixed_utf8_type(std::size_t bytes);
+
+// The longest string attribute written or read (an `answers` list, a source path): a bound on
+// what a corrupted size can make the reader allocate.
+inline constexpr std::size_t kMaxStringAttrBytes = std::size_t{16} << 20;
+
+// How strict a reader is about a file's form: format_version 3 files must carry checksums
+// (fixed-length strings, Fletcher-32 on every non-empty dataset); older ones have none.
+enum class Integrity { kLegacy, kChecksummed };
+
+// File access properties for writing: file format bounds 1.10 (object header version 2 with
+// checksums, checksummed chunk indexes), so HDF5 verifies metadata whenever it reads it.
+Handle checksummed_fapl(const std::string& file);
 
 Handle create_group(hid_t parent, const std::string& name, const std::string& file, const std::string& object);
 Handle open_group(hid_t parent, const std::string& name, const std::string& file, const std::string& object);
 Handle open_dataset(hid_t parent, const std::string& name, const std::string& file, const std::string& object);
-bool link_exists(hid_t parent, const std::string& name);
+// H5Lexists; a failed lookup (a corrupted group) is a TraceError, not "absent".
+bool link_exists(hid_t parent, const std::string& name, const std::string& file, const std::string& object);
 
 // Scalar attributes; writing replaces an existing attribute of the same name.
 void write_attr(hid_t obj, const char* name, const std::string& value, const std::string& file, const std::string& object);
 void write_attr(hid_t obj, const char* name, int value, const std::string& file, const std::string& object);
 void write_attr(hid_t obj, const char* name, double value, const std::string& file, const std::string& object);
-bool has_attr(hid_t obj, const char* name);
-std::string read_string_attr(hid_t obj, const char* name, const std::string& file, const std::string& object);
+// H5Aexists; a failed lookup (a corrupted header) is a TraceError, not "absent".
+bool has_attr(hid_t obj, const char* name, const std::string& file, const std::string& object);
+// A scalar string attribute. kChecksummed accepts fixed-length strings only; kLegacy also reads
+// the variable-length strings of format_version 1 and 2, after checking that the attribute
+// stores exactly one heap reference (the heap pointer itself cannot be checked through HDF5's API).
+std::string read_string_attr(hid_t obj, const char* name, const std::string& file, const std::string& object,
+                             Integrity integrity = Integrity::kChecksummed);
 int read_int_attr(hid_t obj, const char* name, const std::string& file, const std::string& object);
 double read_double_attr(hid_t obj, const char* name, const std::string& file, const std::string& object);
 
 struct Filters {
   int deflate_level = 4;  // 0 = no compression
   bool shuffle = true;
+  bool fletcher32 = true;  // a checksum of each chunk as stored (after compression)
 };
 
 // The chunk shape for a dataset: the whole dataset, split along the first axes only when it
@@ -69,13 +91,17 @@ void write_dataset(hid_t parent, const std::string& name, hid_t type, const Dims
 
 Dims dataset_dims(hid_t dataset, const std::string& file, const std::string& object);
 
-// Checks that the dataset's type class is `type_class` and its shape equals `expected`,
-// then reads it whole into `out` (memory type `mem_type`, `out` sized by the caller).
-void read_dataset(hid_t dataset, hid_t mem_type, H5T_class_t type_class, const Dims& expected, void* out,
-                  const std::string& file, const std::string& object);
-// The same, for K/V/Q: the file type must equal `storage`'s exactly (checked after the shape),
-// so HDF5 copies the bits and never converts between precisions.
-void read_stored(hid_t dataset, KvStorage storage, const Dims& expected, void* out, const std::string& file,
-                 const std::string& object);
+// Checks, before anything is allocated or read: the shape equals `expected`, the file type
+// equals `type` exactly (so HDF5 copies bits and never converts, e.g. between precisions), the
+// layout is contiguous or chunked with chunks inside the dataset and at most kMaxChunkBytes, and
+// (kChecksummed) that a non-empty dataset is chunked with the Fletcher-32 filter.
+// `type_note` replaces "expected <type>" in the message for a type mismatch (e.g. "the trace's
+// storage is bf16").
+void check_dataset(hid_t dataset, hid_t type, const Dims& expected, Integrity integrity, const std::string& file,
+                   const std::string& object, const std::string& type_note = "");
+// Reads a dataset check_dataset accepted whole into `out` (element_count(expected) elements of
+// `type`, sized by the caller). A checksum failure is a TraceError naming the object.
+void read_checked(hid_t dataset, hid_t type, const Dims& expected, void* out, const std::string& file,
+                  const std::string& object);
 
 }  // namespace kvsim::h5

@@ -20,6 +20,8 @@ struct TraceReader::Impl {
   Handle file;
 };
 
+h5::Integrity TraceReader::integrity() const { return static_cast<h5::Integrity>(integrity_); }
+
 namespace {
 
 void check_finite(std::span<const float> data, const std::string& file, const std::string& object) {
@@ -28,19 +30,22 @@ void check_finite(std::span<const float> data, const std::string& file, const st
       fail<TraceError>(file, ": ", object, " holds a non-finite value (", data[i], ") at flat index ", i);
 }
 
-std::vector<float> read_f32(hid_t parent, const std::string& name, const Dims& dims, const std::string& file,
-                            const std::string& object) {
+// A whole float32 / int32 dataset: checked (shape, type, layout) before the buffer is allocated.
+std::vector<float> read_f32(hid_t parent, const std::string& name, const Dims& dims, h5::Integrity integrity,
+                            const std::string& file, const std::string& object) {
   Handle dset = h5::open_dataset(parent, name, file, object);
+  h5::check_dataset(dset.get(), H5T_IEEE_F32LE, dims, integrity, file, object);
   std::vector<float> out(h5::element_count(dims));
-  h5::read_dataset(dset.get(), H5T_NATIVE_FLOAT, H5T_FLOAT, dims, out.data(), file, object);
+  h5::read_checked(dset.get(), H5T_IEEE_F32LE, dims, out.data(), file, object);
   return out;
 }
 
-std::vector<std::int32_t> read_i32(hid_t parent, const std::string& name, const Dims& dims, const std::string& file,
-                                   const std::string& object) {
+std::vector<std::int32_t> read_i32(hid_t parent, const std::string& name, const Dims& dims, h5::Integrity integrity,
+                                   const std::string& file, const std::string& object) {
   Handle dset = h5::open_dataset(parent, name, file, object);
+  h5::check_dataset(dset.get(), H5T_STD_I32LE, dims, integrity, file, object);
   std::vector<std::int32_t> out(h5::element_count(dims));
-  h5::read_dataset(dset.get(), H5T_NATIVE_INT32, H5T_INTEGER, dims, out.data(), file, object);
+  h5::read_checked(dset.get(), H5T_STD_I32LE, dims, out.data(), file, object);
   return out;
 }
 
@@ -51,8 +56,11 @@ struct StoredTensor {
 };
 
 StoredTensor read_stored(hid_t parent, const std::string& name, KvStorage storage, const Dims& dims,
-                         const std::string& file, const std::string& object) {
+                         h5::Integrity integrity, const std::string& file, const std::string& object) {
   Handle dset = h5::open_dataset(parent, name, file, object);
+  Handle type = h5::make_storage_type(storage);
+  h5::check_dataset(dset.get(), type.get(), dims, integrity, file, object,
+                    std::string("the trace's storage is ") + storage_name(storage));
   StoredTensor t;
   void* out = nullptr;
   if (storage == KvStorage::kFp32) {
@@ -62,7 +70,7 @@ StoredTensor read_stored(hid_t parent, const std::string& name, KvStorage storag
     t.bits.resize(h5::element_count(dims));
     out = t.bits.data();
   }
-  h5::read_stored(dset.get(), storage, dims, out, file, object);
+  h5::read_checked(dset.get(), type.get(), dims, out, file, object);
   return t;
 }
 
@@ -129,27 +137,37 @@ TraceReader::TraceReader(std::filesystem::path path)
   }
   hid_t root = impl_->file.get();
 
-  if (!h5::has_attr(root, "format") || h5::read_string_attr(root, "format", f, "/") != kTraceFormatName)
-    fail<TraceError>(f, ": not a kvsim trace (root attribute format is not \"", kTraceFormatName, "\")");
-  version_ = h5::read_int_attr(root, "format_version", f, "/");
-  if (version_ < 1 || version_ > kTraceFormatVersion)
+  // The version before any string: it says whether strings may be variable-length (1, 2).
+  const bool has_version = h5::has_attr(root, "format_version", f, "/");
+  if (has_version) version_ = h5::read_int_attr(root, "format_version", f, "/");
+  if (!has_version || version_ < 1 || version_ > kTraceFormatVersion) {
+    if (!h5::has_attr(root, "format", f, "/") ||
+        h5::read_string_attr(root, "format", f, "/", h5::Integrity::kLegacy) != kTraceFormatName)
+      fail<TraceError>(f, ": not a kvsim trace (root attribute format is not \"", kTraceFormatName, "\")");
+    if (!has_version) fail<TraceError>(f, ": root attribute format_version is missing");
     fail<TraceError>(f, ": format_version ", version_, " is not supported (this kvsim reads 1 to ", kTraceFormatVersion,
                      ")");
+  }
+  const h5::Integrity strings =
+      version_ >= kFirstChecksumVersion ? h5::Integrity::kChecksummed : h5::Integrity::kLegacy;
+  integrity_ = static_cast<int>(strings);
+  if (!h5::has_attr(root, "format", f, "/") || h5::read_string_attr(root, "format", f, "/", strings) != kTraceFormatName)
+    fail<TraceError>(f, ": not a kvsim trace (root attribute format is not \"", kTraceFormatName, "\")");
   if (version_ >= kFirstStorageVersion) {
-    const std::string storage = h5::read_string_attr(root, "storage", f, "/");
+    const std::string storage = h5::read_string_attr(root, "storage", f, "/", strings);
     if (!parse_storage(storage, storage_))
       fail<TraceError>(f, ": root attribute storage is \"", storage, "\", expected fp16, fp32 or bf16");
   }
-  producer_.version = h5::read_string_attr(root, "producer_version", f, "/");
-  producer_.git_sha = h5::read_string_attr(root, "producer_git_sha", f, "/");
-  producer_.backend = h5::read_string_attr(root, "backend", f, "/");
-  producer_.created_utc = h5::read_string_attr(root, "created_utc", f, "/");
+  producer_.version = h5::read_string_attr(root, "producer_version", f, "/", strings);
+  producer_.git_sha = h5::read_string_attr(root, "producer_git_sha", f, "/", strings);
+  producer_.backend = h5::read_string_attr(root, "backend", f, "/", strings);
+  producer_.created_utc = h5::read_string_attr(root, "created_utc", f, "/", strings);
 
   {
     const std::string object = "/model";
     Handle g = h5::open_group(root, "model", f, object);
     hid_t m = g.get();
-    model_.arch = h5::read_string_attr(m, "arch", f, object);
+    model_.arch = h5::read_string_attr(m, "arch", f, object, strings);
     model_.n_layers = h5::read_int_attr(m, "n_layers", f, object);
     model_.n_heads = h5::read_int_attr(m, "n_heads", f, object);
     model_.n_kv_heads = h5::read_int_attr(m, "n_kv_heads", f, object);
@@ -157,9 +175,9 @@ TraceReader::TraceReader(std::filesystem::path path)
     model_.hidden = h5::read_int_attr(m, "hidden", f, object);
     model_.vocab = h5::read_int_attr(m, "vocab", f, object);
     model_.rope_theta = h5::read_double_attr(m, "rope_theta", f, object);
-    model_.rope_style = h5::read_string_attr(m, "rope_style", f, object);
+    model_.rope_style = h5::read_string_attr(m, "rope_style", f, object, strings);
     model_.norm_eps = h5::read_double_attr(m, "norm_eps", f, object);
-    model_.source = h5::read_string_attr(m, "source", f, object);
+    model_.source = h5::read_string_attr(m, "source", f, object, strings);
     if (model_.n_layers <= 0 || model_.n_heads <= 0 || model_.n_kv_heads <= 0 || model_.head_dim <= 0 ||
         model_.hidden <= 0 || model_.n_heads % model_.n_kv_heads != 0)
       fail<TraceError>(f, ": /model has an invalid shape (n_layers ", model_.n_layers, ", n_heads ", model_.n_heads,
@@ -171,10 +189,7 @@ TraceReader::TraceReader(std::filesystem::path path)
     for (auto [name, dims] : {std::pair{"w_o", w_o_dims}, std::pair{"final_norm", Dims{w_o_dims[1]}}}) {
       std::string ds_object = object + "/" + name;
       Handle dset = h5::open_dataset(m, name, f, ds_object);
-      Dims got = h5::dataset_dims(dset.get(), f, ds_object);
-      if (got != dims)
-        fail<TraceError>(f, ": ", ds_object, " has shape ", h5::dims_to_string(got), ", expected ",
-                         h5::dims_to_string(dims));
+      h5::check_dataset(dset.get(), H5T_IEEE_F32LE, dims, strings, f, ds_object);
     }
   }
 
@@ -192,19 +207,20 @@ TraceReader::TraceReader(std::filesystem::path path)
     Handle g = h5::open_group(prompts.get(), id, f, object);
     hid_t p = g.get();
     // A prompt being written (or cut off by a crash) has complete=0: invisible to readers.
-    if (!h5::has_attr(p, "complete") || h5::read_int_attr(p, "complete", f, object) != 1) continue;
+    if (!h5::has_attr(p, "complete", f, object) || h5::read_int_attr(p, "complete", f, object) != 1) continue;
     PromptMeta meta;
     meta.id = id;
     meta.n_prompt = h5::read_int_attr(p, "n_prompt", f, object);
     meta.n_cont = h5::read_int_attr(p, "n_cont", f, object);
     meta.window = h5::read_int_attr(p, "window", f, object);
     meta.topk = h5::read_int_attr(p, "topk", f, object);
-    meta.task = h5::read_string_attr(p, "task", f, object);
-    meta.source = h5::read_string_attr(p, "source", f, object);
-    meta.sample_id = h5::read_string_attr(p, "sample_id", f, object);
+    meta.task = h5::read_string_attr(p, "task", f, object, strings);
+    meta.source = h5::read_string_attr(p, "source", f, object, strings);
+    meta.sample_id = h5::read_string_attr(p, "sample_id", f, object, strings);
     meta.truncated_from = h5::read_int_attr(p, "truncated_from", f, object);
-    if (h5::has_attr(p, "answers")) meta.answers = parse_answers(h5::read_string_attr(p, "answers", f, object), f, object);
-    if (h5::has_attr(p, "scorer")) meta.scorer = h5::read_string_attr(p, "scorer", f, object);
+    if (h5::has_attr(p, "answers", f, object))
+      meta.answers = parse_answers(h5::read_string_attr(p, "answers", f, object, strings), f, object);
+    if (h5::has_attr(p, "scorer", f, object)) meta.scorer = h5::read_string_attr(p, "scorer", f, object, strings);
     if (meta.n_prompt <= 0 || meta.n_cont < 0 || meta.window < 0 || meta.window > meta.n_prompt || meta.topk < 0)
       fail<TraceError>(f, ": ", object, " has invalid sizes (n_prompt ", meta.n_prompt, ", n_cont ", meta.n_cont,
                        ", window ", meta.window, ", topk ", meta.topk, ")");
@@ -240,14 +256,14 @@ PromptOutputs TraceReader::read_outputs(std::size_t prompt_index) const {
     h5::LibraryLock lock(h5::library_mutex());
     h5::silence_errors();
     Handle g = h5::open_group(impl_->file.get(), object, f, object);
-    out.tokens = read_i32(g.get(), "tokens", {T + M}, f, object + "/tokens");                          // [T+M]
-    out.prompt_logprob = read_f32(g.get(), "prompt_logprob", {T}, f, object + "/prompt_logprob");        // [T]
-    out.cont_logprob = read_f32(g.get(), "cont_logprob", {M}, f, object + "/cont_logprob");              // [M]
-    out.cont_topk_ids = read_i32(g.get(), "cont_topk_ids", {M, K}, f, object + "/cont_topk_ids");        // [M, K]
-    out.cont_topk_logits = read_f32(g.get(), "cont_topk_logits", {M, K}, f, object + "/cont_topk_logits");  // [M, K]
-    out.cont_logsumexp = read_f32(g.get(), "cont_logsumexp", {M}, f, object + "/cont_logsumexp");        // [M]
-    if (h5::link_exists(g.get(), "cont_residual"))                                                        // [M, hidden]
-      out.cont_residual = read_f32(g.get(), "cont_residual", {M, static_cast<hsize_t>(model_.hidden)}, f,
+    out.tokens = read_i32(g.get(), "tokens", {T + M}, integrity(), f, object + "/tokens");                          // [T+M]
+    out.prompt_logprob = read_f32(g.get(), "prompt_logprob", {T}, integrity(), f, object + "/prompt_logprob");        // [T]
+    out.cont_logprob = read_f32(g.get(), "cont_logprob", {M}, integrity(), f, object + "/cont_logprob");              // [M]
+    out.cont_topk_ids = read_i32(g.get(), "cont_topk_ids", {M, K}, integrity(), f, object + "/cont_topk_ids");        // [M, K]
+    out.cont_topk_logits = read_f32(g.get(), "cont_topk_logits", {M, K}, integrity(), f, object + "/cont_topk_logits");  // [M, K]
+    out.cont_logsumexp = read_f32(g.get(), "cont_logsumexp", {M}, integrity(), f, object + "/cont_logsumexp");        // [M]
+    if (h5::link_exists(g.get(), "cont_residual", f, object + "/cont_residual"))                                                        // [M, hidden]
+      out.cont_residual = read_f32(g.get(), "cont_residual", {M, static_cast<hsize_t>(model_.hidden)}, integrity(), f,
                                    object + "/cont_residual");
   }
   check_finite(out.cont_residual, f, object + "/cont_residual");
@@ -276,11 +292,11 @@ LayerRecord TraceReader::read_layer(std::size_t prompt_index, int layer) const {
     Handle gl = h5::open_group(gp.get(), "layers", f, prompt_object(meta.id) + "/layers");
     Handle g = h5::open_group(gl.get(), std::to_string(layer), f, object);
     const KvStorage s = storage_;
-    keys = read_stored(g.get(), "keys", s, {G, T + M, d}, f, object + "/keys");              // [n_kv_heads, T+M, d]
-    values = read_stored(g.get(), "values", s, {G, T + M, d}, f, object + "/values");        // [n_kv_heads, T+M, d]
-    q_window = read_stored(g.get(), "q_window", s, {H, W, d}, f, object + "/q_window");      // [n_heads, W, d]
-    q_cont = read_stored(g.get(), "q_cont", s, {H, M, d}, f, object + "/q_cont");            // [n_heads, M, d]
-    rec.attn_colsum = read_f32(g.get(), "attn_colsum", {H, T}, f, object + "/attn_colsum");  // [n_heads, T]
+    keys = read_stored(g.get(), "keys", s, {G, T + M, d}, integrity(), f, object + "/keys");              // [n_kv_heads, T+M, d]
+    values = read_stored(g.get(), "values", s, {G, T + M, d}, integrity(), f, object + "/values");        // [n_kv_heads, T+M, d]
+    q_window = read_stored(g.get(), "q_window", s, {H, W, d}, integrity(), f, object + "/q_window");      // [n_heads, W, d]
+    q_cont = read_stored(g.get(), "q_cont", s, {H, M, d}, integrity(), f, object + "/q_cont");            // [n_heads, M, d]
+    rec.attn_colsum = read_f32(g.get(), "attn_colsum", {H, T}, integrity(), f, object + "/attn_colsum");  // [n_heads, T]
   }
   rec.keys = to_checked_float(std::move(keys), storage_, f, object + "/keys");
   rec.values = to_checked_float(std::move(values), storage_, f, object + "/values");
@@ -301,10 +317,7 @@ std::vector<float> TraceReader::read_w_o(int layer) const {
     h5::LibraryLock lock(h5::library_mutex());
     h5::silence_errors();
     Handle dset = h5::open_dataset(impl_->file.get(), object, f, object);
-    Dims dims = h5::dataset_dims(dset.get(), f, object);
-    if (dims != Dims{L, hidden, q_dim})
-      fail<TraceError>(f, ": ", object, " has shape ", h5::dims_to_string(dims), ", expected ",
-                       h5::dims_to_string({L, hidden, q_dim}));
+    h5::check_dataset(dset.get(), H5T_IEEE_F32LE, {L, hidden, q_dim}, integrity(), f, object);
     // Select [layer, :, :]: exactly one chunk.
     Handle file_space = h5::dataspace_handle(H5Dget_space(dset.get()));
     const hsize_t start[3] = {static_cast<hsize_t>(layer), 0, 0};
@@ -312,8 +325,8 @@ std::vector<float> TraceReader::read_w_o(int layer) const {
     Handle mem_space = h5::dataspace_handle(H5Screate_simple(3, count, nullptr));
     if (!file_space || !mem_space ||
         H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start, nullptr, count, nullptr) < 0 ||
-        H5Dread(dset.get(), H5T_NATIVE_FLOAT, mem_space.get(), file_space.get(), H5P_DEFAULT, out.data()) < 0)
-      h5::fail_hdf5(f, object, ": cannot read layer " + std::to_string(layer));
+        H5Dread(dset.get(), H5T_IEEE_F32LE, mem_space.get(), file_space.get(), H5P_DEFAULT, out.data()) < 0)
+      h5::fail_hdf5(f, object, ": cannot read layer " + std::to_string(layer) + " (corrupt?)");
   }
   check_finite(out, f, object);
   return out;
@@ -326,7 +339,7 @@ std::vector<float> TraceReader::read_final_norm() const {
     h5::LibraryLock lock(h5::library_mutex());
     h5::silence_errors();
     Handle g = h5::open_group(impl_->file.get(), "model", f, "/model");
-    out = read_f32(g.get(), "final_norm", {static_cast<hsize_t>(model_.hidden)}, f, "/model/final_norm");  // [hidden]
+    out = read_f32(g.get(), "final_norm", {static_cast<hsize_t>(model_.hidden)}, integrity(), f, "/model/final_norm");  // [hidden]
   }
   check_finite(out, f, "/model/final_norm");
   return out;
@@ -336,7 +349,7 @@ bool TraceReader::has_classifier() const {
   h5::LibraryLock lock(h5::library_mutex());
   h5::silence_errors();
   Handle g = h5::open_group(impl_->file.get(), "model", file_label_, "/model");
-  return h5::link_exists(g.get(), "classifier");
+  return h5::link_exists(g.get(), "classifier", file_label_, "/model/classifier");
 }
 
 std::vector<float> TraceReader::read_classifier() const {
@@ -346,9 +359,9 @@ std::vector<float> TraceReader::read_classifier() const {
     h5::LibraryLock lock(h5::library_mutex());
     h5::silence_errors();
     Handle g = h5::open_group(impl_->file.get(), "model", f, "/model");
-    if (!h5::link_exists(g.get(), "classifier"))
+    if (!h5::link_exists(g.get(), "classifier", f, "/model/classifier"))
       fail<TraceError>(f, ": /model/classifier is missing (traced by an older kvsim; re-trace to get it)");
-    out = read_f32(g.get(), "classifier", {static_cast<hsize_t>(model_.vocab), static_cast<hsize_t>(model_.hidden)}, f,
+    out = read_f32(g.get(), "classifier", {static_cast<hsize_t>(model_.vocab), static_cast<hsize_t>(model_.hidden)}, integrity(), f,
                    "/model/classifier");  // [vocab, hidden]
   }
   check_finite(out, f, "/model/classifier");
@@ -369,7 +382,7 @@ bool TraceReader::has_dataset(std::size_t prompt_index, std::string_view name) c
     if (next == pos) return false;
     object += "/";
     object += name.substr(pos, next - pos);
-    if (!h5::link_exists(root, object)) return false;
+    if (!h5::link_exists(root, object, file_label_, object)) return false;
     pos = next + 1;
   }
   H5O_info_t info;

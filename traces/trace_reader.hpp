@@ -1,5 +1,5 @@
 #pragma once
-// Reads a kvsim trace (format v1 and v2, docs/trace-format.md) one (prompt, layer) at a time, so
+// Reads a kvsim trace (format v1 to v3, docs/trace-format.md) one (prompt, layer) at a time, so
 // memory does not grow with the number of prompts. Every read checks shapes against the
 // metadata and rejects NaN/Inf. Methods may be called from several threads: HDF5 calls are
 // serialized on the library lock (traces/hdf5_handle.hpp), conversions run outside it.
@@ -13,6 +13,9 @@
 #include "traces/trace_types.hpp"
 
 namespace kvsim {
+namespace h5 {
+enum class Integrity;
+}
 
 class TraceReader {
  public:
@@ -27,8 +30,11 @@ class TraceReader {
   const ModelInfo& model() const { return model_; }
   const TraceProducer& producer() const { return producer_; }
   int format_version() const { return version_; }
+  // True from format_version 3: HDF5 verifies checksums of the metadata and of every dataset's
+  // data, so a corrupted file is a TraceError; versions 1 and 2 carry none (docs/trace-format.md).
+  bool has_checksums() const { return version_ >= kFirstChecksumVersion; }
   // Element type of keys, values, q_window, q_cont: fp16 in version 1, the root attribute
-  // `storage` in version 2. read_layer converts every storage to fp32.
+  // `storage` from version 2. read_layer converts every storage to fp32.
   KvStorage storage() const { return storage_; }
   // Complete prompts only, sorted by id; prompt_index below indexes this vector.
   const std::vector<PromptMeta>& prompts() const { return prompts_; }
@@ -51,6 +57,7 @@ class TraceReader {
   struct Impl;
   const PromptMeta& prompt(std::size_t prompt_index) const;
   void check_layer(int layer) const;
+  h5::Integrity integrity() const;
 
   std::filesystem::path path_;
   std::string file_label_;
@@ -58,6 +65,7 @@ class TraceReader {
   TraceProducer producer_;
   int version_ = 0;
   KvStorage storage_ = KvStorage::kFp16;
+  int integrity_ = 0;  // an h5::Integrity (traces/hdf5_io.hpp), kept out of this header
   std::vector<PromptMeta> prompts_;
   std::unique_ptr<Impl> impl_;
 };

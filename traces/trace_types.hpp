@@ -1,5 +1,5 @@
 #pragma once
-// In-memory records of a kvsim trace (format v1 and v2, docs/trace-format.md). Layouts are written
+// In-memory records of a kvsim trace (format v1 to v3, docs/trace-format.md). Layouts are written
 // once, in brackets, in memory order (row-major). Index letters: l layer, h query head,
 // g KV head, i token, T prompt length, M continuation length, W window, d head_dim.
 #include <cstdint>
@@ -10,19 +10,23 @@
 namespace kvsim {
 
 inline constexpr const char* kTraceFormatName = "kvsim-trace";
-// The newest format_version this kvsim reads and writes; it reads every version from 1.
-inline constexpr int kTraceFormatVersion = 2;
+// The format_version this kvsim writes (every storage), the newest it reads; it reads every
+// version from 1.
+inline constexpr int kTraceFormatVersion = 3;
+// The first format_version whose files HDF5 checksums (docs/trace-format.md, "Checksums"):
+// object headers and other metadata (file format 1.10), the data of every non-empty dataset
+// (Fletcher-32), and attributes stored as fixed-length strings (no global heap to follow).
+inline constexpr int kFirstChecksumVersion = 3;
 
 // Element type of the keys, values, q_window and q_cont datasets (docs/trace-format.md,
-// "Storage precision"). fp16 is format_version 1, byte for byte; fp32 and bf16 need version 2,
-// whose root attribute `storage` names them (a v1 reader would read them as fp16 without
-// noticing the precision).
+// "Storage precision"). Version 1 is always fp16; version 2 (fp32, bf16) and version 3 (every
+// storage) name it in the root attribute `storage` (a v1 reader would read fp32 or bf16 as fp16
+// without noticing the precision).
 enum class KvStorage { kFp16, kFp32, kBf16 };
 inline constexpr int kFirstStorageVersion = 2;  // the first format_version with `storage`
 const char* storage_name(KvStorage s);                // "fp16" | "fp32" | "bf16"
 // "fp16" / "fp32" / "bf16" into out; false (out untouched) for any other text.
 bool parse_storage(const std::string& text, KvStorage& out);
-inline int trace_format_version(KvStorage s) { return s == KvStorage::kFp16 ? 1 : kFirstStorageVersion; }
 // The exponent bits of a 16-bit storage (fp16 / bf16): all ones is Inf or NaN.
 inline std::uint16_t nonfinite_exponent(KvStorage s) { return s == KvStorage::kFp16 ? 0x7C00 : 0x7F80; }
 

@@ -160,14 +160,14 @@ void TraceWriter::create_fresh(const TraceProducer& producer, std::span<const fl
   check_finite(w_o, f, "/model/w_o");
   check_finite(final_norm, f, "/model/final_norm");
 
-  impl_->file = h5::file_handle(H5Fcreate(f.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  Handle fapl = h5::checksummed_fapl(f);
+  impl_->file = h5::file_handle(H5Fcreate(f.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get()));
   if (!impl_->file) h5::fail_hdf5(f, "/", ": cannot create file");
   hid_t root = impl_->file.get();
   h5::write_attr(root, "format", std::string(kTraceFormatName), f, "/");
-  h5::write_attr(root, "format_version", trace_format_version(options_.storage), f, "/");
-  // Version 2 names its storage; version 1 (fp16) stays byte-identical to traces before it.
-  if (trace_format_version(options_.storage) >= kFirstStorageVersion)
-    h5::write_attr(root, "storage", std::string(storage_name(options_.storage)), f, "/");
+  // Version 3 whatever the storage: checksummed metadata and data, `storage` always present.
+  h5::write_attr(root, "format_version", kTraceFormatVersion, f, "/");
+  h5::write_attr(root, "storage", std::string(storage_name(options_.storage)), f, "/");
   h5::write_attr(root, "producer_version", producer.version, f, "/");
   h5::write_attr(root, "producer_git_sha", producer.git_sha, f, "/");
   h5::write_attr(root, "backend", producer.backend, f, "/");
@@ -188,20 +188,35 @@ void TraceWriter::create_fresh(const TraceProducer& producer, std::span<const fl
 void TraceWriter::resume() {
   const std::string& f = file_label_;
   const std::string advice = "; delete it (or use overwrite) to start over";
-  impl_->file = h5::file_handle(H5Fopen(f.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
-  if (!impl_->file) {
+  auto cannot_open = [&] {
     std::string detail = h5::error_detail();
     fail<TraceError>(f, ": an unfinished trace exists but cannot be opened",
                      detail.empty() ? "" : " (HDF5: " + detail + ")", advice);
+  };
+  // The version first, read-only: a .partial of an older kvsim (format_version 1 or 2, no
+  // checksums) is refused rather than continued in a form that mixes checksummed and plain objects.
+  int version = 0;
+  {
+    Handle old = h5::file_handle(H5Fopen(f.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    if (!old) cannot_open();
+    try {
+      version = h5::has_attr(old.get(), "format_version", f, "/") ? h5::read_int_attr(old.get(), "format_version", f, "/") : 0;
+    } catch (const TraceError& e) {
+      throw TraceError(std::string(e.what()) + advice);
+    }
   }
+  if (version >= 1 && version < kFirstChecksumVersion)
+    fail<TraceError>(f, ": was started by an older kvsim (format_version ", version,
+                     ", without checksums) and cannot be resumed by this one (which writes format_version ",
+                     kTraceFormatVersion, ")", advice);
+  Handle fapl = h5::checksummed_fapl(f);
+  impl_->file = h5::file_handle(H5Fopen(f.c_str(), H5F_ACC_RDWR, fapl.get()));
+  if (!impl_->file) cannot_open();
   hid_t root = impl_->file.get();
   try {
-    const int version = trace_format_version(options_.storage);
-    if (h5::read_string_attr(root, "format", f, "/") != kTraceFormatName ||
-        h5::read_int_attr(root, "format_version", f, "/") != version)
-      fail<TraceError>(f, ": is not a kvsim-trace of format_version ", version, " (storage ",
-                       storage_name(options_.storage), ")");
-    if (version >= kFirstStorageVersion && h5::read_string_attr(root, "storage", f, "/") != storage_name(options_.storage))
+    if (version != kTraceFormatVersion || h5::read_string_attr(root, "format", f, "/") != kTraceFormatName)
+      fail<TraceError>(f, ": is not a kvsim-trace of format_version ", kTraceFormatVersion);
+    if (h5::read_string_attr(root, "storage", f, "/") != storage_name(options_.storage))
       fail<TraceError>(f, ": was written with storage ", h5::read_string_attr(root, "storage", f, "/"), ", not ",
                        storage_name(options_.storage));
     Handle model_group = h5::open_group(root, "model", f, "/model");
@@ -226,7 +241,7 @@ void TraceWriter::resume() {
     bool complete = false;
     {
       Handle g = h5::group_handle(H5Gopen2(impl_->prompts.get(), id.c_str(), H5P_DEFAULT));
-      complete = g && h5::has_attr(g.get(), "complete") &&
+      complete = g && h5::has_attr(g.get(), "complete", f, "/prompts/" + id) &&
                  h5::read_int_attr(g.get(), "complete", f, "/prompts/" + id) == 1;
     }
     if (complete) {
@@ -270,7 +285,7 @@ void TraceWriter::begin_prompt(const PromptMeta& meta, std::span<const std::int3
   h5::silence_errors();
   hid_t prompts = impl_->prompts.get();
   // An open-but-unfinished group can only exist from an earlier failed begin in this run.
-  if (h5::link_exists(prompts, meta.id) && H5Ldelete(prompts, meta.id.c_str(), H5P_DEFAULT) < 0)
+  if (h5::link_exists(prompts, meta.id, f, object) && H5Ldelete(prompts, meta.id.c_str(), H5P_DEFAULT) < 0)
     h5::fail_hdf5(f, object, ": cannot delete stale group");
   impl_->prompt = h5::create_group(prompts, meta.id, f, object);
   hid_t g = impl_->prompt.get();
@@ -329,7 +344,7 @@ void TraceWriter::write_layer(int layer, const LayerView& view) {
   hid_t layers = impl_->prompt_layers.get();
   const std::string layer_name = std::to_string(layer);
   // Left over when an earlier write_layer of this layer failed half way.
-  if (h5::link_exists(layers, layer_name) && H5Ldelete(layers, layer_name.c_str(), H5P_DEFAULT) < 0)
+  if (h5::link_exists(layers, layer_name, f, object) && H5Ldelete(layers, layer_name.c_str(), H5P_DEFAULT) < 0)
     h5::fail_hdf5(f, object, ": cannot delete stale group");
   Handle layer_group = h5::create_group(layers, layer_name, f, object);
   for (const Part& p : parts) {
@@ -407,7 +422,7 @@ void TraceWriter::write_classifier(std::span<const float> classifier) {
   h5::LibraryLock lock(h5::library_mutex());
   h5::silence_errors();
   Handle model_group = h5::open_group(impl_->file.get(), "model", f, "/model");
-  if (h5::link_exists(model_group.get(), "classifier")) return;
+  if (h5::link_exists(model_group.get(), "classifier", f, "/model/classifier")) return;
   h5::write_dataset(model_group.get(), "classifier", H5T_NATIVE_FLOAT, dims, classifier.data(), impl_->filters, f,
                     "/model/classifier");
   if (H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0) h5::fail_hdf5(f, "/model/classifier", ": cannot flush");

@@ -1,5 +1,5 @@
 #pragma once
-// Streams a kvsim trace (format v1 and v2, docs/trace-format.md) to disk one (prompt, layer) at a time.
+// Streams a kvsim trace (format v3, checksummed: docs/trace-format.md) to disk one (prompt, layer) at a time.
 //
 // Atomic: everything goes to `path + ".partial"`; finish() renames it to `path`, so a file at
 // `path` is always a complete trace. Resumable: a writer constructed on an existing .partial
@@ -22,8 +22,8 @@ struct WriterOptions {
   int compression_level = 4;  // deflate 0..9; 0 stores uncompressed
   bool shuffle = true;        // byte shuffle before deflate (only with compression)
   bool overwrite = false;     // start fresh even when a .partial exists (its data is lost)
-  // Element type of keys, values, q_window, q_cont: fp16 writes format_version 1 (unchanged
-  // bytes); fp32 and bf16 write version 2 with the root attribute `storage`.
+  // Element type of keys, values, q_window, q_cont, named by the root attribute `storage`
+  // (every storage writes format_version 3).
   KvStorage storage = KvStorage::kFp16;
 };
 
