@@ -83,7 +83,7 @@ struct PromptData {
 
 PromptData random_prompt(std::mt19937& rng, const ModelInfo& m, const std::string& id, int T, int M, int W, int K) {
   PromptData p;
-  p.meta = {id, T, M, W, K, "unit", "inline", id, T + 5};
+  p.meta = {id, T, M, W, K, "unit", "inline", id, T + 5, {}, {}};
   std::uniform_int_distribution<std::int32_t> tok(0, m.vocab - 1);
   for (int i = 0; i < T + M; ++i) p.tokens.push_back(tok(rng));
   auto G = static_cast<std::size_t>(m.n_kv_heads), H = static_cast<std::size_t>(m.n_heads);
