@@ -54,6 +54,7 @@ double gemm_peak() {
 struct ReplayTiming {
   double seconds = 0, flops = 0;
   int prompts = 0;
+  PromptResult::Phases phases;  // summed over prompts
 };
 
 ReplayTiming time_replay(const fs::path& trace, const std::vector<int>& budgets) {
@@ -67,6 +68,8 @@ ReplayTiming time_replay(const fs::path& trace, const std::vector<int>& budgets)
   replay.run([&](const PromptResult& r) {
     t.flops += r.flops;
     ++t.prompts;
+    t.phases.load += r.seconds.load, t.phases.select += r.seconds.select, t.phases.reference += r.seconds.reference;
+    t.phases.metrics += r.seconds.metrics, t.phases.estimate += r.seconds.estimate;
   });
   t.seconds = now() - t0;
   return t;
@@ -116,6 +119,16 @@ int main(int argc, char** argv) {
   const double evals = static_cast<double>(r.prompts) * n_policies * budgets.size();
   std::printf("replay: %.2f s/prompt, %.1f evaluations/s (policy x budget x prompt), %.1f GFLOP/s = %.0f%% of GEMM peak\n",
               r.seconds / r.prompts, evals / r.seconds, flops / r.seconds / 1e9, 100.0 * flops / r.seconds / 1e9 / peak);
+  const PromptResult::Phases& ph = r.phases;
+  std::printf("  per prompt: read + attention %.2f s, select %.2f s, layer references %.2f s, layer metrics %.2f s, "
+              "estimates %.2f s\n",
+              ph.load / r.prompts, ph.select / r.prompts, ph.reference / r.prompts, ph.metrics / r.prompts,
+              ph.estimate / r.prompts);
+  // The W_O projections alone (2·budgets·M·H·d·D per policy and layer), as a rate over the layer
+  // metrics phase: a lower bound on the projection GEMMs' rate, against the same run's peak.
+  const double wo_flops = 2.0 * n_policies * budgets.size() * M * m.n_layers * m.n_heads * m.head_dim * m.hidden;
+  std::printf("  W_O projections: %.0f GFLOP per prompt, >= %.1f GFLOP/s over the layer metrics phase = %.0f%% of GEMM peak\n",
+              wo_flops / 1e9, wo_flops * r.prompts / ph.metrics / 1e9, 100.0 * wo_flops * r.prompts / ph.metrics / 1e9 / peak);
 
   const fs::path stories = "../shared/models/stories260K/stories260K.bin";
   const fs::path text = "../shared/data/tinystories_valid_subset/tinystories_val.txt";

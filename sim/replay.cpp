@@ -2,6 +2,7 @@
 
 #include <tbb/parallel_for.h>
 
+#include <chrono>
 #include <cmath>
 #include <limits>
 
@@ -120,25 +121,34 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
   const PromptMeta& meta = reader.prompts()[prompt];
   const ModelInfo& model = reader.model();
   const std::string file = options_.traces[trace].string();
+  using Clock = std::chrono::steady_clock;
+  auto since = [](Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); };
+  auto t0 = Clock::now();
   const PromptTensors pt =
       load_prompt(reader, prompt, needs_, w_o_[trace], prompt_seed(options_.seed, options_.traces[trace], meta.id));
   const PromptView view = pt.view();
 
   PromptResult result;
+  result.seconds.load = since(t0);
   result.trace = trace, result.meta = &meta;
   result.n_layers = model.n_layers, result.n_kv_heads = model.n_kv_heads, result.head_dim = model.head_dim;
   const BudgetPlan plan = options_.budgets.resolve(meta.n_prompt, file + ": prompt " + meta.id);
   result.budget_tokens = plan.per_head;
 
   const int P = static_cast<int>(policies_.size()), L = model.n_layers, B = static_cast<int>(plan.per_head.size());
+  t0 = Clock::now();
   std::vector<Selection> selections(P);
   tbb::parallel_for(0, P, [&](int p) {
     selections[p] = policies_[p]->select(view, plan);
     check_selection(selections[p], plan, policies_[p]->spec(), policies_[p]->respects_budget());
   });
+  result.seconds.select = since(t0);
+  t0 = Clock::now();
   std::vector<LayerReference> refs(L);
   tbb::parallel_for(0, L, [&](int l) { refs[l] = layer_reference(view, l); });
+  result.seconds.reference = since(t0);
 
+  t0 = Clock::now();
   const std::unique_ptr<LogitEstimator> logit = make_logit_estimator(reader, prompt, classifier_[trace].get(), final_norm_[trace]);
   const std::size_t md = static_cast<std::size_t>(meta.n_cont) * model.hidden;
   std::vector<float> wo_delta(logit ? static_cast<std::size_t>(P) * L * B * md : 0);  // [P, L, B, M, D]
@@ -152,6 +162,8 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
                               logit ? std::span(wo_delta).subspan(static_cast<std::size_t>(pl) * B * md, B * md)
                                     : std::span<float>());
   });
+  result.seconds.metrics = since(t0);
+  t0 = Clock::now();
   result.dnll_est_sum.assign(static_cast<std::size_t>(P) * B, 0.0);
   result.dnll_est_logit.assign(static_cast<std::size_t>(P) * B, std::numeric_limits<double>::quiet_NaN());
   result.dnll_est_kl = result.dnll_est_logit;
@@ -176,6 +188,7 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
     });
     result.flops += static_cast<double>(P) * B * (logit->flops_per_estimate() + static_cast<double>(L) * md);
   }
+  result.seconds.estimate = since(t0);
   for (const auto& r : refs) result.flops += r.flops;
   for (double f : flops) result.flops += f;
   check_finite(result, file, logit != nullptr);
