@@ -44,7 +44,10 @@ int main(int argc, char** argv) {
     const char* what;
   } shapes[] = {{2048, 576, 576, "SmolLM2 q/o proj"},   {2048, 576, 1536, "SmolLM2 gate/up"},
                 {2048, 1536, 576, "SmolLM2 down"},      {2048, 576, 49152, "SmolLM2 classifier"},
-                {512, 4096, 4096, "8B-shaped proj"}};
+                {512, 4096, 4096, "8B-shaped proj"},
+                // The replay's W_O projection of δ (metrics/layer_metrics.cpp) at 8B shape, M = 32,
+                // 6 budgets: one policy's rows, and 13 policies' rows stacked (issue 14).
+                {192, 4096, 4096, "W_O, 1 policy"},     {2496, 4096, 4096, "W_O, 13 policies"}};
   for (const auto& s : shapes) {
     const MatrixRM x = random_matrix(s.n, s.in, 1), w = random_matrix(s.out, s.in, 2);
     MatrixRM y;

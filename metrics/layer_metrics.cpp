@@ -99,19 +99,31 @@ struct Cut {
 // Above it the dropped side's cancellation costs at most 20 of double's 53 bits.
 constexpr double kMinDroppedSideShare = 0x1p-20;
 
-}  // namespace
+// The prompt part of the continuation attention transposed, [H, T, M]: a token's M weights
+// are contiguous, so gathering a kept token reads one row instead of M cache lines T + M
+// floats apart. Built once per layer and shared by every selection.
+std::vector<float> prompt_attention_by_token(const Shape& s, const LayerData& ly) {
+  std::vector<float> a_t(static_cast<std::size_t>(s.H) * s.T * s.M);
+  for (int h = 0; h < s.H; ++h)
+    for (int t = 0; t < s.M; ++t) {
+      const float* row = ly.cont_attn.data() + (static_cast<std::size_t>(h) * s.M + t) * s.N;
+      float* col = a_t.data() + static_cast<std::size_t>(h) * s.T * s.M + t;
+      for (int i = 0; i < s.T; ++i) col[static_cast<std::size_t>(i) * s.M] = row[i];
+    }
+  return a_t;
+}
 
-double layer_metrics(const PromptView& view, const LayerReference& ref, const Selection& sel,
-                     std::span<LayerMetrics> out, std::span<float> wo_delta) {
-  const Shape s(view);
-  const LayerData& ly = view.layers[ref.layer];
+// δ of every budget of `sel` into `delta` [nb*M, H*d] (zero on entry) and Σ_{h,t} recall into
+// recall_sum [nb]; a_t from prompt_attention_by_token. Returns the flops spent.
+double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& ref, const Selection& sel,
+                    const float* a_t, Eigen::Ref<RowMajorF> delta, std::span<double> recall_sum) {
   const int nb = sel.n_budgets(), Hd = s.H * s.d, l = ref.layer;
-  KVSIM_CHECK(static_cast<int>(out.size()) == nb && sel.T() == s.T);
-  RowMajorF delta = RowMajorF::Zero(static_cast<Eigen::Index>(nb) * s.M, Hd);  // [nb*M, H*d]
-  std::vector<double> recall_sum(nb, 0.0);
+  KVSIM_CHECK(sel.T() == s.T && delta.rows() == static_cast<Eigen::Index>(nb) * s.M && delta.cols() == Hd &&
+              static_cast<int>(recall_sum.size()) == nb);
   double flops = 0;
   Eigen::VectorXd z(s.M);
-  RowMajorD acc(s.M, s.d), gathered_a, gathered_v;
+  RowMajorD acc(s.M, s.d), gathered_a, gathered_v;  // gathered_a [k, M], gathered_v [k, d]
+  Eigen::VectorXd z_part(s.M);
   std::vector<double> kept_mass;  // [cuts, M] Σ_{j∈S} a_j of each cut
   for (int g = 0; g < s.Hkv; ++g) {
     const ConstMapMatrixRM v(ly.values.data() + static_cast<std::size_t>(g) * s.N * s.d, s.N, s.d);
@@ -122,7 +134,7 @@ double layer_metrics(const PromptView& view, const LayerReference& ref, const Se
       std::sort(cuts.begin(), cuts.end(), [](const Cut& x, const Cut& y) { return x.count < y.count || (x.count == y.count && x.budget < y.budget); });
       const auto order = sel.order(o, l, g);
       for (int h = g * s.G; h < (g + 1) * s.G; ++h) {
-        const ConstMapMatrixRM a(ly.cont_attn.data() + static_cast<std::size_t>(h) * s.M * s.N, s.M, s.N);
+        const ConstMapMatrixRM a(a_t + static_cast<std::size_t>(h) * s.T * s.M, s.T, s.M);  // [T, M]
         const ConstMapRowMajorD nc(ref.n_cont.data() + static_cast<std::size_t>(h) * s.M * s.d, s.M, s.d);
         const ConstStridedMapD o_ref(ref.o.data() + static_cast<std::size_t>(h) * s.d, s.M, s.d, Eigen::OuterStride<>(Hd));
         const double* zt = ref.z_total.data() + static_cast<std::size_t>(h) * s.M;
@@ -133,15 +145,20 @@ double layer_metrics(const PromptView& view, const LayerReference& ref, const Se
         auto add_range = [&](int from, int to) {
           const int k = to - from;
           if (k <= 0) return;
-          gathered_a.resize(s.M, k);
+          gathered_a.resize(k, s.M);
           gathered_v.resize(k, s.d);
           for (int j = 0; j < k; ++j) {
             const int i = order[from + j];
-            gathered_a.col(j) = a.col(i).cast<double>();
+            gathered_a.row(j) = a.row(i).cast<double>();
             gathered_v.row(j) = v.row(i).cast<double>();
           }
-          acc.noalias() += gathered_a * gathered_v;
-          for (int t = 0; t < s.M; ++t) z[t] += ordered_sum(&gathered_a(t, 0), k);
+          acc.noalias() += gathered_a.transpose() * gathered_v;
+          // Σ over the range first, then added to z: the same additions in the same order as
+          // summing each t's row of the untransposed gather.
+          z_part.setZero();
+          for (int j = 0; j < k; ++j)
+            for (int t = 0; t < s.M; ++t) z_part[t] += gathered_a(j, t);
+          z += z_part;
           flops += 2.0 * s.M * k * s.d;
         };
         // Kept prompt mass z_S = Σ_{j∈S} a_j of every cut, summed from the front in double: the
@@ -153,7 +170,7 @@ double layer_metrics(const PromptView& view, const LayerReference& ref, const Se
           if (c > 0) std::copy_n(zs - s.M, s.M, zs);
           for (; static_cast<int>(at) < cuts[c].count; ++at) {
             const int i = order[at];
-            for (int t = 0; t < s.M; ++t) zs[t] += a(t, i);
+            for (int t = 0; t < s.M; ++t) zs[t] += a(i, t);
           }
           // Clamped at 1 so rounding of the two sums cannot push a near-full set above the
           // full one; the full set is exactly 1.
@@ -199,19 +216,20 @@ double layer_metrics(const PromptView& view, const LayerReference& ref, const Se
       }
     }
   }
-  const ConstMapMatrixRM wo(ly.w_o.data(), s.D, Hd);
-  const RowMajorF projected = delta * wo.transpose();  // [nb*M, D]
-  flops += 2.0 * nb * s.M * Hd * s.D;
-  if (!wo_delta.empty()) {
-    KVSIM_CHECK(wo_delta.size() == static_cast<std::size_t>(nb) * s.M * s.D, "layer_metrics: wo_delta size");
-    for (Eigen::Index i = 0; i < projected.size(); ++i) wo_delta[static_cast<std::size_t>(i)] = static_cast<float>(projected.data()[i]);
-  }
+  return flops;
+}
+
+// The metrics of every budget of `sel` from its rows of δ [nb*M, H*d] and W_O δ [nb*M, D]
+// (row b*M + t), in a fixed order of operations.
+void finish_metrics(const Shape& s, const LayerReference& ref, const Selection& sel, const float* delta,
+                    const float* projected, std::span<const double> recall_sum, std::span<LayerMetrics> out) {
+  const int nb = sel.n_budgets(), Hd = s.H * s.d, l = ref.layer;
   for (int b = 0; b < nb; ++b) {
     double e = 0, ev = 0;
     for (int t = 0; t < s.M; ++t) {
-      const Eigen::Index row = static_cast<Eigen::Index>(b) * s.M + t;
-      if (ref.wo_norm[t] != 0) e += ordered_norm(&projected(row, 0), s.D) / ref.wo_norm[t];
-      if (ref.o_norm[t] != 0) ev += ordered_norm(&delta(row, 0), Hd) / ref.o_norm[t];
+      const std::size_t row = static_cast<std::size_t>(b) * s.M + t;
+      if (ref.wo_norm[t] != 0) e += ordered_norm(projected + row * s.D, s.D) / ref.wo_norm[t];
+      if (ref.o_norm[t] != 0) ev += ordered_norm(delta + row * Hd, Hd) / ref.o_norm[t];
     }
     out[b].out_err = s.M > 0 ? e / s.M : 0.0;
     out[b].out_err_value = s.M > 0 ? ev / s.M : 0.0;
@@ -219,6 +237,56 @@ double layer_metrics(const PromptView& view, const LayerReference& ref, const Se
     long kept = 0;
     for (int g = 0; g < s.Hkv; ++g) kept += sel.count(b, l, g);
     out[b].kept = kept;
+  }
+}
+
+}  // namespace
+
+double layer_metrics(const PromptView& view, const LayerReference& ref, const Selection& sel,
+                     std::span<LayerMetrics> out, std::span<float> wo_delta) {
+  const Selection* one[] = {&sel};
+  return layer_metrics_stacked(view, ref, one, out, wo_delta);
+}
+
+double layer_metrics_stacked(const PromptView& view, const LayerReference& ref, std::span<const Selection* const> selections,
+                             std::span<LayerMetrics> out, std::span<float> wo_delta) {
+  const Shape s(view);
+  const LayerData& ly = view.layers[ref.layer];
+  const int Hd = s.H * s.d;
+  std::vector<Eigen::Index> first_row;  // selection k's rows of δ start at first_row[k]
+  Eigen::Index rows = 0;
+  std::size_t n_out = 0;
+  for (const Selection* sel : selections) {
+    first_row.push_back(rows);
+    rows += static_cast<Eigen::Index>(sel->n_budgets()) * s.M;
+    n_out += static_cast<std::size_t>(sel->n_budgets());
+  }
+  KVSIM_CHECK(out.size() == n_out, "layer_metrics: ", out.size(), " outputs for ", n_out, " budgets");
+  KVSIM_CHECK(wo_delta.empty() || wo_delta.size() == static_cast<std::size_t>(rows) * s.D, "layer_metrics: wo_delta size");
+  RowMajorF delta = RowMajorF::Zero(rows, Hd);  // [Σ nb*M, H*d], the selections' blocks in order
+  const std::vector<float> a_t = prompt_attention_by_token(s, ly);
+  std::vector<double> recall_sum(n_out, 0.0);
+  double flops = 0;
+  for (std::size_t k = 0, at = 0; k < selections.size(); ++k) {
+    const int nb = selections[k]->n_budgets();
+    flops += layer_deltas(s, ly, ref, *selections[k], a_t.data(), delta.middleRows(first_row[k], static_cast<Eigen::Index>(nb) * s.M),
+                          std::span(recall_sum).subspan(at, nb));
+    at += nb;
+  }
+  // One GEMM for the whole stack: the dominant term (2·rows·H·d·D flops), and a tall product
+  // runs near the machine's GEMM peak where one per selection (a few hundred rows against the
+  // whole of W_O) spends a large part of its time packing W_O. Rows are independent, and the
+  // stacking depends only on the inputs, so the bytes do not depend on the thread count.
+  const ConstMapMatrixRM wo(ly.w_o.data(), s.D, Hd);
+  std::vector<float> local(wo_delta.empty() ? static_cast<std::size_t>(rows) * s.D : 0);
+  Eigen::Map<RowMajorF> projected(wo_delta.empty() ? local.data() : wo_delta.data(), rows, s.D);  // [Σ nb*M, D]
+  projected.noalias() = delta * wo.transpose();
+  flops += 2.0 * static_cast<double>(rows) * Hd * s.D;
+  for (std::size_t k = 0, at = 0; k < selections.size(); ++k) {
+    const int nb = selections[k]->n_budgets();
+    finish_metrics(s, ref, *selections[k], delta.data() + first_row[k] * Hd, projected.data() + first_row[k] * s.D,
+                   std::span<const double>(recall_sum).subspan(at, nb), out.subspan(at, nb));
+    at += nb;
   }
   return flops;
 }

@@ -61,4 +61,15 @@ struct LayerMetrics {
 double layer_metrics(const PromptView& view, const LayerReference& ref, const Selection& selection,
                      std::span<LayerMetrics> out, std::span<float> wo_delta = {});
 
+// The same for several selections on one layer (e.g. every policy of a replay): their δ rows
+// are stacked in the given order into one [Σ n_budgets·M, H·d] matrix and projected through
+// W_O by a single GEMM, which runs near the machine's GEMM peak where one product per
+// selection does not (docs/perf.md, "Replay at 8B shape"). out [Σ n_budgets], the selections'
+// budgets in order; wo_delta, when not empty, [Σ n_budgets, M, D]. Each selection's values do
+// not depend on which others are stacked with it beyond GEMM rounding (fp32, ~1e-7 relative),
+// and for given inputs the result is the same bytes at any thread count.
+double layer_metrics_stacked(const PromptView& view, const LayerReference& ref,
+                             std::span<const Selection* const> selections, std::span<LayerMetrics> out,
+                             std::span<float> wo_delta = {});
+
 }  // namespace kvsim

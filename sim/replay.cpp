@@ -2,6 +2,9 @@
 
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
+#include <chrono>
+#include <ctime>
 #include <cmath>
 #include <limits>
 
@@ -120,11 +123,22 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
   const PromptMeta& meta = reader.prompts()[prompt];
   const ModelInfo& model = reader.model();
   const std::string file = options_.traces[trace].string();
+  // Phase timer: wall and process CPU seconds since the last mark, into one field of each.
+  using Clock = std::chrono::steady_clock;
+  auto t0 = Clock::now();
+  auto c0 = std::clock();
+  auto mark = [&](double& wall, double& cpu) {
+    const auto t1 = Clock::now();
+    const auto c1 = std::clock();
+    wall = std::chrono::duration<double>(t1 - t0).count(), cpu = static_cast<double>(c1 - c0) / CLOCKS_PER_SEC;
+    t0 = t1, c0 = c1;
+  };
   const PromptTensors pt =
       load_prompt(reader, prompt, needs_, w_o_[trace], prompt_seed(options_.seed, options_.traces[trace], meta.id));
   const PromptView view = pt.view();
 
   PromptResult result;
+  mark(result.seconds.load, result.cpu_seconds.load);
   result.trace = trace, result.meta = &meta;
   result.n_layers = model.n_layers, result.n_kv_heads = model.n_kv_heads, result.head_dim = model.head_dim;
   const BudgetPlan plan = options_.budgets.resolve(meta.n_prompt, file + ": prompt " + meta.id);
@@ -137,22 +151,30 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
     check_selection(selections[p], plan, policies_[p]->spec(), policies_[p]->respects_budget(),
                     policies_[p]->budget_slack());
   });
+  mark(result.seconds.select, result.cpu_seconds.select);
   std::vector<LayerReference> refs(L);
   tbb::parallel_for(0, L, [&](int l) { refs[l] = layer_reference(view, l); });
+  mark(result.seconds.reference, result.cpu_seconds.reference);
 
   const std::unique_ptr<LogitEstimator> logit = make_logit_estimator(reader, prompt, classifier_[trace].get(), final_norm_[trace]);
   const std::size_t md = static_cast<std::size_t>(meta.n_cont) * model.hidden;
-  std::vector<float> wo_delta(logit ? static_cast<std::size_t>(P) * L * B * md : 0);  // [P, L, B, M, D]
+  std::vector<float> wo_delta(logit ? static_cast<std::size_t>(L) * P * B * md : 0);  // [L, P, B, M, D]
 
+  // One task per layer: every policy's δ rows stacked, one W_O GEMM (layer_metrics_stacked).
   result.metrics.resize(static_cast<std::size_t>(P) * L * B);
-  std::vector<double> flops(static_cast<std::size_t>(P) * L, 0.0);
-  tbb::parallel_for(0, P * L, [&](int pl) {
-    const int p = pl / L, l = pl % L;
-    flops[pl] = layer_metrics(view, refs[l], selections[p],
-                              std::span(result.metrics).subspan(static_cast<std::size_t>(pl) * B, B),
-                              logit ? std::span(wo_delta).subspan(static_cast<std::size_t>(pl) * B * md, B * md)
-                                    : std::span<float>());
+  std::vector<double> flops(L, 0.0);
+  std::vector<const Selection*> stack(P);
+  for (int p = 0; p < P; ++p) stack[p] = &selections[p];
+  tbb::parallel_for(0, L, [&](int l) {
+    std::vector<LayerMetrics> m(static_cast<std::size_t>(P) * B);  // [P, B]
+    flops[l] = layer_metrics_stacked(view, refs[l], stack, m,
+                                     logit ? std::span(wo_delta).subspan(static_cast<std::size_t>(l) * P * B * md, P * B * md)
+                                           : std::span<float>());
+    for (int p = 0; p < P; ++p)
+      std::copy_n(m.begin() + static_cast<std::ptrdiff_t>(p) * B, B,
+                  result.metrics.begin() + (static_cast<std::ptrdiff_t>(p) * L + l) * B);
   });
+  mark(result.seconds.metrics, result.cpu_seconds.metrics);
   result.dnll_est_sum.assign(static_cast<std::size_t>(P) * B, 0.0);
   result.dnll_est_logit.assign(static_cast<std::size_t>(P) * B, std::numeric_limits<double>::quiet_NaN());
   result.dnll_est_kl = result.dnll_est_logit;
@@ -168,7 +190,7 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
       // Δr = Σ_l W_O δ_l, summed in layer order.
       std::vector<float> dr(md, 0.0f);
       for (int l = 0; l < L; ++l) {
-        const float* src = wo_delta.data() + ((static_cast<std::size_t>(p) * L + l) * B + b) * md;
+        const float* src = wo_delta.data() + ((static_cast<std::size_t>(l) * P + p) * B + b) * md;
         for (std::size_t i = 0; i < md; ++i) dr[i] += src[i];
       }
       const LogitEstimate e = logit->estimate(dr);
@@ -177,6 +199,7 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
     });
     result.flops += static_cast<double>(P) * B * (logit->flops_per_estimate() + static_cast<double>(L) * md);
   }
+  mark(result.seconds.estimate, result.cpu_seconds.estimate);
   for (const auto& r : refs) result.flops += r.flops;
   for (double f : flops) result.flops += f;
   check_finite(result, file, logit != nullptr);

@@ -43,6 +43,12 @@ struct PromptResult {
                                        // trace lacks /model/classifier or the prompt's cont_residual
   std::vector<double> dnll_est_kl;     // its second-order part alone, ½Var_q(Δz) ≈ KL(full‖compressed); NaN likewise
   double flops = 0;                   // metric arithmetic, for benchmarks
+  // Seconds of the replay's phases, for benchmarks (never written to results): read and
+  // derive attention, select, layer references, layer metrics, logit estimates. Wall time, and
+  // the process's CPU time (all threads; steadier than wall on a shared machine).
+  struct Phases {
+    double load = 0, select = 0, reference = 0, metrics = 0, estimate = 0;
+  } seconds, cpu_seconds;
 
   const LayerMetrics& at(int p, int l, int b) const {
     return metrics[(static_cast<std::size_t>(p) * n_layers + l) * budget_tokens.size() + b];
