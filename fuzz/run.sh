@@ -19,7 +19,10 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/$t" "build/fuzz/findings/$t"
   [ -d "fuzz/corpus/$t" ] && cp fuzz/corpus/"$t"/* "$work/$t/" 2>/dev/null
   log=build/fuzz/findings/$t.log
-  KVSIM_FUZZ_TMP=$work "$exe" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  # libhdf5 1.10 leaks its own allocations on some corrupt object headers (H5Aexists error
+  # path, no kvsim frame): the trace target runs without leak detection (docs/fuzzing.md).
+  extra=(); [ "$t" = trace ] && extra=(-detect_leaks=0)
+  KVSIM_FUZZ_TMP=$work "$exe" "${extra[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="build/fuzz/findings/$t/" "$work/$t" >"$log" 2>&1
   rc=$?
   echo "fuzz $t: $(grep -E '^Done' "$log" || echo 'no summary') (exit $rc)"

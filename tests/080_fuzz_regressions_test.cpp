@@ -59,3 +59,11 @@ TEST_CASE("fuzz llama2c: a header whose weight count wraps round 2^64", "[tracer
   const FuzzFile f("wrap.bin", std::string(reinterpret_cast<const char*>(header), sizeof header));
   CHECK_THROWS_AS(load_llama2c(f.path), ModelError);
 }
+
+TEST_CASE("fuzz llama2c: vocab_size INT32_MIN", "[tracer][fast]") {
+  // Found by kvsim_fuzz_llama2c_model: a negative vocab_size means an untied classifier and was
+  // negated, which overflows for INT32_MIN (UBSan). Now a ModelError.
+  const std::int32_t header[7] = {8, 16, 1, 2, 2, INT32_MIN, 4};
+  const FuzzFile f("vocab_min.bin", std::string(reinterpret_cast<const char*>(header), sizeof header));
+  CHECK_THROWS_AS(load_llama2c(f.path), ModelError);
+}

@@ -59,6 +59,7 @@ Model load_llama2c(const std::filesystem::path& bin) {
   c.n_heads = header[3];
   c.n_kv_heads = header[4];
   c.tied_classifier = header[5] > 0;
+  if (header[5] == INT32_MIN) fail<ModelError>(path, ": bad vocab_size ", header[5]);  // -INT32_MIN overflows
   c.vocab = header[5] > 0 ? header[5] : -header[5];
   c.max_seq_len = header[6];
   c.rope_style = RopeStyle::kInterleaved;
