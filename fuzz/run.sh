@@ -21,8 +21,9 @@ for t in "${targets[@]}"; do
   log=build/fuzz/findings/$t.log
   # libhdf5 1.10 leaks its own allocations on some corrupt object headers (H5Aexists error
   # path, no kvsim frame): the trace target runs without leak detection (docs/fuzzing.md).
-  extra=(); [ "$t" = trace ] && extra=(-detect_leaks=0)
-  KVSIM_FUZZ_TMP=$work "$exe" "${extra[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+  extra=(); asan=${ASAN_OPTIONS:-}
+  if [ "$t" = trace ]; then extra=(-detect_leaks=0); asan="detect_leaks=0${asan:+:$asan}"; fi
+  ASAN_OPTIONS=$asan KVSIM_FUZZ_TMP=$work "$exe" "${extra[@]}" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
     -artifact_prefix="build/fuzz/findings/$t/" "$work/$t" >"$log" 2>&1
   rc=$?
   echo "fuzz $t: $(grep -E '^Done' "$log" || echo 'no summary') (exit $rc)"
