@@ -40,7 +40,7 @@ std::string safetensors_bytes(const std::string& header) {
 
 }  // namespace
 
-TEST_CASE("fuzz safetensors: an empty tensor reads into a null buffer", "[tracer][fast]") {
+TEST_CASE("fuzz safetensors: an empty tensor reads into a null buffer", "[fuzz][errors]") {
   // Found by kvsim_fuzz_safetensors: read_f32 of a [0] tensor called memcpy(nullptr, src, 0)
   // (UBSan: null passed to a nonnull argument); an empty tensor now converts nothing.
   const FuzzFile f("empty.safetensors",
@@ -51,7 +51,7 @@ TEST_CASE("fuzz safetensors: an empty tensor reads into a null buffer", "[tracer
   CHECK_NOTHROW(file.read_f32("z", {0}, dst.data()));
 }
 
-TEST_CASE("fuzz llama2c: a header whose weight count wraps round 2^64", "[tracer][fast]") {
+TEST_CASE("fuzz llama2c: a header whose weight count wraps round 2^64", "[fuzz][errors]") {
   // dim 2^28, hidden_dim 2^31-1, 2 layers, 2^23 heads, vocab 2^31-1, seq_len 2^24: the weight
   // count wraps to 2^62, so 28 + 4·count wraps to 28, the size of a header-only file; the
   // loader then asked std::vector for 2^62 floats (std::length_error). Now a ModelError.
@@ -60,7 +60,7 @@ TEST_CASE("fuzz llama2c: a header whose weight count wraps round 2^64", "[tracer
   CHECK_THROWS_AS(load_llama2c(f.path), ModelError);
 }
 
-TEST_CASE("fuzz llama2c: vocab_size INT32_MIN", "[tracer][fast]") {
+TEST_CASE("fuzz llama2c: vocab_size INT32_MIN", "[fuzz][errors]") {
   // Found by kvsim_fuzz_llama2c_model: a negative vocab_size means an untied classifier and was
   // negated, which overflows for INT32_MIN (UBSan). Now a ModelError.
   const std::int32_t header[7] = {8, 16, 1, 2, 2, INT32_MIN, 4};
