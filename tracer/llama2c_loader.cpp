@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <algorithm>
 #include <fstream>
+#include <initializer_list>
 #include <vector>
 
 #include "core/error.hpp"
@@ -58,6 +59,7 @@ Model load_llama2c(const std::filesystem::path& bin) {
   c.n_heads = header[3];
   c.n_kv_heads = header[4];
   c.tied_classifier = header[5] > 0;
+  if (header[5] == INT32_MIN) fail<ModelError>(path, ": bad vocab_size ", header[5]);  // -INT32_MIN overflows
   c.vocab = header[5] > 0 ? header[5] : -header[5];
   c.max_seq_len = header[6];
   c.rope_style = RopeStyle::kInterleaved;
@@ -73,9 +75,21 @@ Model load_llama2c(const std::filesystem::path& bin) {
 
   const std::size_t D = c.hidden, F = c.ffn_hidden, L = c.n_layers, V = c.vocab;
   const std::size_t kvd = c.kv_dim(), half_d = c.head_dim / 2;
-  const std::size_t expected = V * D + L * D + L * D * D + 2 * L * kvd * D + L * D * D + L * D +
-                               3 * L * F * D + D + 2 * c.max_seq_len * half_d +
-                               (c.tied_classifier ? 0 : V * D);
+  // Sums of products of header ints (up to 2^93): checked, so that a forged header cannot wrap
+  // the size round to the file's length (docs/fuzzing.md).
+  std::size_t expected = 0;
+  bool overflow = false;
+  auto term = [&](std::initializer_list<std::size_t> factors) {
+    std::size_t p = 1;
+    for (std::size_t f : factors) overflow |= __builtin_mul_overflow(p, f, &p);
+    overflow |= __builtin_add_overflow(expected, p, &expected);
+  };
+  term({V, D}), term({L, D}), term({L, D, D}), term({2, L, kvd, D}), term({L, D, D}), term({L, D});
+  term({3, L, F, D}), term({D}), term({2, static_cast<std::size_t>(c.max_seq_len), half_d});
+  if (!c.tied_classifier) term({V, D});
+  if (overflow || expected > (SIZE_MAX - sizeof header) / sizeof(float))
+    fail<ModelError>(path, ": implausible header (dim ", D, ", hidden_dim ", F, ", n_layers ", L, ", vocab ", V,
+                     "): its weights would exceed 2^64 bytes");
   in.seekg(0, std::ios::end);
   const std::size_t file_bytes = static_cast<std::size_t>(in.tellg());
   const std::size_t expected_bytes = sizeof header + expected * sizeof(float);

@@ -77,6 +77,7 @@ void SafetensorsFile::read_f32(const std::string& name, const std::vector<std::i
   if (n * esize != t.end - t.begin)
     fail<ModelError>(path_.string(), ": tensor ", name, " occupies ", t.end - t.begin, " bytes, its shape needs ",
                      n * esize);
+  if (n == 0) return;  // an empty tensor: nothing to convert, and dst may be null (memcpy forbids it)
   const std::byte* src = map_.data() + data_offset_ + t.begin;
   if (t.dtype == "F32") std::memcpy(dst, src, n * 4);
   else if (t.dtype == "F16") half_bytes_to_float(src, std::span<float>(dst, n));
