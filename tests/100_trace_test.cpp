@@ -750,10 +750,16 @@ TEST_CASE("trace: traces of older kvsim (format 1 and 2, no checksums) still rea
         const LayerRecord& w = fx.prompts[p].layers[static_cast<std::size_t>(l)];
         require_stored_close(rec.keys, w.keys, storage);
         require_stored_close(rec.q_window, w.q_window, storage);
-        CHECK(rec.attn_colsum == w.attn_colsum);
+        // The files were written by a release build; this build's fixture may round its fp32
+        // arithmetic differently (FMA contraction at -O3, none at -O1): close, not equal.
+        REQUIRE(rec.attn_colsum.size() == w.attn_colsum.size());
+        for (std::size_t k = 0; k < w.attn_colsum.size(); ++k)
+          CHECK(rec.attn_colsum[k] == Approx(w.attn_colsum[k]).epsilon(1e-5).margin(1e-5));
       }
     }
-    CHECK(r.read_final_norm() == fx.final_norm);
+    const std::vector<float> norm = r.read_final_norm();
+    REQUIRE(norm.size() == fx.final_norm.size());
+    for (std::size_t k = 0; k < norm.size(); ++k) CHECK(norm[k] == Approx(fx.final_norm[k]).epsilon(1e-5).margin(1e-5));
   }
   // kvsim inspect says so.
   const auto [status, text] = run_command(std::string(KVSIM_BINARY) + " inspect '" +
