@@ -86,14 +86,15 @@ void Validation::generate_prompt(std::size_t t, std::size_t i, const PromptResul
   const std::string where = reader.path().string() + ": prompt " + meta.id;
   const PromptOutputs outs = reader.read_outputs(i);
   const int T = meta.n_prompt;
-  // Gold answers: the trace's (RULER outputs, LongBench answers), else the continuation text.
+  // Gold answers: the trace's (RULER outputs, LongBench answers; checked by the constructor),
+  // else the continuation text, checked here where it is first decoded.
+  const Scorer scorer = prompt_scorer(meta, where);
   std::vector<std::string> gold = meta.answers;
   if (gold.empty()) {
     const std::vector<int> cont(outs.tokens.begin() + T, outs.tokens.end());
     gold.push_back(gen_.tokenizer->decode(cont));
+    check_gold(scorer, gold, where + ": gold answers (the reference continuation)");
   }
-  const Scorer scorer = prompt_scorer(meta, where);
-  check_gold(scorer, gold, where + ": gold answers");
   // Jobs: the full cache first, then each distinct kept set once.
   const int P = static_cast<int>(r.selections.size()), B = static_cast<int>(r.budget_tokens.size());
   std::vector<std::vector<std::uint8_t>> jobs(1);

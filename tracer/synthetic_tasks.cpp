@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <string_view>
@@ -11,6 +13,7 @@
 
 #include "core/error.hpp"
 #include "core/hash.hpp"
+#include "core/parse.hpp"
 #include "core/rng.hpp"
 #include "tracer/inputs.hpp"
 #include "tracer/task_words.hpp"
@@ -67,16 +70,10 @@ const std::vector<std::pair<std::string, TaskSpec>>& builtin_tasks() {
 }
 
 int parse_int(const std::string& task, const std::string& key, const std::string& value, int lo) {
-  std::size_t used = 0;
-  int v = 0;
-  try {
-    v = std::stoi(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != value.size() || value.empty() || v < lo)
+  const std::optional<long> v = parse_long(value);
+  if (!v || *v < lo || *v > std::numeric_limits<int>::max())
     fail<InputError>("task ", task, ": ", key, "=", value, " is not an integer >= ", lo);
-  return v;
+  return static_cast<int>(*v);
 }
 
 NeedleType parse_needle_type(const std::string& task, const std::string& key, const std::string& value) {
@@ -568,11 +565,9 @@ TaskSpec parse_task_spec(const std::string& text) {
     } else if (key == "fewshot" && (s.kind == TaskKind::kVariableTracking || s.kind == TaskKind::kCommonWords)) {
       s.fewshot = parse_int(text, key, value, 0);
     } else if (key == "alpha" && s.kind == TaskKind::kFrequentWords) {
-      try {
-        s.alpha = std::stod(value);
-      } catch (const std::exception&) {
-        fail<InputError>("task ", text, ": alpha=", value, " is not a number");
-      }
+      const std::optional<double> alpha = parse_double(value);
+      if (!alpha) fail<InputError>("task ", text, ": alpha=", value, " is not a number");
+      s.alpha = *alpha;
     } else {
       fail<InputError>("task ", text, ": unknown parameter '", key,
                        "' for this task (niah: haystack, key_type, value_type, num_k, num_v, num_q; vt: haystack, "

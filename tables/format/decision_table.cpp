@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "core/error.hpp"
+#include "core/parse.hpp"
 #include "core/read_file.hpp"
 
 namespace kvsim {
@@ -179,15 +180,9 @@ ArmGrid ArmGrid::parse(const std::string& text, const std::string& where) {
     start = colon + 1;
   }
   auto number = [&](const std::string& s) {
-    std::size_t used = 0;
-    double x = 0;
-    try {
-      x = std::stod(s, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (s.empty() || used != s.size()) fail<InputError>(where, ": '", text, "' is not lo:hi:step or lo:hi:count:log");
-    return x;
+    const std::optional<double> x = parse_double(s);
+    if (!x) fail<InputError>(where, ": '", text, "' is not lo:hi:step or lo:hi:count:log");
+    return *x;
   };
   ArmGrid g;
   if (parts.size() == 3) {
