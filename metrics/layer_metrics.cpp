@@ -3,6 +3,7 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "core/error.hpp"
 #include "core/matrix.hpp"
@@ -113,13 +114,14 @@ std::vector<float> prompt_attention_by_token(const Shape& s, const LayerData& ly
   return a_t;
 }
 
-// δ of every budget of `sel` into `delta` [nb*M, H*d] (zero on entry) and Σ_{h,t} recall into
-// recall_sum [nb]; a_t from prompt_attention_by_token. Returns the flops spent.
+// δ of the budgets b of `sel` with block[b] >= 0 into rows block[b]*M … of `delta` [blocks*M,
+// H*d] (zero on entry) and their Σ_{h,t} recall into recall_sum[b]; the other budgets are
+// skipped. a_t from prompt_attention_by_token. Returns the flops spent.
 double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& ref, const Selection& sel,
-                    const float* a_t, Eigen::Ref<RowMajorF> delta, std::span<double> recall_sum) {
+                    const float* a_t, std::span<const int> block, RowMajorF& delta, std::span<double> recall_sum) {
   const int nb = sel.n_budgets(), Hd = s.H * s.d, l = ref.layer;
-  KVSIM_CHECK(sel.T() == s.T && delta.rows() == static_cast<Eigen::Index>(nb) * s.M && delta.cols() == Hd &&
-              static_cast<int>(recall_sum.size()) == nb);
+  KVSIM_CHECK(sel.T() == s.T && delta.cols() == Hd && static_cast<int>(recall_sum.size()) == nb &&
+              static_cast<int>(block.size()) == nb);
   double flops = 0;
   Eigen::VectorXd z(s.M);
   RowMajorD acc(s.M, s.d), gathered_a, gathered_v;  // gathered_a [k, M], gathered_v [k, d]
@@ -130,7 +132,8 @@ double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& r
     for (int o = 0; o < sel.n_orders(); ++o) {
       std::vector<Cut> cuts;
       for (int b = 0; b < nb; ++b)
-        if (sel.shared_order() || b == o) cuts.push_back({sel.count(b, l, g), b});
+        if ((sel.shared_order() || b == o) && block[b] >= 0) cuts.push_back({sel.count(b, l, g), b});
+      if (cuts.empty()) continue;
       std::sort(cuts.begin(), cuts.end(), [](const Cut& x, const Cut& y) { return x.count < y.count || (x.count == y.count && x.budget < y.budget); });
       const auto order = sel.order(o, l, g);
       for (int h = g * s.G; h < (g + 1) * s.G; ++h) {
@@ -196,7 +199,7 @@ double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& r
         for (; split < cuts.size() && !dropped_side(split); ++split) {
           add_range(at, cuts[split].count);
           at = cuts[split].count;
-          auto d_rows = delta.block(static_cast<Eigen::Index>(cuts[split].budget) * s.M, static_cast<Eigen::Index>(h) * s.d, s.M, s.d);
+          auto d_rows = delta.block(static_cast<Eigen::Index>(block[cuts[split].budget]) * s.M, static_cast<Eigen::Index>(h) * s.d, s.M, s.d);
           for (int t = 0; t < s.M; ++t) d_rows.row(t) = ((acc.row(t) + nc.row(t)) / (z[t] + zc[t]) - o_ref.row(t)).cast<float>();
         }
         // Large counts: sum the dropped tokens, back to front; δ = (o·z_D − n_D) / (z_S + z_cont),
@@ -208,7 +211,7 @@ double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& r
           add_range(cuts[c].count, at);
           at = std::min(at, cuts[c].count);
           if (cuts[c].count >= s.T) continue;  // nothing dropped: δ stays exactly 0
-          auto d_rows = delta.block(static_cast<Eigen::Index>(cuts[c].budget) * s.M, static_cast<Eigen::Index>(h) * s.d, s.M, s.d);
+          auto d_rows = delta.block(static_cast<Eigen::Index>(block[cuts[c].budget]) * s.M, static_cast<Eigen::Index>(h) * s.d, s.M, s.d);
           const double* zs = kept_mass.data() + c * s.M;
           for (int t = 0; t < s.M; ++t)
             d_rows.row(t) = ((o_ref.row(t) * z[t] - acc.row(t)) / (zs[t] + zc[t])).cast<float>();
@@ -219,25 +222,86 @@ double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& r
   return flops;
 }
 
-// The metrics of every budget of `sel` from its rows of δ [nb*M, H*d] and W_O δ [nb*M, D]
-// (row b*M + t), in a fixed order of operations.
-void finish_metrics(const Shape& s, const LayerReference& ref, const Selection& sel, const float* delta,
-                    const float* projected, std::span<const double> recall_sum, std::span<LayerMetrics> out) {
-  const int nb = sel.n_budgets(), Hd = s.H * s.d, l = ref.layer;
-  for (int b = 0; b < nb; ++b) {
-    double e = 0, ev = 0;
+// The metrics of budget b of `sel` from its rows of δ [M, H*d] and W_O δ [M, D] (row t), in a
+// fixed order of operations; both null when δ = 0 (every prompt token kept).
+LayerMetrics finish_metrics(const Shape& s, const LayerReference& ref, const Selection& sel, int b, const float* delta,
+                            const float* projected, double recall_sum) {
+  const int Hd = s.H * s.d;
+  double e = 0, ev = 0;
+  if (delta)
     for (int t = 0; t < s.M; ++t) {
-      const std::size_t row = static_cast<std::size_t>(b) * s.M + t;
-      if (ref.wo_norm[t] != 0) e += ordered_norm(projected + row * s.D, s.D) / ref.wo_norm[t];
-      if (ref.o_norm[t] != 0) ev += ordered_norm(delta + row * Hd, Hd) / ref.o_norm[t];
+      if (ref.wo_norm[t] != 0) e += ordered_norm(projected + static_cast<std::size_t>(t) * s.D, s.D) / ref.wo_norm[t];
+      if (ref.o_norm[t] != 0) ev += ordered_norm(delta + static_cast<std::size_t>(t) * Hd, Hd) / ref.o_norm[t];
     }
-    out[b].out_err = s.M > 0 ? e / s.M : 0.0;
-    out[b].out_err_value = s.M > 0 ? ev / s.M : 0.0;
-    out[b].recall = s.M > 0 ? recall_sum[b] / (static_cast<double>(s.M) * s.H) : 1.0;
-    long kept = 0;
-    for (int g = 0; g < s.Hkv; ++g) kept += sel.count(b, l, g);
-    out[b].kept = kept;
+  LayerMetrics m;
+  m.out_err = s.M > 0 ? e / s.M : 0.0;
+  m.out_err_value = s.M > 0 ? ev / s.M : 0.0;
+  m.recall = s.M > 0 ? recall_sum / (static_cast<double>(s.M) * s.H) : 1.0;
+  for (int g = 0; g < s.Hkv; ++g) m.kept += sel.count(b, ref.layer, g);
+  return m;
+}
+
+std::uint64_t mix64(std::uint64_t x) {  // splitmix64's finaliser
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// Which (selection, budget) points of a stack need their own δ rows on layer l. Identical kept
+// sets give identical δ (it depends on the set, not the order), so a point whose kept sets equal
+// an earlier point's on every KV head shares that point's rows, and a point that keeps every
+// prompt token of every KV head has δ = 0 and needs none: block[point] = the row block it reads
+// (kZero for none), owner[point] = whether it computes that block.
+constexpr int kZero = -1;
+struct StackRows {
+  std::vector<int> block;   // [points]
+  std::vector<char> owner;  // [points]
+  int n_blocks = 0;
+};
+
+StackRows plan_stack_rows(std::span<const Selection* const> selections, int l, int T) {
+  struct Point {
+    const Selection* sel;
+    int b;
+    std::uint64_t key;
+  };
+  std::vector<Point> points;
+  for (const Selection* sel : selections)
+    for (int b = 0; b < sel->n_budgets(); ++b) {
+      // Order-independent: a sum over the kept tokens, per KV head with its count.
+      std::uint64_t key = 0;
+      bool full = true;
+      for (int g = 0; g < sel->n_kv_heads(); ++g) {
+        const auto kept = sel->kept(b, l, g);
+        std::uint64_t set = 0;
+        for (const std::int32_t i : kept) set += mix64(static_cast<std::uint64_t>(i));
+        key = mix64(key ^ mix64(set + (static_cast<std::uint64_t>(kept.size()) << 32) + static_cast<std::uint64_t>(g)));
+        full = full && static_cast<int>(kept.size()) >= T;
+      }
+      points.push_back({sel, b, full ? 0 : key | 1});  // key 0: δ = 0
+    }
+  auto same_sets = [&](const Point& x, const Point& y) {
+    std::vector<std::int32_t> a, c;
+    for (int g = 0; g < x.sel->n_kv_heads(); ++g) {
+      const auto kx = x.sel->kept(x.b, l, g), ky = y.sel->kept(y.b, l, g);
+      if (kx.size() != ky.size()) return false;
+      a.assign(kx.begin(), kx.end()), c.assign(ky.begin(), ky.end());
+      std::sort(a.begin(), a.end()), std::sort(c.begin(), c.end());
+      if (a != c) return false;
+    }
+    return true;
+  };
+  StackRows r;
+  r.block.assign(points.size(), kZero);
+  r.owner.assign(points.size(), 0);
+  for (std::size_t p = 0; p < points.size(); ++p) {
+    if (points[p].key == 0) continue;
+    for (std::size_t q = 0; q < p && r.block[p] == kZero; ++q)
+      if (r.owner[q] && points[q].key == points[p].key && same_sets(points[q], points[p])) r.block[p] = r.block[q];
+    if (r.block[p] == kZero) r.block[p] = r.n_blocks++, r.owner[p] = 1;
   }
+  return r;
 }
 
 }  // namespace
@@ -253,40 +317,52 @@ double layer_metrics_stacked(const PromptView& view, const LayerReference& ref, 
   const Shape s(view);
   const LayerData& ly = view.layers[ref.layer];
   const int Hd = s.H * s.d;
-  std::vector<Eigen::Index> first_row;  // selection k's rows of δ start at first_row[k]
-  Eigen::Index rows = 0;
   std::size_t n_out = 0;
-  for (const Selection* sel : selections) {
-    first_row.push_back(rows);
-    rows += static_cast<Eigen::Index>(sel->n_budgets()) * s.M;
-    n_out += static_cast<std::size_t>(sel->n_budgets());
-  }
+  for (const Selection* sel : selections) n_out += static_cast<std::size_t>(sel->n_budgets());
   KVSIM_CHECK(out.size() == n_out, "layer_metrics: ", out.size(), " outputs for ", n_out, " budgets");
-  KVSIM_CHECK(wo_delta.empty() || wo_delta.size() == static_cast<std::size_t>(rows) * s.D, "layer_metrics: wo_delta size");
-  RowMajorF delta = RowMajorF::Zero(rows, Hd);  // [Σ nb*M, H*d], the selections' blocks in order
+  KVSIM_CHECK(wo_delta.empty() || wo_delta.size() == n_out * s.M * s.D, "layer_metrics: wo_delta size");
+  const StackRows plan = plan_stack_rows(selections, ref.layer, s.T);
+  const Eigen::Index rows = static_cast<Eigen::Index>(plan.n_blocks) * s.M;
+  RowMajorF delta = RowMajorF::Zero(rows, Hd);  // [blocks*M, H*d], the distinct points' δ in stack order
   const std::vector<float> a_t = prompt_attention_by_token(s, ly);
   std::vector<double> recall_sum(n_out, 0.0);
+  std::vector<int> own_block;  // per budget of one selection: its block where it computes one, else skip
   double flops = 0;
   for (std::size_t k = 0, at = 0; k < selections.size(); ++k) {
     const int nb = selections[k]->n_budgets();
-    flops += layer_deltas(s, ly, ref, *selections[k], a_t.data(), delta.middleRows(first_row[k], static_cast<Eigen::Index>(nb) * s.M),
-                          std::span(recall_sum).subspan(at, nb));
+    own_block.assign(nb, kZero);
+    for (int b = 0; b < nb; ++b)
+      if (plan.owner[at + b]) own_block[b] = plan.block[at + b];
+    flops += layer_deltas(s, ly, ref, *selections[k], a_t.data(), own_block, delta, std::span(recall_sum).subspan(at, nb));
     at += nb;
   }
-  // One GEMM for the whole stack: the dominant term (2·rows·H·d·D flops), and a tall product
-  // runs near the machine's GEMM peak where one per selection (a few hundred rows against the
-  // whole of W_O) spends a large part of its time packing W_O. Rows are independent, and the
+  // One GEMM for the distinct points' rows: the dominant term (2·rows·H·d·D flops), and a tall
+  // product runs near the machine's GEMM peak where one per selection (a few hundred rows against
+  // the whole of W_O) spends a large part of its time packing W_O. Rows are independent, and the
   // stacking depends only on the inputs, so the bytes do not depend on the thread count.
   const ConstMapMatrixRM wo(ly.w_o.data(), s.D, Hd);
-  std::vector<float> local(wo_delta.empty() ? static_cast<std::size_t>(rows) * s.D : 0);
-  Eigen::Map<RowMajorF> projected(wo_delta.empty() ? local.data() : wo_delta.data(), rows, s.D);  // [Σ nb*M, D]
+  const bool direct = !wo_delta.empty() && static_cast<std::size_t>(plan.n_blocks) == n_out;  // no sharing: project in place
+  std::vector<float> local(direct ? 0 : static_cast<std::size_t>(rows) * s.D);
+  Eigen::Map<RowMajorF> projected(direct ? wo_delta.data() : local.data(), rows, s.D);  // [blocks*M, D]
   projected.noalias() = delta * wo.transpose();
   flops += 2.0 * static_cast<double>(rows) * Hd * s.D;
+  const std::size_t md = static_cast<std::size_t>(s.M) * s.D;
+  std::vector<double> block_recall(plan.n_blocks, 0.0);
+  for (std::size_t p = 0; p < n_out; ++p)
+    if (plan.owner[p]) block_recall[plan.block[p]] = recall_sum[p];
   for (std::size_t k = 0, at = 0; k < selections.size(); ++k) {
-    const int nb = selections[k]->n_budgets();
-    finish_metrics(s, ref, *selections[k], delta.data() + first_row[k] * Hd, projected.data() + first_row[k] * s.D,
-                   std::span<const double>(recall_sum).subspan(at, nb), out.subspan(at, nb));
-    at += nb;
+    for (int b = 0; b < selections[k]->n_budgets(); ++b, ++at) {
+      const int blk = plan.block[at];
+      if (blk == kZero) {
+        out[at] = finish_metrics(s, ref, *selections[k], b, nullptr, nullptr, static_cast<double>(s.M) * s.H);
+        if (!wo_delta.empty()) std::fill_n(wo_delta.begin() + at * md, md, 0.0f);
+        continue;
+      }
+      const float* proj = projected.data() + static_cast<std::size_t>(blk) * md;
+      out[at] = finish_metrics(s, ref, *selections[k], b, delta.data() + static_cast<std::size_t>(blk) * s.M * Hd, proj,
+                               block_recall[blk]);
+      if (!wo_delta.empty() && !direct) std::copy_n(proj, md, wo_delta.begin() + at * md);
+    }
   }
   return flops;
 }

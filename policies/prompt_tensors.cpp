@@ -66,7 +66,7 @@ PromptView PromptTensors::view() const {
     const LayerTensors& s = layers[l];
     LayerData& o = v.layers[l];
     o.keys = s.keys, o.values = s.values, o.q_window = s.q_window, o.q_cont = s.q_cont;
-    o.attn_colsum = s.attn_colsum, o.window_attn = s.window_attn, o.cont_attn = s.cont_attn;
+    o.attn_colsum = s.attn_colsum, o.value_wo_l1 = s.value_wo_l1, o.window_attn = s.window_attn, o.cont_attn = s.cont_attn;
     if (w_o && l < w_o->size()) o.w_o = (*w_o)[l];
   }
   return v;

@@ -14,6 +14,7 @@ struct LayerTensors {
   std::vector<float> q_window;     // [H, W, d]
   std::vector<float> q_cont;       // [H, M, d]
   std::vector<float> attn_colsum;  // [H, T]
+  std::vector<float> value_wo_l1;  // [H, T] or empty (not recorded)
   std::vector<float> window_attn;  // [H, W, T] derived
   std::vector<float> cont_attn;    // [H, M, T+M] derived
 };

@@ -96,7 +96,7 @@ PromptTensors load_prompt(const TraceReader& reader, std::size_t prompt, const P
     LayerTensors& ly = pt.layers[l];
     ly.keys = std::move(rec.keys), ly.values = std::move(rec.values);
     ly.q_window = std::move(rec.q_window), ly.q_cont = std::move(rec.q_cont);
-    ly.attn_colsum = std::move(rec.attn_colsum);
+    ly.attn_colsum = std::move(rec.attn_colsum), ly.value_wo_l1 = std::move(rec.value_wo_l1);
   });
   if (needs.prompt_logprob) pt.prompt_logprob = reader.read_outputs(prompt).prompt_logprob;
   pt.derive_attention(needs.window > 0, true);

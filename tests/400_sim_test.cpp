@@ -360,3 +360,37 @@ TEST_CASE("replay: a non-finite metric is an error naming trace, prompt, policy,
   CHECK(r.output.find(message) != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(tmp / "r"));
 }
+
+TEST_CASE("criticalkv: the trace's recorded value norms give the same bytes as computing them", "[sim][cli][criticalkv]") {
+  // value_wo_l1 is written from the values as stored, by the function criticalkv falls back to
+  // (core/value_norm.hpp): a trace with it and one without must replay to the same bytes.
+  const Model m = random_model(test::small_config(), 4);
+  for (KvStorage storage : {KvStorage::kFp16, KvStorage::kBf16, KvStorage::kFp32}) {
+    test::TempDir tmp;
+    std::filesystem::create_directories(tmp / "with");
+    std::filesystem::create_directories(tmp / "without");
+    test::TraceSpec spec;
+    spec.n_prompts = 2, spec.T = 96, spec.W = 64, spec.storage = storage;
+    test::write_model_trace(tmp / "with" / "a.h5", m, spec);
+    spec.value_norms = false;
+    test::write_model_trace(tmp / "without" / "a.h5", m, spec);
+    {
+      const TraceReader with(tmp / "with" / "a.h5"), without(tmp / "without" / "a.h5");
+      CHECK(with.read_layer(0, 1).value_wo_l1.size() == static_cast<std::size_t>(m.config.n_heads) * 96);
+      CHECK(without.read_layer(0, 1).value_wo_l1.empty());
+    }
+    std::string out[2];
+    for (int k = 0; k < 2; ++k) {
+      const auto dir = tmp / (k == 0 ? "with" : "without");
+      const auto r = test::run_cli("run " + (dir / "a.h5").string() +
+                                   " --policies 'criticalkv(snapkv),criticalkv(h2o):first_stage=0,criticalkv(pyramidkv)'"
+                                   " --budget 4,8,16,40 --quiet --out " + (dir / "r").string() + " --dump-kept " +
+                                   (dir / "k.csv").string());
+      INFO(r.output);
+      REQUIRE(r.status == 0);
+      out[k] = test::slurp(dir / "r" / "layers.csv") + test::slurp(dir / "r" / "summary.csv") + test::slurp(dir / "k.csv");
+    }
+    INFO("storage " << storage_name(storage));
+    CHECK(out[0] == out[1]);
+  }
+}

@@ -75,13 +75,14 @@ struct TraceSpec {
   std::vector<std::string> answers;  // PromptMeta::answers of every prompt
   std::string scorer;
   KvStorage storage = KvStorage::kFp16;  // WriterOptions::storage
+  bool value_norms = true;                // WriterOptions::value_norms (false: a trace without value_wo_l1)
 };
 
 // `prompts` through `m`, one trace file.
 inline void write_prompt_trace(const std::filesystem::path& path, const Model& m, const std::vector<PromptSpec>& prompts,
                                const TraceSpec& s) {
   TraceWriter w(path, model_info(m), TraceProducer{"test", "none", "cpu", ""}, trace_w_o(m), trace_final_norm(m),
-                WriterOptions{.storage = s.storage});
+                WriterOptions{.storage = s.storage, .value_norms = s.value_norms});
   const MatrixRM& cls = m.output_matrix();
   if (s.logit_data) w.write_classifier(std::span<const float>(cls.data(), static_cast<std::size_t>(cls.size())));
   const CpuForward fwd(m);
