@@ -1,12 +1,14 @@
 // GEMM throughput of kvsim::linear (tiled Eigen over oneTBB) on the tracer's shapes, against
 // one untiled single-threaded Eigen GEMM of the same size (the baseline, same run).
-// Usage: bench_gemm [threads]
+// Usage: bench_gemm [threads] | bench_gemm bf16
 #include <tbb/global_control.h>
 
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string_view>
 
+#include "core/gemm_bf16.hpp"
 #include "core/rng.hpp"
 #include "tracer/cpu_forward.hpp"
 
@@ -35,7 +37,56 @@ double gflops(double flop, int repeats, F&& fn) {
 
 }  // namespace
 
+// ---- bf16 GEMM (core/gemm_bf16) against Eigen fp32, single thread: the replay's W_O shape ------
+// `bench_gemm bf16` runs this section alone. Eigen is single-threaded in every kvsim build
+// (EIGEN_DONT_PARALLELIZE); gemm_bf16_nt is single-threaded by design. Interleaved, best of 5.
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+void bench_bf16_w_o() {
+  const int n = 4096, k = 4096;
+  std::printf("bf16 GEMM (vdpbf16ps, fp32 accumulation) vs Eigen fp32, 1 thread, best of 5; CPU %s AVX512-BF16\n",
+              cpu_has_avx512_bf16() ? "has" : "lacks (portable kernel)");
+  const MatrixRM w = random_matrix(n, k, 2);
+  auto t0 = std::chrono::steady_clock::now();
+  const PackedBf16 wp(w.data(), n, k);
+  std::printf("  pack B [%d x %d] (once per trace): %.1f ms\n", n, k, seconds_since(t0) * 1e3);
+  for (const int m : {2496, 192}) {
+    const MatrixRM x = random_matrix(m, k, 1);
+    MatrixRM y_eigen(m, n), y_bf16(m, n);
+    const double flop = 2.0 * m * n * k;
+    double best_eigen = 1e30, best_bf16 = 1e30, best_pack = 1e30;
+    y_eigen.noalias() = x * w.transpose();  // warm-up
+    gemm_bf16_nt(x.data(), m, k, k, wp, y_bf16.data(), n);
+    for (int r = 0; r < 5; ++r) {
+      t0 = std::chrono::steady_clock::now();
+      y_eigen.noalias() = x * w.transpose();
+      best_eigen = std::min(best_eigen, seconds_since(t0));
+      t0 = std::chrono::steady_clock::now();
+      gemm_bf16_nt(x.data(), m, k, k, wp, y_bf16.data(), n);
+      best_bf16 = std::min(best_bf16, seconds_since(t0));
+      t0 = std::chrono::steady_clock::now();
+      if (detail::gemm_bf16_pack_a_only(x.data(), m, k, k)) best_pack = std::min(best_pack, seconds_since(t0));
+    }
+    const double err = (y_bf16 - y_eigen).cwiseAbs().maxCoeff() / y_eigen.cwiseAbs().maxCoeff();
+    std::printf("  W_O m=%4d [%d x %d] x [%d x %d]^T  Eigen fp32 %6.1f GFLOP/s (%.1f ms)   bf16 %6.1f GFLOP/s (%.1f ms)"
+                "   ratio %.2f   pack A %.2f ms/call   max|diff|/max|C| %.1e\n",
+                m, m, k, n, k, flop / best_eigen * 1e-9, best_eigen * 1e3, flop / best_bf16 * 1e-9, best_bf16 * 1e3,
+                best_eigen / best_bf16, best_pack < 1e30 ? best_pack * 1e3 : 0.0, err);
+  }
+}
+
+}  // namespace
+// ---- end bf16 GEMM ------------------------------------------------------------------------------
+
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "bf16") {
+    bench_bf16_w_o();
+    return 0;
+  }
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
   std::printf("bench_gemm: threads=%d (GFLOP/s, best of 5)\n", threads);
@@ -58,5 +109,6 @@ int main(int argc, char** argv) {
     std::printf("  %-20s [%5d x %5d] x [%5d x %5d]^T  linear %7.1f   one Eigen GEMM, 1 thread %7.1f   ratio %.2f\n",
                 s.what, s.n, s.in, s.out, s.in, tiled, single, tiled / single);
   }
+  bench_bf16_w_o();
   return 0;
 }
