@@ -25,12 +25,19 @@ namespace {
 constexpr int kNR = PackedBf16::kPanel;  // columns of C per micro-tile (2 zmm)
 constexpr int kMR = 12;                  // rows of C per micro-tile: 24 zmm accumulators
 constexpr int kKCPairs = 256;            // k-pairs per cache block: B micro-panel 32 KB (L1)
-constexpr int kMC = 192;                 // rows of A per cache block: 96 KB packed (L2)
+constexpr int kMC = 768;                 // at most this many rows of A per cache block (packed
+                                         // 768 KB, L2); m is cut into equal blocks
 
 std::uint32_t* alloc_words(std::size_t count) {
   return static_cast<std::uint32_t*>(::operator new(std::max<std::size_t>(count, 1) * 4, std::align_val_t(64)));
 }
 void free_words(std::uint32_t* p) { ::operator delete(p, std::align_val_t(64)); }
+
+// Rows of A per cache block: m cut into equal blocks of at most kMC rows, whole micro-tiles.
+int mc_block(int m) {
+  const int blocks = (m + kMC - 1) / kMC;
+  return ((m + blocks - 1) / blocks + kMR - 1) / kMR * kMR;
+}
 
 struct WordBuffer {
   explicit WordBuffer(std::size_t count) : p(alloc_words(count)) {}
@@ -119,7 +126,16 @@ KVSIM_TARGET_AVX512BF16 void pack_a(const float* a, std::ptrdiff_t lda, int mc, 
 // micro-panel [kcp][kNR]; the whole 12 x 32 tile is computed, the stores are masked.
 KVSIM_TARGET_AVX512BF16 void kernel_12x32(int kcp, const std::uint32_t* __restrict a,
                                           const std::uint32_t* __restrict b, float* c, std::ptrdiff_t ldc,
-                                          bool add, int mr, int nr) {
+                                          bool add, int mr, int nr, const char* prefetch, int prefetch_lines) {
+  // The C tile, for the stores at the end (and the loads when adding), and the share of the next
+  // B micro-panel this call brings into L2 (it comes from L3 or memory).
+#pragma GCC unroll 12
+  for (int r = 0; r < kMR; ++r) {
+    if (r >= mr) break;
+    __builtin_prefetch(c + r * ldc, 1, 3);
+    __builtin_prefetch(c + r * ldc + 16, 1, 3);
+  }
+  for (int i = 0; i < prefetch_lines; ++i) __builtin_prefetch(prefetch + 64 * i, 0, 2);
   __m512 acc[kMR][2];
 #pragma GCC unroll 12
   for (int r = 0; r < kMR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
@@ -154,21 +170,26 @@ KVSIM_TARGET_AVX512BF16 void kernel_12x32(int kcp, const std::uint32_t* __restri
 KVSIM_TARGET_AVX512BF16 void gemm_avx512(const float* a, int m, int k, int lda, const PackedBf16& b, float* c,
                                          int ldc) {
   const int n = b.rows(), kp = b.k_pairs();
-  const int mc_max = std::min(kMC, (m + kMR - 1) / kMR * kMR);
+  const int mc_max = mc_block(m);
   const int kc_max = std::min(kKCPairs, kp);
   WordBuffer ap(static_cast<std::size_t>(mc_max) * kc_max);
-  for (int ic = 0; ic < m; ic += kMC) {
-    const int mc = std::min(kMC, m - ic);
+  for (int ic = 0; ic < m; ic += mc_max) {
+    const int mc = std::min(mc_max, m - ic);
+    const int calls = (mc + kMR - 1) / kMR;  // micro-tiles per B micro-panel
     for (int pc = 0; pc < kp; pc += kKCPairs) {
       const int kcp = std::min(kKCPairs, kp - pc);
       pack_a(a + static_cast<std::ptrdiff_t>(ic) * lda, lda, mc, k, pc, kcp, ap.p);
+      // Each micro-tile of a B micro-panel prefetches its share of the next one's lines.
+      const int lines = kcp * kNR * 4 / 64, share = (lines + calls - 1) / calls;
       for (int jp = 0; jp < b.panels(); ++jp) {
         const std::uint32_t* bp = b.panel(jp) + static_cast<std::size_t>(pc) * kNR;
+        const char* next = jp + 1 < b.panels() ? reinterpret_cast<const char*>(b.panel(jp + 1) + static_cast<std::size_t>(pc) * kNR) : nullptr;
         const int nr = std::min(kNR, n - jp * kNR);
-        for (int ir = 0; ir < mc; ir += kMR) {
+        for (int ir = 0, t = 0; ir < mc; ir += kMR, ++t) {
+          const int pf = next ? std::clamp(lines - t * share, 0, share) : 0;
           kernel_12x32(kcp, ap.p + static_cast<std::size_t>(ir) * kcp, bp,
                        c + static_cast<std::ptrdiff_t>(ic + ir) * ldc + jp * kNR, ldc, pc > 0,
-                       std::min(kMR, mc - ir), nr);
+                       std::min(kMR, mc - ir), nr, pf ? next + 64 * t * share : nullptr, pf);
         }
       }
     }
@@ -177,11 +198,11 @@ KVSIM_TARGET_AVX512BF16 void gemm_avx512(const float* a, int m, int k, int lda, 
 
 KVSIM_TARGET_AVX512BF16 void pack_a_only(const float* a, int m, int k, int lda) {
   const int kp = (k + 1) / 2;
-  const int mc_max = std::min(kMC, (m + kMR - 1) / kMR * kMR);
+  const int mc_max = mc_block(m);
   WordBuffer ap(static_cast<std::size_t>(mc_max) * std::min(kKCPairs, kp));
-  for (int ic = 0; ic < m; ic += kMC)
+  for (int ic = 0; ic < m; ic += mc_max)
     for (int pc = 0; pc < kp; pc += kKCPairs)
-      pack_a(a + static_cast<std::ptrdiff_t>(ic) * lda, lda, std::min(kMC, m - ic), k, pc,
+      pack_a(a + static_cast<std::ptrdiff_t>(ic) * lda, lda, std::min(mc_max, m - ic), k, pc,
              std::min(kKCPairs, kp - pc), ap.p);
   // Keep the packing from being optimised away.
   asm volatile("" : : "r"(ap.p) : "memory");

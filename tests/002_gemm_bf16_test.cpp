@@ -126,8 +126,9 @@ TEST_CASE("gemm_bf16: both kernels match the double product of the rounded input
     for (const int m : {1, 2, 13, 31, 33})
       for (const int n : {1, 2, 13, 31, 33})
         for (const int k : {1, 2, 13, 31, 33}) check_product(kernel, m, n, k);
-    // Past the register tile (12 x 32), the cache blocks (192 rows of A, 512 of k) and odd k.
+    // Past the register tile (12 x 32), the cache blocks (768 rows of A, 512 of k) and odd k.
     check_product(kernel, 257, 257, 257);
+    check_product(kernel, 801, 40, 613);
     check_product(kernel, 200, 70, 1101);
     check_product(kernel, 397, 65, 1024);
     check_product(kernel, 12, 32, 512);
