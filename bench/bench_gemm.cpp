@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <string_view>
 
 #include "core/gemm_bf16.hpp"
@@ -39,43 +40,58 @@ double gflops(double flop, int repeats, F&& fn) {
 
 // ---- bf16 GEMM (core/gemm_bf16) against Eigen fp32, single thread: the replay's W_O shape ------
 // `bench_gemm bf16` runs this section alone. Eigen is single-threaded in every kvsim build
-// (EIGEN_DONT_PARALLELIZE); gemm_bf16_nt is single-threaded by design. Interleaved, best of 5.
+// (EIGEN_DONT_PARALLELIZE); gemm_bf16_nt is single-threaded by design. Interleaved, best of 5,
+// by wall time and by the thread's CPU time (the steadier figure on a shared machine).
 namespace {
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+struct Bf16Clock {
+  std::chrono::steady_clock::time_point wall0 = std::chrono::steady_clock::now();
+  double cpu0 = cpu_seconds();
+  static double cpu_seconds() {
+    timespec t;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+    return static_cast<double>(t.tv_sec) + 1e-9 * static_cast<double>(t.tv_nsec);
+  }
+  // Keeps the best (wall, cpu) seconds since construction.
+  void best(double& wall, double& cpu) const {
+    wall = std::min(wall, std::chrono::duration<double>(std::chrono::steady_clock::now() - wall0).count());
+    cpu = std::min(cpu, cpu_seconds() - cpu0);
+  }
+};
 
 void bench_bf16_w_o() {
   const int n = 4096, k = 4096;
-  std::printf("bf16 GEMM (vdpbf16ps, fp32 accumulation) vs Eigen fp32, 1 thread, best of 5; CPU %s AVX512-BF16\n",
-              cpu_has_avx512_bf16() ? "has" : "lacks (portable kernel)");
+  std::printf("bf16 GEMM (vdpbf16ps, fp32 accumulation) vs Eigen fp32, 1 thread, best of 5 (wall | thread CPU time);"
+              " CPU %s AVX512-BF16\n", cpu_has_avx512_bf16() ? "has" : "lacks (portable kernel)");
   const MatrixRM w = random_matrix(n, k, 2);
-  auto t0 = std::chrono::steady_clock::now();
+  double pack_b_wall = 1e30, pack_b_cpu = 1e30;
+  const Bf16Clock clock_b;
   const PackedBf16 wp(w.data(), n, k);
-  std::printf("  pack B [%d x %d] (once per trace): %.1f ms\n", n, k, seconds_since(t0) * 1e3);
+  clock_b.best(pack_b_wall, pack_b_cpu);
+  std::printf("  pack B [%d x %d] (once per trace): %.1f ms | %.1f ms\n", n, k, pack_b_wall * 1e3, pack_b_cpu * 1e3);
   for (const int m : {2496, 192}) {
     const MatrixRM x = random_matrix(m, k, 1);
     MatrixRM y_eigen(m, n), y_bf16(m, n);
-    const double flop = 2.0 * m * n * k;
-    double best_eigen = 1e30, best_bf16 = 1e30, best_pack = 1e30;
+    const double gflop = 2.0 * m * n * k * 1e-9;
+    double eigen_wall = 1e30, eigen_cpu = 1e30, bf16_wall = 1e30, bf16_cpu = 1e30, pack_wall = 1e30, pack_cpu = 1e30;
     y_eigen.noalias() = x * w.transpose();  // warm-up
     gemm_bf16_nt(x.data(), m, k, k, wp, y_bf16.data(), n);
     for (int r = 0; r < 5; ++r) {
-      t0 = std::chrono::steady_clock::now();
+      const Bf16Clock ce;
       y_eigen.noalias() = x * w.transpose();
-      best_eigen = std::min(best_eigen, seconds_since(t0));
-      t0 = std::chrono::steady_clock::now();
+      ce.best(eigen_wall, eigen_cpu);
+      const Bf16Clock cb;
       gemm_bf16_nt(x.data(), m, k, k, wp, y_bf16.data(), n);
-      best_bf16 = std::min(best_bf16, seconds_since(t0));
-      t0 = std::chrono::steady_clock::now();
-      if (detail::gemm_bf16_pack_a_only(x.data(), m, k, k)) best_pack = std::min(best_pack, seconds_since(t0));
+      cb.best(bf16_wall, bf16_cpu);
+      const Bf16Clock cp;
+      if (detail::gemm_bf16_pack_a_only(x.data(), m, k, k)) cp.best(pack_wall, pack_cpu);
     }
     const double err = (y_bf16 - y_eigen).cwiseAbs().maxCoeff() / y_eigen.cwiseAbs().maxCoeff();
-    std::printf("  W_O m=%4d [%d x %d] x [%d x %d]^T  Eigen fp32 %6.1f GFLOP/s (%.1f ms)   bf16 %6.1f GFLOP/s (%.1f ms)"
-                "   ratio %.2f   pack A %.2f ms/call   max|diff|/max|C| %.1e\n",
-                m, m, k, n, k, flop / best_eigen * 1e-9, best_eigen * 1e3, flop / best_bf16 * 1e-9, best_bf16 * 1e3,
-                best_eigen / best_bf16, best_pack < 1e30 ? best_pack * 1e3 : 0.0, err);
+    std::printf("  W_O m=%4d [%d x %d] x [%d x %d]^T  GFLOP/s: Eigen fp32 %5.1f | %5.1f   bf16 %5.1f | %5.1f"
+                "   ratio %.2f | %.2f   pack A per call %.1f | %.1f ms (GEMM %.1f | %.1f ms)   max|diff|/max|C| %.1e\n",
+                m, m, k, n, k, gflop / eigen_wall, gflop / eigen_cpu, gflop / bf16_wall, gflop / bf16_cpu,
+                eigen_wall / bf16_wall, eigen_cpu / bf16_cpu, pack_wall < 1e30 ? pack_wall * 1e3 : 0.0,
+                pack_cpu < 1e30 ? pack_cpu * 1e3 : 0.0, bf16_wall * 1e3, bf16_cpu * 1e3, err);
   }
 }
 

@@ -109,8 +109,10 @@ KVSIM_TARGET_AVX512BF16 void pack_a(const float* a, std::ptrdiff_t lda, int mc, 
         continue;
       }
       const float* row = a + (i0 + r) * lda;
+      const bool next_row = i0 + r + kMR < mc;  // the row one micro-panel down: prefetched
       for (int p = 0; p < kcp; p += 8) {
-        const int kk = 2 * (p0 + p);  // first k of this chunk of 16
+        const int kk = 2 * (p0 + p);  // first k of this chunk of 16 (one cache line)
+        if (next_row) __builtin_prefetch(row + kMR * lda + kk, 0, 3);
         const int left = std::min(16, k - kk);
         const __mmask16 m = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << std::max(left, 0)) - 1);
         alignas(32) std::uint32_t w[8];
