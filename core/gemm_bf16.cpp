@@ -226,9 +226,13 @@ bool detail::gemm_bf16_pack_a_only(const float* a, int m, int k, int lda) {
 
 bool cpu_has_avx512_bf16() {
 #if KVSIM_HAVE_BF16_KERNEL
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
-         __builtin_cpu_supports("avx512vl");
+  // Once, thread-safely (gemm_bf16_nt runs in concurrent tasks).
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512bf16") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl");
+  }();
+  return has;
 #else
   return false;
 #endif
