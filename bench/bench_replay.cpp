@@ -3,6 +3,7 @@
 // this machine's GEMM peak measured in the same run — and, on real stories260K traces, the
 // speed-up over re-running the CPU forward pass once per (policy, budget) grid point.
 // Usage: bench_replay [--threads N] [--shape llama3-8b] [--T 4096] [--M 32] [--prompts 1] [--budgets B1,B2,...]
+//                     [--projection fp32|bf16] [--keep PATH]
 // (--budgets: the synthetic sweep's tokens per KV head, default T/64 … T/2; budgets above T/2 take
 // the dropped-side path of metrics/layer_metrics.cpp)
 #include <tbb/global_control.h>
@@ -58,8 +59,10 @@ struct ReplayTiming {
   PromptResult::Phases phases, cpu;  // summed over prompts
 };
 
-ReplayTiming time_replay(const fs::path& trace, const std::vector<int>& budgets) {
+ReplayTiming time_replay(const fs::path& trace, const std::vector<int>& budgets,
+                         ProjectionPrecision projection = ProjectionPrecision::kFp32) {
   ReplayOptions ro;
+  ro.projection = projection;
   ro.traces = {trace};
   ro.policies = all_policies();
   ro.budgets = BudgetSweep::tokens(budgets);
@@ -83,6 +86,8 @@ ReplayTiming time_replay(const fs::path& trace, const std::vector<int>& budgets)
 int main(int argc, char** argv) {
   int threads = 2, T = 4096, M = 32, prompts = 1;
   std::string shape = "llama3-8b";
+  ProjectionPrecision projection = ProjectionPrecision::kFp32;
+  std::string keep;  // --keep PATH: write the synthetic trace there once and reuse it (the same --shape, --T, --M, --prompts)
   std::vector<int> budgets;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
@@ -91,6 +96,8 @@ int main(int argc, char** argv) {
     else if (k == "--T") T = std::atoi(argv[i + 1]);
     else if (k == "--M") M = std::atoi(argv[i + 1]);
     else if (k == "--prompts") prompts = std::atoi(argv[i + 1]);
+    else if (k == "--keep") keep = argv[i + 1];
+    else if (k == "--projection") projection = parse_projection(argv[i + 1], "--projection");
     else if (k == "--budgets") {
       std::stringstream list(argv[i + 1]);
       for (std::string item; std::getline(list, item, ',');) budgets.push_back(std::atoi(item.c_str()));
@@ -110,11 +117,13 @@ int main(int argc, char** argv) {
   spec.model = synthetic_shape(shape);
   spec.T = T, spec.M = M, spec.W = 64, spec.n_prompts = prompts;
   double t0 = now();
-  write_synthetic_trace(dir / "synthetic.h5", spec);
+  const fs::path synthetic = keep.empty() ? dir / "synthetic.h5" : fs::path(keep);
+  if (keep.empty() || !fs::exists(synthetic)) write_synthetic_trace(synthetic, spec);
   std::printf("synthetic %s trace: T=%d M=%d W=64, %d prompt(s), written in %.1f s\n", shape.c_str(), T, M, prompts, now() - t0);
   if (budgets.empty()) budgets = {T / 64, T / 32, T / 16, T / 8, T / 4, T / 2};
-  const ReplayTiming r = time_replay(dir / "synthetic.h5", budgets);
-  fs::remove(dir / "synthetic.h5");
+  const ReplayTiming r = time_replay(synthetic, budgets, projection);
+  std::printf("W_O projection precision: %s\n", projection_name(projection));
+  if (keep.empty()) fs::remove(synthetic);
   const ModelInfo& m = spec.model;
   // Attention derivation (window and continuation rows), counted analytically.
   const double attn_flops = 2.0 * m.n_layers * m.n_heads * m.head_dim * (64.0 * T + static_cast<double>(M) * (T + M));

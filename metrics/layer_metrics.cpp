@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "core/error.hpp"
+#include "core/gemm_bf16.hpp"
 #include "core/matrix.hpp"
 
 namespace kvsim {
@@ -100,16 +101,18 @@ struct Cut {
 // Above it the dropped side's cancellation costs at most 20 of double's 53 bits.
 constexpr double kMinDroppedSideShare = 0x1p-20;
 
-// The prompt part of the continuation attention transposed, [H, T, M]: a token's M weights
-// are contiguous, so gathering a kept token reads one row instead of M cache lines T + M
-// floats apart. Built once per layer and shared by every selection.
+// The prompt part of the continuation attention transposed, [Hkv, T, G, M]: the M weights of
+// every query head of a KV head's group on one token are one contiguous row of G·M, so gathering
+// a kept token for the whole group reads one row instead of G·M cache lines T + M floats apart.
+// Built once per layer and shared by every selection.
 std::vector<float> prompt_attention_by_token(const Shape& s, const LayerData& ly) {
   std::vector<float> a_t(static_cast<std::size_t>(s.H) * s.T * s.M);
   for (int h = 0; h < s.H; ++h)
     for (int t = 0; t < s.M; ++t) {
       const float* row = ly.cont_attn.data() + (static_cast<std::size_t>(h) * s.M + t) * s.N;
-      float* col = a_t.data() + static_cast<std::size_t>(h) * s.T * s.M + t;
-      for (int i = 0; i < s.T; ++i) col[static_cast<std::size_t>(i) * s.M] = row[i];
+      float* col = a_t.data() + (static_cast<std::size_t>(h / s.G) * s.T * s.G + h % s.G) * s.M + t;
+      const std::size_t stride = static_cast<std::size_t>(s.G) * s.M;
+      for (int i = 0; i < s.T; ++i) col[i * stride] = row[i];
     }
   return a_t;
 }
@@ -117,63 +120,46 @@ std::vector<float> prompt_attention_by_token(const Shape& s, const LayerData& ly
 // δ of the budgets b of `sel` with block[b] >= 0 into rows block[b]*M … of `delta` [blocks*M,
 // H*d] (zero on entry) and their Σ_{h,t} recall into recall_sum[b]; the other budgets are
 // skipped. a_t from prompt_attention_by_token. Returns the flops spent.
+//
+// A KV head's query heads share its values and the policy's order, so each range of tokens is
+// gathered once for the whole group: one [k, G·M]ᵀ · [k, d] product in double per range.
 double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& ref, const Selection& sel,
                     const float* a_t, std::span<const int> block, RowMajorF& delta, std::span<double> recall_sum) {
-  const int nb = sel.n_budgets(), Hd = s.H * s.d, l = ref.layer;
+  const int nb = sel.n_budgets(), Hd = s.H * s.d, l = ref.layer, GM = s.G * s.M;
   KVSIM_CHECK(sel.T() == s.T && delta.cols() == Hd && static_cast<int>(recall_sum.size()) == nb &&
               static_cast<int>(block.size()) == nb);
   double flops = 0;
-  Eigen::VectorXd z(s.M);
-  RowMajorD acc(s.M, s.d), gathered_a, gathered_v;  // gathered_a [k, M], gathered_v [k, d]
-  Eigen::VectorXd z_part(s.M);
-  std::vector<double> kept_mass;  // [cuts, M] Σ_{j∈S} a_j of each cut
+  RowMajorD acc(GM, s.d), gathered_a, gathered_v;  // acc [G·M, d] (row k·M + t: head g·G + k), gathered_a [k, G·M], gathered_v [k, d]
+  Eigen::VectorXd z(GM), z_part(GM);
+  std::vector<double> kept_mass;  // [G, cuts, M] Σ_{j∈S} a_j of each head and cut
+  std::vector<std::size_t> split(s.G);  // per head of the group: its cuts below split are summed from the kept side
   for (int g = 0; g < s.Hkv; ++g) {
     const ConstMapMatrixRM v(ly.values.data() + static_cast<std::size_t>(g) * s.N * s.d, s.N, s.d);
+    const float* a_g = a_t + static_cast<std::size_t>(g) * s.T * GM;  // [T, G·M]
     for (int o = 0; o < sel.n_orders(); ++o) {
       std::vector<Cut> cuts;
       for (int b = 0; b < nb; ++b)
         if ((sel.shared_order() || b == o) && block[b] >= 0) cuts.push_back({sel.count(b, l, g), b});
       if (cuts.empty()) continue;
       std::sort(cuts.begin(), cuts.end(), [](const Cut& x, const Cut& y) { return x.count < y.count || (x.count == y.count && x.budget < y.budget); });
+      const std::size_t nc_cuts = cuts.size();
       const auto order = sel.order(o, l, g);
-      for (int h = g * s.G; h < (g + 1) * s.G; ++h) {
-        const ConstMapMatrixRM a(a_t + static_cast<std::size_t>(h) * s.T * s.M, s.T, s.M);  // [T, M]
-        const ConstMapRowMajorD nc(ref.n_cont.data() + static_cast<std::size_t>(h) * s.M * s.d, s.M, s.d);
-        const ConstStridedMapD o_ref(ref.o.data() + static_cast<std::size_t>(h) * s.d, s.M, s.d, Eigen::OuterStride<>(Hd));
+      // Kept prompt mass z_S = Σ_{j∈S} a_j of every head and cut, summed from the front in
+      // double: the recall (non-decreasing in the kept count whatever the rounding), and the
+      // surviving mass z_S + z_cont that both sides divide by.
+      kept_mass.assign(static_cast<std::size_t>(s.G) * nc_cuts * s.M, 0.0);
+      for (int k = 0; k < s.G; ++k) {
+        const int h = g * s.G + k;
         const double* zt = ref.z_total.data() + static_cast<std::size_t>(h) * s.M;
         const double* zp = ref.z_prompt.data() + static_cast<std::size_t>(h) * s.M;
         const double* zc = ref.z_cont.data() + static_cast<std::size_t>(h) * s.M;
-        // Adds the tokens order[from..to) into acc (Σ a v) and z (Σ a), in double: either side
-        // is a difference from o at the end, which fp32 sums would leave at ~1e-7 of |o|.
-        auto add_range = [&](int from, int to) {
-          const int k = to - from;
-          if (k <= 0) return;
-          gathered_a.resize(k, s.M);
-          gathered_v.resize(k, s.d);
-          for (int j = 0; j < k; ++j) {
-            const int i = order[from + j];
-            gathered_a.row(j) = a.row(i).cast<double>();
-            gathered_v.row(j) = v.row(i).cast<double>();
-          }
-          acc.noalias() += gathered_a.transpose() * gathered_v;
-          // Σ over the range first, then added to z: the same additions in the same order as
-          // summing each t's row of the untransposed gather.
-          z_part.setZero();
-          for (int j = 0; j < k; ++j)
-            for (int t = 0; t < s.M; ++t) z_part[t] += gathered_a(j, t);
-          z += z_part;
-          flops += 2.0 * s.M * k * s.d;
-        };
-        // Kept prompt mass z_S = Σ_{j∈S} a_j of every cut, summed from the front in double: the
-        // recall (non-decreasing in the kept count whatever the rounding), and the surviving
-        // mass z_S + z_cont that both sides divide by.
-        kept_mass.assign(cuts.size() * s.M, 0.0);
-        for (std::size_t c = 0, at = 0; c < cuts.size(); ++c) {
-          double* zs = kept_mass.data() + c * s.M;
+        double* head_mass = kept_mass.data() + static_cast<std::size_t>(k) * nc_cuts * s.M;
+        for (std::size_t c = 0, at = 0; c < nc_cuts; ++c) {
+          double* zs = head_mass + c * s.M;
           if (c > 0) std::copy_n(zs - s.M, s.M, zs);
           for (; static_cast<int>(at) < cuts[c].count; ++at) {
-            const int i = order[at];
-            for (int t = 0; t < s.M; ++t) zs[t] += a(i, t);
+            const float* row = a_g + static_cast<std::size_t>(order[at]) * GM + static_cast<std::size_t>(k) * s.M;
+            for (int t = 0; t < s.M; ++t) zs[t] += row[t];
           }
           // Clamped at 1 so rounding of the two sums cannot push a near-full set above the
           // full one; the full set is exactly 1.
@@ -188,33 +174,80 @@ double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& r
         auto dropped_side = [&](std::size_t c) {
           if (2 * cuts[c].count <= s.T) return false;
           for (int t = 0; t < s.M; ++t)
-            if (kept_mass[c * s.M + t] + zc[t] < kMinDroppedSideShare * zt[t]) return false;
+            if (head_mass[c * s.M + t] + zc[t] < kMinDroppedSideShare * zt[t]) return false;
           return true;
         };
-        // Small counts: sum the kept tokens, front to back.
-        acc.setZero();
-        z.setZero();
-        int at = 0;
-        std::size_t split = 0;
-        for (; split < cuts.size() && !dropped_side(split); ++split) {
-          add_range(at, cuts[split].count);
-          at = cuts[split].count;
-          auto d_rows = delta.block(static_cast<Eigen::Index>(block[cuts[split].budget]) * s.M, static_cast<Eigen::Index>(h) * s.d, s.M, s.d);
-          for (int t = 0; t < s.M; ++t) d_rows.row(t) = ((acc.row(t) + nc.row(t)) / (z[t] + zc[t]) - o_ref.row(t)).cast<float>();
+        split[k] = 0;
+        while (split[k] < nc_cuts && !dropped_side(split[k])) ++split[k];
+      }
+      // Adds the tokens order[from..to) into acc (Σ a v) and z (Σ a) of every head of the group,
+      // in double: either side is a difference from o at the end, which fp32 sums would leave at
+      // ~1e-7 of |o|.
+      auto add_range = [&](int from, int to) {
+        const int k = to - from;
+        if (k <= 0) return;
+        gathered_a.resize(k, GM);
+        gathered_v.resize(k, s.d);
+        for (int j = 0; j < k; ++j) {
+          const int i = order[from + j];
+          gathered_a.row(j) = Eigen::Map<const Eigen::RowVectorXf>(a_g + static_cast<std::size_t>(i) * GM, GM).cast<double>();
+          gathered_v.row(j) = v.row(i).cast<double>();
         }
-        // Large counts: sum the dropped tokens, back to front; δ = (o·z_D − n_D) / (z_S + z_cont),
-        // the denominator Z − z_D taken from the front sum, where it does not cancel.
-        acc.setZero();
-        z.setZero();
-        at = s.T;
-        for (std::size_t c = cuts.size(); c-- > split;) {
-          add_range(cuts[c].count, at);
-          at = std::min(at, cuts[c].count);
-          if (cuts[c].count >= s.T) continue;  // nothing dropped: δ stays exactly 0
-          auto d_rows = delta.block(static_cast<Eigen::Index>(block[cuts[c].budget]) * s.M, static_cast<Eigen::Index>(h) * s.d, s.M, s.d);
-          const double* zs = kept_mass.data() + c * s.M;
-          for (int t = 0; t < s.M; ++t)
-            d_rows.row(t) = ((o_ref.row(t) * z[t] - acc.row(t)) / (zs[t] + zc[t])).cast<float>();
+        acc.noalias() += gathered_a.transpose() * gathered_v;
+        // Σ over the range first, then added to z: the same additions in the same order as
+        // summing each t's row of the untransposed gather.
+        z_part.setZero();
+        for (int j = 0; j < k; ++j)
+          for (int c = 0; c < GM; ++c) z_part[c] += gathered_a(j, c);
+        z += z_part;
+        flops += 2.0 * GM * k * s.d;
+      };
+      auto head_rows = [&](std::size_t c, int k) {
+        return delta.block(static_cast<Eigen::Index>(block[cuts[c].budget]) * s.M,
+                           static_cast<Eigen::Index>(g * s.G + k) * s.d, s.M, s.d);
+      };
+      // Small counts: sum the kept tokens, front to back, for every head that takes them so.
+      const std::size_t kept_end = *std::max_element(split.begin(), split.end());
+      acc.setZero();
+      z.setZero();
+      int at = 0;
+      for (std::size_t c = 0; c < kept_end; ++c) {
+        add_range(at, cuts[c].count);
+        at = cuts[c].count;
+        for (int k = 0; k < s.G; ++k) {
+          if (c >= split[k]) continue;
+          const int h = g * s.G + k;
+          const ConstMapRowMajorD nc(ref.n_cont.data() + static_cast<std::size_t>(h) * s.M * s.d, s.M, s.d);
+          const ConstStridedMapD o_ref(ref.o.data() + static_cast<std::size_t>(h) * s.d, s.M, s.d, Eigen::OuterStride<>(Hd));
+          const double* zc = ref.z_cont.data() + static_cast<std::size_t>(h) * s.M;
+          auto d_rows = head_rows(c, k);
+          for (int t = 0; t < s.M; ++t) {
+            const int r = k * s.M + t;
+            d_rows.row(t) = ((acc.row(r) + nc.row(t)) / (z[r] + zc[t]) - o_ref.row(t)).cast<float>();
+          }
+        }
+      }
+      // Large counts: sum the dropped tokens, back to front; δ = (o·z_D − n_D) / (z_S + z_cont),
+      // the denominator Z − z_D taken from the front sum, where it does not cancel.
+      const std::size_t dropped_begin = *std::min_element(split.begin(), split.end());
+      acc.setZero();
+      z.setZero();
+      at = s.T;
+      for (std::size_t c = nc_cuts; c-- > dropped_begin;) {
+        add_range(cuts[c].count, at);
+        at = std::min(at, cuts[c].count);
+        if (cuts[c].count >= s.T) continue;  // nothing dropped: δ stays exactly 0
+        for (int k = 0; k < s.G; ++k) {
+          if (c < split[k]) continue;
+          const int h = g * s.G + k;
+          const ConstStridedMapD o_ref(ref.o.data() + static_cast<std::size_t>(h) * s.d, s.M, s.d, Eigen::OuterStride<>(Hd));
+          const double* zc = ref.z_cont.data() + static_cast<std::size_t>(h) * s.M;
+          const double* zs = kept_mass.data() + (static_cast<std::size_t>(k) * nc_cuts + c) * s.M;
+          auto d_rows = head_rows(c, k);
+          for (int t = 0; t < s.M; ++t) {
+            const int r = k * s.M + t;
+            d_rows.row(t) = ((o_ref.row(t) * z[r] - acc.row(r)) / (zs[t] + zc[t])).cast<float>();
+          }
         }
       }
     }
@@ -344,7 +377,12 @@ double layer_metrics_stacked(const PromptView& view, const LayerReference& ref, 
   const bool direct = !wo_delta.empty() && static_cast<std::size_t>(plan.n_blocks) == n_out;  // no sharing: project in place
   std::vector<float> local(direct ? 0 : static_cast<std::size_t>(rows) * s.D);
   Eigen::Map<RowMajorF> projected(direct ? wo_delta.data() : local.data(), rows, s.D);  // [blocks*M, D]
-  projected.noalias() = delta * wo.transpose();
+  if (rows > 0 && ly.w_o_bf16) {
+    KVSIM_CHECK(ly.w_o_bf16->rows() == s.D && ly.w_o_bf16->cols() == Hd, "layer_metrics: packed W_O shape");
+    gemm_bf16_nt(delta.data(), static_cast<int>(rows), Hd, Hd, *ly.w_o_bf16, projected.data(), s.D);
+  } else {
+    projected.noalias() = delta * wo.transpose();
+  }
   flops += 2.0 * static_cast<double>(rows) * Hd * s.D;
   const std::size_t md = static_cast<std::size_t>(s.M) * s.D;
   std::vector<double> block_recall(plan.n_blocks, 0.0);

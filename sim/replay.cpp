@@ -54,12 +54,28 @@ Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
     if (needs_.colsum && !r.has_dataset(0, "layers/0/attn_colsum"))
       fail<InputError>(file, ": dataset /prompts/", r.prompts()[0].id, "/layers/0/attn_colsum is missing (needed by h2o)");
     w_o_.push_back(read_all_w_o(r));
+    if (options_.projection == ProjectionPrecision::kBf16) {
+      auto packed = std::make_shared<std::vector<PackedBf16>>();
+      packed->reserve(w_o_.back()->size());
+      for (const auto& w : *w_o_.back()) packed->emplace_back(w.data(), mi.hidden, mi.n_heads * mi.head_dim);
+      w_o_bf16_.push_back(std::move(packed));
+    } else {
+      w_o_bf16_.push_back(nullptr);
+    }
     classifier_.push_back(r.has_classifier() ? std::make_shared<const std::vector<float>>(r.read_classifier()) : nullptr);
     final_norm_.push_back(r.read_final_norm());
   }
 }
 
 Replay::~Replay() = default;
+
+const char* projection_name(ProjectionPrecision p) { return p == ProjectionPrecision::kBf16 ? "bf16" : "fp32"; }
+
+ProjectionPrecision parse_projection(const std::string& text, const std::string& option) {
+  if (text == "fp32") return ProjectionPrecision::kFp32;
+  if (text == "bf16") return ProjectionPrecision::kBf16;
+  fail<InputError>(option, ": '", text, "' is not a precision (fp32 or bf16)");
+}
 
 std::size_t Replay::total_prompts() const {
   std::size_t n = 0;
@@ -133,8 +149,9 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
     wall = std::chrono::duration<double>(t1 - t0).count(), cpu = static_cast<double>(c1 - c0) / CLOCKS_PER_SEC;
     t0 = t1, c0 = c1;
   };
-  const PromptTensors pt =
+  PromptTensors pt =
       load_prompt(reader, prompt, needs_, w_o_[trace], prompt_seed(options_.seed, options_.traces[trace], meta.id));
+  pt.w_o_bf16 = w_o_bf16_[trace];
   const PromptView view = pt.view();
 
   PromptResult result;

@@ -21,12 +21,20 @@
 
 namespace kvsim {
 
+enum class ProjectionPrecision { kFp32, kBf16 };
+const char* projection_name(ProjectionPrecision p);
+ProjectionPrecision parse_projection(const std::string& text, const std::string& option);  // "fp32" | "bf16", else InputError
+
 struct ReplayOptions {
   std::vector<std::filesystem::path> traces;
   std::vector<std::string> policies;  // spec strings
   BudgetSweep budgets = BudgetSweep::tokens({64});
   std::uint64_t seed = 0;             // mixed into every prompt's seed (random policy)
   bool keep_selections = false;       // hand kept sets to the sink (--dump-kept)
+  // Precision of the W_O projection of the output errors (the replay's largest GEMM): fp32, or
+  // bf16 inputs with fp32 accumulation (core/gemm_bf16.hpp; ~2.8x faster where the CPU has
+  // AVX512-BF16, metrics within ~1e-4 relative of fp32: docs/metrics.md, "Projection precision").
+  ProjectionPrecision projection = ProjectionPrecision::kFp32;
 };
 
 // Everything computed for one prompt.
@@ -109,6 +117,7 @@ class Replay {
   PolicyNeeds needs_;
   std::vector<std::unique_ptr<TraceReader>> readers_;
   std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_;  // per trace [L][D, H*d]
+  std::vector<std::shared_ptr<const std::vector<PackedBf16>>> w_o_bf16_;  // per trace [L], with ProjectionPrecision::kBf16
   // Per trace, for the logit-space estimate; null when the trace lacks /model/classifier.
   std::vector<std::shared_ptr<const std::vector<float>>> classifier_;  // [V, D]
   std::vector<std::vector<float>> final_norm_;                         // [D]
