@@ -487,3 +487,26 @@ TEST_CASE("replay: a bf16 W_O projection on stories260K stays within 5e-3 of fp3
   CHECK(dev.est_logit <= 5e-3);
   CHECK(dev.est_kl <= 5e-3);
 }
+
+TEST_CASE("kvsim run --projection bf16: same bytes at 1 and 2 threads, and a bad precision is refused", "[sim][cli][gemm_bf16]") {
+  test::TempDir tmp;
+  const Model m = random_model(test::small_config(), 4);
+  test::TraceSpec spec;
+  spec.n_prompts = 3, spec.T = 96, spec.W = 64;
+  test::write_model_trace(tmp / "a.h5", m, spec);
+  const std::string base = "run " + (tmp / "a.h5").string() + " --policies all --budget 4,8,16,60 --quiet";
+  std::string out[2];
+  for (int t = 1; t <= 2; ++t) {
+    const auto dir = tmp / ("r" + std::to_string(t));
+    const auto r = test::run_cli(base + " --projection bf16 --threads " + std::to_string(t) + " --out " + dir.string());
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    out[t - 1] = test::slurp(dir / "layers.csv") + test::slurp(dir / "summary.csv");
+    CHECK(test::slurp(dir / "manifest.json").find("\"projection\": \"bf16\"") != std::string::npos);
+  }
+  CHECK(out[0] == out[1]);
+  const auto bad = test::run_cli(base + " --projection fp8 --out " + (tmp / "bad").string());
+  CHECK(bad.status != 0);
+  CHECK(bad.output.find("--projection: 'fp8' is not a precision (fp32 or bf16)") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(tmp / "bad"));
+}
