@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
   // the peak per core (the 2-thread peak / threads).
   const double wo_flops = 2.0 * n_policies * budgets.size() * M * m.n_layers * m.n_heads * m.head_dim * m.hidden;
   const double wo_rate = wo_flops * r.prompts / r.cpu.metrics / 1e9, core_peak = best_peak / threads;
-  std::printf("  W_O projections: %.0f GFLOP per prompt, >= %.1f GFLOP/s per core over the layer metrics phase's CPU time "
+  std::printf("  W_O projections if every point were distinct: %.0f GFLOP per prompt, >= %.1f GFLOP/s per core over the layer metrics phase's CPU time "
               "= %.0f%% of the best GEMM peak per core (%.1f)\n",
               wo_flops / 1e9, wo_rate, 100.0 * wo_rate / core_peak, core_peak);
 
