@@ -35,10 +35,14 @@ TEST_CASE("kvpress parity script: every press but knorm keeps kvsim's sets up to
   KVSIM_REQUIRE_PATH(gguf, "scripts/get-model.sh smollm2-135m");
   KVSIM_REQUIRE_SHARED(test::shared_path("data/paul_graham_essays/worked.txt"));
   const std::string cmd = python.string() + " " + KVSIM_SOURCE_DIR + "/scripts/kvpress-parity.py --kvsim " +
-                          KVSIM_BINARY + " --gguf " + gguf.string() + " --prompts 1 --prompt-len 256 --ratios 0.25 0.5";
+                          KVSIM_BINARY + " --gguf " + gguf.string() +
+                          " --prompts 1 --prompt-len 256 --ratios 0.25 0.5";
   const test::CliResult r = test::run_command(cmd);
   INFO(cmd << "\n" << r.output);
   CHECK(r.status == 0);
-  CHECK_THAT(r.output, Catch::Contains("| SnapKV | `snapkv` | 0.5 | 90 | 100.0% |"));
+  // Every press reports its 30 layers x 3 KV heads; exact fractions may fall short of 100% by
+  // near-ties (torch's summation order varies with its thread count), which PASS allows.
+  CHECK_THAT(r.output, Catch::Contains("| SnapKV | `snapkv` | 0.5 | 90 | "));
+  CHECK_THAT(r.output, Catch::Contains("| Knorm | `knorm` | 0.25 | 90 | "));
   CHECK_THAT(r.output, Catch::Contains("PASS: every press but Knorm agrees"));
 }
