@@ -27,8 +27,9 @@ struct CliResult {
   std::string output;  // stdout + stderr
 };
 
-inline CliResult run_cli(const std::string& args) {
-  const std::string cmd = std::string(KVSIM_BINARY) + " " + args + " 2>&1";
+// Runs a shell command line; its exit status and stdout + stderr.
+inline CliResult run_command(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   CliResult r{0, {}};
   FILE* p = ::popen(cmd.c_str(), "r");
   std::array<char, 4096> buf;
@@ -37,6 +38,8 @@ inline CliResult run_cli(const std::string& args) {
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
 }
+
+inline CliResult run_cli(const std::string& args) { return run_command(std::string(KVSIM_BINARY) + " " + args); }
 
 // Occurrences of needle in text (e.g. how many "error" lines a command printed).
 inline int count_occurrences(const std::string& text, const std::string& needle) {
