@@ -7,10 +7,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core/error.hpp"
+#include "tracer/gguf.hpp"
 #include "tracer/model.hpp"
 #include "tracer/safetensors.hpp"
 
@@ -66,4 +68,24 @@ TEST_CASE("fuzz llama2c: vocab_size INT32_MIN", "[fuzz][errors]") {
   const std::int32_t header[7] = {8, 16, 1, 2, 2, INT32_MIN, 4};
   const FuzzFile f("vocab_min.bin", std::string(reinterpret_cast<const char*>(header), sizeof header));
   CHECK_THROWS_AS(load_llama2c(f.path), ModelError);
+}
+
+TEST_CASE("fuzz gguf_model: the seeds are checkpoints load_gguf accepts", "[fuzz]") {
+  // fuzz/make_gguf_model_seeds.py writes them; a seed the loader refuses would let the fuzzer
+  // start from errors only. Between them they hold every ggml type kvsim dequantizes.
+  const fs::path dir = fs::path(KVSIM_SOURCE_DIR) / "fuzz" / "corpus" / "gguf_model";
+  std::set<GgmlType> types;
+  int seeds = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".gguf") continue;
+    INFO(entry.path().filename().string());
+    ++seeds;
+    const Model m = load_gguf(entry.path());
+    CHECK(m.layers.size() == 1);
+    CHECK(m.embed.allFinite());
+    const GgufFile file(entry.path());
+    for (const auto& [name, info] : file.tensors()) types.insert(info.type);
+  }
+  CHECK(seeds == 3);
+  CHECK(types.size() == 8);
 }

@@ -84,21 +84,24 @@ Model load_gguf(const std::filesystem::path& path) {
   const ModelConfig& c = m.config;
   const std::int64_t D = c.hidden, F = c.ffn_hidden, V = c.vocab, qd = c.q_dim(), kvd = c.kv_dim();
 
-  // Every tensor is checked (present, shape) before any is dequantized: fail fast.
+  // The sizes above come from metadata, which nothing bounds: every tensor is checked (present,
+  // shape) against the tensor index, whose tensors lie inside the file, before anything is
+  // allocated. Each layer holds kLayerTensors tensors, so block_count is bounded first.
+  constexpr std::size_t kLayerTensors = 9;
+  if (static_cast<std::size_t>(c.n_layers) > f.tensors().size() / kLayerTensors)
+    fail<ModelError>(path.string(), ": llama.block_count ", c.n_layers, " needs ", kLayerTensors, " tensors per layer, the file holds ",
+                     f.tensors().size(), " tensors");
   struct Read {
     std::string name;
     std::vector<std::int64_t> shape;
-    float* dst;
+    MatrixRM* matrix = nullptr;  // the destination: a matrix [rows, cols] ...
+    VectorF* vector = nullptr;   // ... or a vector [n]
   };
   std::vector<Read> reads;
   auto mat = [&](MatrixRM& dst, std::string name, std::int64_t rows, std::int64_t cols) {
-    dst.resize(rows, cols);
-    reads.push_back({std::move(name), {rows, cols}, dst.data()});
+    reads.push_back({std::move(name), {rows, cols}, &dst, nullptr});
   };
-  auto vec = [&](VectorF& dst, std::string name, std::int64_t n) {
-    dst.resize(n);
-    reads.push_back({std::move(name), {n}, dst.data()});
-  };
+  auto vec = [&](VectorF& dst, std::string name, std::int64_t n) { reads.push_back({std::move(name), {n}, nullptr, &dst}); };
   mat(m.embed, "token_embd.weight", V, D);
   m.layers.resize(c.n_layers);
   for (int l = 0; l < c.n_layers; ++l) {
@@ -117,7 +120,17 @@ Model load_gguf(const std::filesystem::path& path) {
   vec(m.final_norm, "output_norm.weight", D);
   if (!c.tied_classifier) mat(m.classifier, "output.weight", V, D);
   for (const Read& r : reads) f.check_shape(r.name, r.shape);
-  for (const Read& r : reads) f.read_f32(r.name, r.shape, r.dst);
+  for (const Read& r : reads) {
+    float* dst = nullptr;
+    if (r.matrix) {
+      r.matrix->resize(r.shape[0], r.shape[1]);
+      dst = r.matrix->data();
+    } else {
+      r.vector->resize(r.shape[0]);
+      dst = r.vector->data();
+    }
+    f.read_f32(r.name, r.shape, dst);
+  }
   for (LayerWeights& w : m.layers) {
     unpermute_rope_rows(w.wq, c.n_heads, c.head_dim);
     unpermute_rope_rows(w.wk, c.n_kv_heads, c.head_dim);
