@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <unistd.h>
 
@@ -22,10 +23,14 @@ inline std::filesystem::path scratch_file(const std::string& name) {
   return base / ("kvsim_fuzz_" + std::to_string(::getpid()) + "_" + name);
 }
 
+inline void write_file(const std::filesystem::path& path, std::string_view bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
 inline std::filesystem::path write_scratch(const std::string& name, const std::uint8_t* data, std::size_t size) {
   const auto path = scratch_file(name);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(size));
+  write_file(path, std::string_view(reinterpret_cast<const char*>(data), size));
   return path;
 }
 

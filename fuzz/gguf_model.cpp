@@ -1,7 +1,7 @@
 // GGUF tensor data and whole-model loads (tracer/gguf.hpp, tracer/gguf_loader.cpp) on a scratch
 // file: every tensor of the file dequantized (GgufFile::read_f32, each ggml type's blocks), then
 // the file loaded as a llama checkpoint (load_gguf: metadata to ModelConfig, every tensor's shape
-// checked, dequantized, q/k rows un-permuted). Seeds: fuzz/make_gguf_model_seeds.py.
+// checked, dequantized, q/k rows un-permuted). Seeds: fuzz/make_model_seeds.py.
 #include <cstddef>
 #include <cstdint>
 #include <vector>

@@ -71,7 +71,7 @@ TEST_CASE("fuzz llama2c: vocab_size INT32_MIN", "[fuzz][errors]") {
 }
 
 TEST_CASE("fuzz gguf_model: the seeds are checkpoints load_gguf accepts", "[fuzz]") {
-  // fuzz/make_gguf_model_seeds.py writes them; a seed the loader refuses would let the fuzzer
+  // fuzz/make_model_seeds.py writes them; a seed the loader refuses would let the fuzzer
   // start from errors only. Between them they hold every ggml type kvsim dequantizes.
   const fs::path dir = fs::path(KVSIM_SOURCE_DIR) / "fuzz" / "corpus" / "gguf_model";
   std::set<GgmlType> types;
@@ -88,4 +88,29 @@ TEST_CASE("fuzz gguf_model: the seeds are checkpoints load_gguf accepts", "[fuzz
   }
   CHECK(seeds == 3);
   CHECK(types.size() == 8);
+}
+
+TEST_CASE("fuzz hf_model: the seeds are checkpoints load_hf accepts", "[fuzz]") {
+  // Each seed is config.json and model.safetensors joined by the separator fuzz/hf_model.cpp
+  // splits at; Llama (fp32, tied), Qwen2 (bf16, biases) and Mistral (fp16).
+  const std::string split = "\n--kvsim-fuzz-split--\n";
+  const fs::path dir = fs::path(KVSIM_SOURCE_DIR) / "fuzz" / "corpus" / "hf_model";
+  std::set<std::string> archs;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    INFO(entry.path().filename().string());
+    std::ifstream in(entry.path(), std::ios::binary);
+    const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    const std::size_t at = bytes.find(split);
+    REQUIRE(at != std::string::npos);
+    const fs::path checkpoint = fs::temp_directory_path() / ("kvsim_fuzzreg_" + std::to_string(::getpid()) + "_hf");
+    fs::create_directories(checkpoint);
+    std::ofstream(checkpoint / "config.json", std::ios::binary) << bytes.substr(0, at);
+    std::ofstream(checkpoint / "model.safetensors", std::ios::binary) << bytes.substr(at + split.size());
+    const Model m = load_hf(checkpoint);
+    fs::remove_all(checkpoint);
+    CHECK(m.layers.size() == 1);
+    CHECK(m.embed.allFinite());
+    archs.insert(m.config.arch);
+  }
+  CHECK(archs == std::set<std::string>{"llama", "qwen2", "mistral"});
 }

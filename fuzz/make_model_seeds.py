@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
-"""Writes the seeds of the gguf_model fuzz target (fuzz/corpus/gguf_model/): tiny one-layer
-llama GGUF checkpoints (tracer/gguf.hpp's layout) that load_gguf accepts, together holding
-every tensor type kvsim dequantizes. Random values from a fixed seed, so the files are
-reproducible. Usage: fuzz/make_gguf_model_seeds.py [output dir]"""
+"""Writes the seeds of the whole-model fuzz targets: fuzz/corpus/gguf_model/, tiny one-layer
+llama GGUF checkpoints (tracer/gguf.hpp's layout) that load_gguf accepts, together holding every
+tensor type kvsim dequantizes; fuzz/corpus/hf_model/, tiny Hugging Face checkpoints (config.json
+and model.safetensors joined by HF_SPLIT, as fuzz/hf_model.cpp splits them) that load_hf accepts.
+Random values from a fixed seed, so the files are reproducible.
+Usage: fuzz/make_model_seeds.py [corpus dir]"""
+import json
 import os
 import random
 import struct
 import sys
+
+# fuzz/hf_model.cpp's separator between config.json and model.safetensors.
+HF_SPLIT = b"\n--kvsim-fuzz-split--\n"
 
 # GGUF metadata value types and ggml tensor types (tracer/gguf.hpp).
 U32, F32V, STRING = 4, 6, 8
@@ -90,23 +96,66 @@ def llama(rng, D, H, Hkv, d, F, V, types, tied, version=3, alignment=32):
     return gguf(meta, tensors, version, alignment)
 
 
+def safetensors(tensors):
+    """tensors: [(name, dtype, shape, bytes)] -> the file's bytes."""
+    header, data = {}, b""
+    for name, dtype, shape, raw in tensors:
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + len(raw)]}
+        data += raw
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return struct.pack("<Q", len(text)) + text + data
+
+
+def hf(rng, arch, D, H, Hkv, d, F, V, dtype, tied):
+    """A one-layer HF checkpoint of `arch` (Qwen2 has q/k/v biases), every tensor in dtype."""
+    config = {"architectures": [arch], "hidden_size": D, "intermediate_size": F, "num_hidden_layers": 1,
+              "num_attention_heads": H, "num_key_value_heads": Hkv, "head_dim": d, "vocab_size": V,
+              "max_position_embeddings": 64, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+              "tie_word_embeddings": tied, "torch_dtype": {"F32": "float32", "F16": "float16", "BF16": "bfloat16"}[dtype],
+              "hidden_act": "silu"}
+    p = "model.layers.0."
+    shapes = [("model.embed_tokens.weight", [V, D]), (p + "input_layernorm.weight", [D]),
+              (p + "self_attn.q_proj.weight", [H * d, D]), (p + "self_attn.k_proj.weight", [Hkv * d, D]),
+              (p + "self_attn.v_proj.weight", [Hkv * d, D]), (p + "self_attn.o_proj.weight", [D, H * d]),
+              (p + "post_attention_layernorm.weight", [D]), (p + "mlp.gate_proj.weight", [F, D]),
+              (p + "mlp.up_proj.weight", [F, D]), (p + "mlp.down_proj.weight", [D, F]), ("model.norm.weight", [D])]
+    if arch == "Qwen2ForCausalLM":
+        shapes += [(p + "self_attn.q_proj.bias", [H * d]), (p + "self_attn.k_proj.bias", [Hkv * d]),
+                   (p + "self_attn.v_proj.bias", [Hkv * d])]
+    if not tied:
+        shapes.append(("lm_head.weight", [V, D]))
+    ggml = {"F32": F32, "F16": F16, "BF16": BF16}[dtype]
+    tensors = []
+    for name, shape in shapes:
+        n = 1
+        for x in shape:
+            n *= x
+        tensors.append((name, dtype, shape, tensor_bytes(rng, ggml, n)))
+    return json.dumps(config, indent=1).encode() + HF_SPLIT + safetensors(tensors)
+
+
 def main():
-    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "corpus", "gguf_model")
-    os.makedirs(out_dir, exist_ok=True)
+    corpus = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
     rng = random.Random(15)
     seeds = {
         # Block types of 32: every role a different type, untied classifier.
-        "blocks32.gguf": llama(rng, D=32, H=2, Hkv=1, d=16, F=32, V=4, tied=False, types=dict(
+        "gguf_model/blocks32.gguf": llama(rng, D=32, H=2, Hkv=1, d=16, F=32, V=4, tied=False, types=dict(
             embed=Q8_0, norm=F32, q=Q4_0, k=Q4_1, v=F16, o=BF16, gate=Q8_0, up=Q4_0, down=Q4_1, output=F16)),
         # K-quants (256-element blocks) on rows of D = 256; narrow matrices in 16-bit floats.
-        "kquants.gguf": llama(rng, D=256, H=1, Hkv=1, d=2, F=2, V=2, tied=True, types=dict(
+        "gguf_model/kquants.gguf": llama(rng, D=256, H=1, Hkv=1, d=2, F=2, V=2, tied=True, types=dict(
             embed=Q6_K, norm=Q8_0, q=Q4_K, k=Q6_K, v=Q4_K, o=F16, gate=Q6_K, up=Q4_K, down=BF16)),
         # Smallest: fp32 only, GGUF version 2, alignment 64, grouped-query attention.
-        "tiny_v2.gguf": llama(rng, D=4, H=2, Hkv=1, d=2, F=4, V=3, tied=True, version=2, alignment=64,
-                              types=dict(embed=F32, norm=F32, q=F32, k=F32, v=F32, o=F32, gate=F32, up=F32, down=F32)),
+        "gguf_model/tiny_v2.gguf": llama(rng, D=4, H=2, Hkv=1, d=2, F=4, V=3, tied=True, version=2, alignment=64,
+                                         types=dict(embed=F32, norm=F32, q=F32, k=F32, v=F32, o=F32, gate=F32, up=F32,
+                                                    down=F32)),
+        "hf_model/llama_f32": hf(rng, "LlamaForCausalLM", D=4, H=2, Hkv=1, d=2, F=4, V=3, dtype="F32", tied=True),
+        "hf_model/qwen2_bf16": hf(rng, "Qwen2ForCausalLM", D=4, H=2, Hkv=1, d=2, F=4, V=3, dtype="BF16", tied=False),
+        "hf_model/mistral_f16": hf(rng, "MistralForCausalLM", D=8, H=2, Hkv=2, d=4, F=6, V=5, dtype="F16", tied=False),
     }
     for name, data in seeds.items():
-        with open(os.path.join(out_dir, name), "wb") as f:
+        path = os.path.join(corpus, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
             f.write(data)
         print(f"{name}: {len(data)} bytes")
 
