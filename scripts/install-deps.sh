@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs kvsim's build and test dependencies from Debian packages.
-# Idempotent: when every package is already present it returns at once, without apt.
+# Installs kvsim's build and test dependencies from Debian packages; with the argument `fuzz`
+# also clang with its libFuzzer and sanitizer runtimes and llvm-symbolizer (make fuzz,
+# docs/fuzzing.md). Idempotent: when every package is already present it returns at once, without apt.
 set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config
@@ -8,6 +9,9 @@ packages=(
   catch2 nlohmann-json3-dev libpcre2-dev libxxhash-dev
   python3-h5py python3-numpy
 )
+# Debian 12's clang is clang 14; libFuzzer (libclang_rt.fuzzer) is in libclang-rt-14-dev, which
+# clang only recommends.
+[ "${1:-}" = fuzz ] && packages+=(clang libclang-rt-14-dev llvm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

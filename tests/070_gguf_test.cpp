@@ -373,6 +373,31 @@ TEST_CASE("gguf: bad files give one clear ModelError naming the file and the key
   }
 }
 
+TEST_CASE("fuzz gguf_model: sizes in the metadata far beyond the tensors are refused before allocating", "[gguf][errors][fuzz]") {
+  // Found by kvsim_fuzz_gguf_model: load_gguf sized every weight matrix from the llama.*
+  // metadata before checking any tensor's shape, so feed_forward_length 2^29 in a 6 KB file asked
+  // for 64 GB (ASan: allocator out of memory). Shapes are now checked against the tensor index
+  // (inside the file) first, and block_count against the number of tensors.
+  const test::TempDir dir;
+  const std::vector<std::uint8_t> good = llama_gguf(random_model(tiny_config(true), 3)).bytes();
+  auto with_u32 = [&](const std::string& key, std::uint32_t value) {
+    std::vector<std::uint8_t> b = good;
+    const auto at = std::search(b.begin(), b.end(), key.begin(), key.end()) - b.begin();
+    std::memcpy(b.data() + at + key.size() + 4, &value, 4);  // after the key and its value type
+    const auto p = dir / (key + ".gguf");
+    std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+    return p;
+  };
+  CHECK_THROWS_WITH(load_gguf(with_u32("llama.feed_forward_length", INT32_MAX)),
+                    Catch::Contains("ffn_gate.weight has shape [48,32], expected [2147483647,32]"));
+  CHECK_THROWS_WITH(load_gguf(with_u32("llama.block_count", INT32_MAX)),
+                    Catch::Contains("llama.block_count 2147483647 needs 9 tensors per layer, the file holds 20 tensors"));
+  // n_heads · head_dim is an int product (ModelConfig::q_dim).
+  ModelConfig c = tiny_config(true);
+  c.n_heads = 1 << 16, c.n_kv_heads = 1, c.head_dim = 1 << 16;
+  CHECK_THROWS_MATCHES(c.validate("m"), ModelError, Catch::Matchers::Message("m: n_heads 65536 * head_dim 65536 is out of range"));
+}
+
 TEST_CASE("gguf: tokenizer from tokenizer.ggml.* metadata (gpt2 BPE, smollm pre-tokenizer)", "[gguf][tokenizer]") {
   const test::TempDir dir;
   auto tokenizer_gguf = [](const std::string& model, const std::string& pre) {

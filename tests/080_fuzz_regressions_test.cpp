@@ -7,10 +7,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "core/error.hpp"
+#include "tracer/gguf.hpp"
 #include "tracer/model.hpp"
 #include "tracer/safetensors.hpp"
 
@@ -66,4 +68,93 @@ TEST_CASE("fuzz llama2c: vocab_size INT32_MIN", "[fuzz][errors]") {
   const std::int32_t header[7] = {8, 16, 1, 2, 2, INT32_MIN, 4};
   const FuzzFile f("vocab_min.bin", std::string(reinterpret_cast<const char*>(header), sizeof header));
   CHECK_THROWS_AS(load_llama2c(f.path), ModelError);
+}
+
+TEST_CASE("fuzz gguf_model: the seeds are checkpoints load_gguf accepts", "[fuzz]") {
+  // fuzz/make_model_seeds.py writes them; a seed the loader refuses would let the fuzzer
+  // start from errors only. Between them they hold every ggml type kvsim dequantizes.
+  const fs::path dir = fs::path(KVSIM_SOURCE_DIR) / "fuzz" / "corpus" / "gguf_model";
+  std::set<GgmlType> types;
+  int seeds = 0;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    if (entry.path().extension() != ".gguf") continue;
+    INFO(entry.path().filename().string());
+    ++seeds;
+    const Model m = load_gguf(entry.path());
+    CHECK(m.layers.size() == 1);
+    CHECK(m.embed.allFinite());
+    const GgufFile file(entry.path());
+    for (const auto& [name, info] : file.tensors()) types.insert(info.type);
+  }
+  CHECK(seeds == 3);
+  CHECK(types.size() == 8);
+}
+
+namespace {
+
+// An hf_model input (config.json and model.safetensors joined by the separator fuzz/hf_model.cpp
+// splits at) as a checkpoint directory, removed at scope exit.
+struct HfCheckpoint {
+  fs::path dir = fs::temp_directory_path() / ("kvsim_fuzzreg_" + std::to_string(::getpid()) + "_hf");
+  std::string config, weights;
+  explicit HfCheckpoint(const fs::path& input) {
+    std::ifstream in(input, std::ios::binary);
+    const std::string bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    const std::string split = "\n--kvsim-fuzz-split--\n";
+    const std::size_t at = bytes.find(split);
+    REQUIRE(at != std::string::npos);
+    config = bytes.substr(0, at);
+    weights = bytes.substr(at + split.size());
+  }
+  const fs::path& write() const {
+    fs::create_directories(dir);
+    std::ofstream(dir / "config.json", std::ios::binary) << config;
+    std::ofstream(dir / "model.safetensors", std::ios::binary) << weights;
+    return dir;
+  }
+  ~HfCheckpoint() {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  }
+};
+
+const fs::path kHfSeeds = fs::path(KVSIM_SOURCE_DIR) / "fuzz" / "corpus" / "hf_model";
+
+}  // namespace
+
+TEST_CASE("fuzz hf_model: the seeds are checkpoints load_hf accepts", "[fuzz]") {
+  // Llama (fp32, tied), Qwen2 (bf16, biases) and Mistral (fp16).
+  std::set<std::string> archs;
+  for (const auto& entry : fs::directory_iterator(kHfSeeds)) {
+    INFO(entry.path().filename().string());
+    const Model m = load_hf(HfCheckpoint(entry.path()).write());
+    CHECK(m.layers.size() == 1);
+    CHECK(m.embed.allFinite());
+    archs.insert(m.config.arch);
+  }
+  CHECK(archs == std::set<std::string>{"llama", "qwen2", "mistral"});
+}
+
+TEST_CASE("fuzz hf_model: config sizes far beyond the tensors are refused before allocating", "[fuzz][errors]") {
+  // Not found by the 1M-execution run: crafted after the gguf_model finding, from the same pattern
+  // in load_hf, which sized the embedding [vocab_size, hidden_size] before reading any tensor.
+  // Both sizes are within their bounds (2^24, 2^20), their product asked for 64 TB
+  // (std::bad_alloc). Now every shape is checked first.
+  HfCheckpoint c(kHfSeeds / "llama_f32");
+  for (auto [from, to] : {std::pair{"\"hidden_size\": 4", "\"hidden_size\": 1000000"},
+                          std::pair{"\"vocab_size\": 3", "\"vocab_size\": 16000000"}}) {
+    const std::size_t at = c.config.find(from);
+    REQUIRE(at != std::string::npos);
+    c.config.replace(at, std::string(from).size(), to);
+  }
+  CHECK_THROWS_WITH(load_hf(c.write()),
+                    Catch::Contains("model.embed_tokens.weight has shape [3,4], expected [16000000,1000000]"));
+}
+
+TEST_CASE("fuzz hf_model: a weight_map entry that is not a file name", "[fuzz][errors]") {
+  // Found by reading TensorSource while fixing the above: a non-string weight_map value was a
+  // nlohmann::json type_error, not a ModelError.
+  const HfCheckpoint c(kHfSeeds / "llama_f32");
+  std::ofstream(c.write() / "model.safetensors.index.json") << R"({"weight_map": {"model.norm.weight": 7}})";
+  CHECK_THROWS_WITH(load_hf(c.dir), Catch::Contains("model.safetensors.index.json: weight_map entry model.norm.weight is 7, expected a file name"));
 }

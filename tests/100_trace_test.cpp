@@ -13,6 +13,7 @@
 #include <fstream>
 #include <functional>
 #include <random>
+#include <span>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -600,8 +601,7 @@ struct TraceContents {
   std::vector<float> final_norm;
 };
 
-TraceContents read_everything(const fs::path& path) {
-  TraceReader r(path);
+TraceContents read_everything(const TraceReader& r) {
   TraceContents c{r.model(), r.producer(), r.prompts(), {}, {}, {}, r.read_final_norm()};
   for (std::size_t p = 0; p < r.prompts().size(); ++p) {
     c.outputs.push_back(r.read_outputs(p));
@@ -610,6 +610,8 @@ TraceContents read_everything(const fs::path& path) {
   for (int l = 0; l < r.model().n_layers; ++l) c.w_o.push_back(r.read_w_o(l));
   return c;
 }
+
+TraceContents read_everything(const fs::path& path) { return read_everything(TraceReader(path)); }
 
 // Bit-identical floats (NaN-safe, -0 != +0).
 bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
@@ -825,4 +827,33 @@ TEST_CASE("trace: value_wo_l1 is ‖W_O^h v_i‖₁ of the values as stored, opt
   norms[3] = -0.5f;
   v.value_wo_l1 = norms;
   CHECK_THROWS_WITH(w.write_layer(0, v), Catch::Contains("/layers/0/value_wo_l1") && Catch::Contains("negative"));
+
+TEST_CASE("trace: a file image in memory reads as the file does, with the same checks", "[trace]") {
+  // The fuzz target (fuzz/trace.cpp) reads its inputs this way: HDF5's core driver on the bytes.
+  TempTrace tmp("image");
+  Fixture fx;
+  fx.write_all(tmp.path, WriterOptions{.compression_level = 0});
+  const std::vector<char> bytes = file_bytes(tmp.path);
+  const auto image = std::as_bytes(std::span(bytes));
+  const std::string label = "<image of " + tmp.path.filename().string() + ">";
+  {
+    const TraceReader r(image, label);
+    CHECK(r.path() == label);
+    CHECK(r.format_version() == 3);
+    CHECK(r.has_checksums());
+    CHECK(difference(read_everything(r), read_everything(tmp.path)) == "");
+  }
+  CHECK_THAT(message_of([&] { TraceReader r(image.first(image.size() / 2), label); }), Catch::StartsWith(label + ": "));
+  const std::string text = "hello, not HDF5";
+  CHECK(message_of([&] { TraceReader r(std::as_bytes(std::span(text)), label); }) == label + ": not an HDF5 file");
+  CHECK(message_of([&] { TraceReader r(std::span<const std::byte>(), label); }) == label + ": not an HDF5 file");
+  // Checksums are verified as for a file: a flipped byte in a chunk fails the read naming it.
+  const std::string object = "/prompts/000000/layers/1/values";
+  const auto [addr, size] = chunk_location(tmp.path, object);
+  std::vector<char> bad = bytes;
+  bad[addr + size / 2] = static_cast<char>(bad[addr + size / 2] ^ 0x10);
+  const TraceReader r(std::as_bytes(std::span(bad)), label);
+  CHECK_THAT(message_of([&] { r.read_layer(0, 1); }),
+             Catch::StartsWith(label + ": " + object + ": cannot read dataset") &&
+                 Catch::Contains("checksum", Catch::CaseSensitive::No));
 }

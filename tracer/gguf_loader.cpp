@@ -6,6 +6,7 @@
 #include "core/hash.hpp"
 #include "tracer/gguf.hpp"
 #include "tracer/model.hpp"
+#include "tracer/weight_plan.hpp"
 
 namespace kvsim {
 
@@ -82,42 +83,25 @@ Model load_gguf(const std::filesystem::path& path) {
   Model m;
   m.config = gguf_config(f);
   const ModelConfig& c = m.config;
-  const std::int64_t D = c.hidden, F = c.ffn_hidden, V = c.vocab, qd = c.q_dim(), kvd = c.kv_dim();
+  const std::int64_t D = c.hidden, V = c.vocab;
 
-  // Every tensor is checked (present, shape) before any is dequantized: fail fast.
-  struct Read {
-    std::string name;
-    std::vector<std::int64_t> shape;
-    float* dst;
-  };
-  std::vector<Read> reads;
-  auto mat = [&](MatrixRM& dst, std::string name, std::int64_t rows, std::int64_t cols) {
-    dst.resize(rows, cols);
-    reads.push_back({std::move(name), {rows, cols}, dst.data()});
-  };
-  auto vec = [&](VectorF& dst, std::string name, std::int64_t n) {
-    dst.resize(n);
-    reads.push_back({std::move(name), {n}, dst.data()});
-  };
-  mat(m.embed, "token_embd.weight", V, D);
+  // Each layer holds kLayerTensors tensors: block_count is bounded by the tensor index before
+  // the layers are allocated, every other size by WeightPlan (tracer/weight_plan.hpp).
+  constexpr std::size_t kLayerTensors = 9;
+  if (static_cast<std::size_t>(c.n_layers) > f.tensors().size() / kLayerTensors)
+    fail<ModelError>(path.string(), ": llama.block_count ", c.n_layers, " needs ", kLayerTensors, " tensors per layer, the file holds ",
+                     f.tensors().size(), " tensors");
+  WeightPlan plan;
+  plan.matrix(m.embed, "token_embd.weight", V, D);
   m.layers.resize(c.n_layers);
-  for (int l = 0; l < c.n_layers; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    LayerWeights& w = m.layers[l];
-    vec(w.attn_norm, p + "attn_norm.weight", D);
-    mat(w.wq, p + "attn_q.weight", qd, D);
-    mat(w.wk, p + "attn_k.weight", kvd, D);
-    mat(w.wv, p + "attn_v.weight", kvd, D);
-    mat(w.wo, p + "attn_output.weight", D, qd);
-    vec(w.ffn_norm, p + "ffn_norm.weight", D);
-    mat(w.w_gate, p + "ffn_gate.weight", F, D);
-    mat(w.w_up, p + "ffn_up.weight", F, D);
-    mat(w.w_down, p + "ffn_down.weight", D, F);
-  }
-  vec(m.final_norm, "output_norm.weight", D);
-  if (!c.tied_classifier) mat(m.classifier, "output.weight", V, D);
-  for (const Read& r : reads) f.check_shape(r.name, r.shape);
-  for (const Read& r : reads) f.read_f32(r.name, r.shape, r.dst);
+  static constexpr LayerTensorNames kNames = {"attn_norm.weight", "attn_q.weight",   "attn_k.weight",
+                                              "attn_v.weight",    "attn_output.weight", "ffn_norm.weight",
+                                              "ffn_gate.weight",  "ffn_up.weight",    "ffn_down.weight"};
+  for (int l = 0; l < c.n_layers; ++l) plan.layer(m.layers[l], "blk." + std::to_string(l) + ".", kNames, c);
+  plan.vector(m.final_norm, "output_norm.weight", D);
+  if (!c.tied_classifier) plan.matrix(m.classifier, "output.weight", V, D);
+  plan.load([&](const std::string& name, const std::vector<std::int64_t>& shape) { f.check_shape(name, shape); },
+            [&](const std::string& name, const std::vector<std::int64_t>& shape, float* dst) { f.read_f32(name, shape, dst); });
   for (LayerWeights& w : m.layers) {
     unpermute_rope_rows(w.wq, c.n_heads, c.head_dim);
     unpermute_rope_rows(w.wk, c.n_kv_heads, c.head_dim);

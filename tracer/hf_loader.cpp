@@ -17,6 +17,7 @@
 #include "core/read_file.hpp"
 #include "tracer/model.hpp"
 #include "tracer/safetensors.hpp"
+#include "tracer/weight_plan.hpp"
 
 namespace kvsim {
 
@@ -85,6 +86,8 @@ class TensorSource {
       if (!j.contains("weight_map") || !j["weight_map"].is_object())
         fail<ModelError>(index.string(), ": field weight_map is missing");
       for (auto& [name, file] : j["weight_map"].items()) {
+        if (!file.is_string())
+          fail<ModelError>(index.string(), ": weight_map entry ", name, " is ", file.dump(), ", expected a file name");
         const std::string f = file.get<std::string>();
         if (!files_.count(f)) files_.emplace(f, std::make_unique<SafetensorsFile>(dir / f));
         where_[name] = files_.at(f).get();
@@ -97,10 +100,9 @@ class TensorSource {
     }
   }
   bool contains(const std::string& name) const { return where_.count(name) != 0; }
-  void read(const std::string& name, std::vector<std::int64_t> shape, float* dst) const {
-    auto it = where_.find(name);
-    if (it == where_.end()) fail<ModelError>(dir_hint(), ": tensor ", name, " is missing from the checkpoint");
-    it->second->read_f32(name, shape, dst);
+  void check(const std::string& name, const std::vector<std::int64_t>& shape) const { file(name).check_shape(name, shape); }
+  void read(const std::string& name, const std::vector<std::int64_t>& shape, float* dst) const {
+    file(name).read_f32(name, shape, dst);
   }
   std::uint64_t content_hash() const {
     std::uint64_t h = 0;
@@ -109,6 +111,11 @@ class TensorSource {
   }
 
  private:
+  const SafetensorsFile& file(const std::string& name) const {
+    auto it = where_.find(name);
+    if (it == where_.end()) fail<ModelError>(dir_hint(), ": tensor ", name, " is missing from the checkpoint");
+    return *it->second;
+  }
   std::string dir_hint() const { return files_.empty() ? "checkpoint" : files_.begin()->second->path().string(); }
   std::map<std::string, std::unique_ptr<SafetensorsFile>> files_;
   std::map<std::string, const SafetensorsFile*> where_;
@@ -185,45 +192,35 @@ Model load_hf(const std::filesystem::path& dir) {
   m.config = load_hf_config(dir / "config.json");
   const ModelConfig& c = m.config;
   TensorSource src(dir);
-  const std::int64_t D = c.hidden, F = c.ffn_hidden, V = c.vocab, qd = c.q_dim(), kvd = c.kv_dim();
-  m.embed.resize(V, D);
-  src.read("model.embed_tokens.weight", {V, D}, m.embed.data());
+  const std::int64_t D = c.hidden, V = c.vocab, qd = c.q_dim(), kvd = c.kv_dim();
+  // Every shape is checked against the shards' headers before anything is allocated
+  // (tracer/weight_plan.hpp): config sizes up to kMaxWidth × kMaxVocab would ask for terabytes.
+  WeightPlan plan;
+  plan.matrix(m.embed, "model.embed_tokens.weight", V, D);
   m.layers.resize(c.n_layers);
+  static constexpr LayerTensorNames kNames = {
+      "input_layernorm.weight",          "self_attn.q_proj.weight", "self_attn.k_proj.weight",
+      "self_attn.v_proj.weight",         "self_attn.o_proj.weight", "post_attention_layernorm.weight",
+      "mlp.gate_proj.weight",            "mlp.up_proj.weight",      "mlp.down_proj.weight"};
   for (int l = 0; l < c.n_layers; ++l) {
     const std::string p = "model.layers." + std::to_string(l) + ".";
     LayerWeights& w = m.layers[l];
-    auto mat = [&](MatrixRM& dst, const std::string& name, std::int64_t rows, std::int64_t cols) {
-      dst.resize(rows, cols);
-      src.read(p + name, {rows, cols}, dst.data());
-    };
-    auto vec = [&](VectorF& dst, const std::string& name, std::int64_t n) {
-      dst.resize(n);
-      src.read(p + name, {n}, dst.data());
-    };
-    vec(w.attn_norm, "input_layernorm.weight", D);
-    mat(w.wq, "self_attn.q_proj.weight", qd, D);
-    mat(w.wk, "self_attn.k_proj.weight", kvd, D);
-    mat(w.wv, "self_attn.v_proj.weight", kvd, D);
+    plan.layer(w, p, kNames, c);
     if (c.qkv_bias) {
-      vec(w.bq, "self_attn.q_proj.bias", qd);
-      vec(w.bk, "self_attn.k_proj.bias", kvd);
-      vec(w.bv, "self_attn.v_proj.bias", kvd);
+      plan.vector(w.bq, p + "self_attn.q_proj.bias", qd);
+      plan.vector(w.bk, p + "self_attn.k_proj.bias", kvd);
+      plan.vector(w.bv, p + "self_attn.v_proj.bias", kvd);
     }
-    mat(w.wo, "self_attn.o_proj.weight", D, qd);
-    vec(w.ffn_norm, "post_attention_layernorm.weight", D);
-    mat(w.w_gate, "mlp.gate_proj.weight", F, D);
-    mat(w.w_up, "mlp.up_proj.weight", F, D);
-    mat(w.w_down, "mlp.down_proj.weight", D, F);
   }
-  m.final_norm.resize(D);
-  src.read("model.norm.weight", {D}, m.final_norm.data());
+  plan.vector(m.final_norm, "model.norm.weight", D);
   if (src.contains("lm_head.weight") && !c.tied_classifier) {
-    m.classifier.resize(V, D);
-    src.read("lm_head.weight", {V, D}, m.classifier.data());
+    plan.matrix(m.classifier, "lm_head.weight", V, D);
   } else if (!c.tied_classifier) {
     fail<ModelError>((dir / "config.json").string(),
                      ": tie_word_embeddings is false but the checkpoint has no lm_head.weight");
   }
+  plan.load([&](const std::string& name, const std::vector<std::int64_t>& shape) { src.check(name, shape); },
+            [&](const std::string& name, const std::vector<std::int64_t>& shape, float* dst) { src.read(name, shape, dst); });
   m.source = dir.string() + "#xxh3:" + hex64(src.content_hash());
   return m;
 }

@@ -1,6 +1,8 @@
 #include "tracer/model.hpp"
 
 #include <cmath>
+#include <cstdint>
+#include <limits>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -25,6 +27,9 @@ void ModelConfig::validate(const std::string& where) const {
   if (n_heads % n_kv_heads != 0)
     fail<ModelError>(where, ": n_heads ", n_heads, " is not a multiple of n_kv_heads ", n_kv_heads);
   if (head_dim % 2 != 0) fail<ModelError>(where, ": head_dim ", head_dim, " must be even for RoPE");
+  // q_dim() (and kv_dim(), not larger) is an int product; a shape whose product overflows is corrupt.
+  if (static_cast<std::int64_t>(n_heads) * head_dim > std::numeric_limits<int>::max())
+    fail<ModelError>(where, ": n_heads ", n_heads, " * head_dim ", head_dim, " is out of range");
   if (!(norm_eps > 0) || !(rope_theta > 0))
     fail<ModelError>(where, ": norm_eps and rope_theta must be positive");
 }

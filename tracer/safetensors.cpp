@@ -64,8 +64,7 @@ const SafetensorInfo& SafetensorsFile::info(const std::string& name) const {
   return it->second;
 }
 
-void SafetensorsFile::read_f32(const std::string& name, const std::vector<std::int64_t>& expected_shape,
-                               float* dst) const {
+std::size_t SafetensorsFile::check_shape(const std::string& name, const std::vector<std::int64_t>& expected_shape) const {
   const SafetensorInfo& t = info(name);
   if (t.shape != expected_shape)
     fail<ModelError>(path_.string(), ": tensor ", name, " has shape ", shape_str(t.shape), ", expected ",
@@ -77,6 +76,13 @@ void SafetensorsFile::read_f32(const std::string& name, const std::vector<std::i
   if (n * esize != t.end - t.begin)
     fail<ModelError>(path_.string(), ": tensor ", name, " occupies ", t.end - t.begin, " bytes, its shape needs ",
                      n * esize);
+  return n;
+}
+
+void SafetensorsFile::read_f32(const std::string& name, const std::vector<std::int64_t>& expected_shape,
+                               float* dst) const {
+  const std::size_t n = check_shape(name, expected_shape);
+  const SafetensorInfo& t = info(name);
   if (n == 0) return;  // an empty tensor: nothing to convert, and dst may be null (memcpy forbids it)
   const std::byte* src = map_.data() + data_offset_ + t.begin;
   if (t.dtype == "F32") std::memcpy(dst, src, n * 4);

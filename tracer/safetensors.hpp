@@ -26,6 +26,9 @@ class SafetensorsFile {
 
   bool contains(const std::string& name) const { return tensors_.count(name) != 0; }
   const SafetensorInfo& info(const std::string& name) const;
+  // Throws ModelError unless tensor `name` exists, has this shape and a dtype read_f32
+  // converts, and its bytes match the shape; returns its element count.
+  std::size_t check_shape(const std::string& name, const std::vector<std::int64_t>& expected_shape) const;
   // Converts tensor `name` to fp32 into dst (row-major), checking its shape.
   void read_f32(const std::string& name, const std::vector<std::int64_t>& expected_shape, float* dst) const;
   const std::filesystem::path& path() const { return path_; }

@@ -1,6 +1,7 @@
 #include "traces/hdf5_io.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 
 #include "core/error.hpp"
@@ -57,6 +58,13 @@ Handle make_storage_type(KvStorage storage) {
     case KvStorage::kFp16: break;
   }
   return make_half_type();
+}
+
+bool has_signature(std::span<const std::byte> image) {
+  static constexpr unsigned char kSignature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  for (std::size_t at = 0; at <= image.size() && image.size() - at >= sizeof kSignature; at = at == 0 ? 512 : 2 * at)
+    if (std::memcmp(image.data() + at, kSignature, sizeof kSignature) == 0) return true;
+  return false;
 }
 
 Handle make_fixed_utf8_type(std::size_t bytes) {

@@ -4,6 +4,7 @@
 // and the HDF5 object path on failure.
 #include <cstddef>
 #include <cstdint>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,10 @@ inline constexpr std::size_t kMaxChunkBytes = std::size_t{256} << 20;
 // "[4,100,8]"
 std::string dims_to_string(const Dims& dims);
 std::size_t element_count(const Dims& dims);
+
+// True when the HDF5 signature is where the library looks for a superblock: byte 0, 512, 1024,
+// 2048, … of the file (here a whole file image). H5Fis_hdf5 does this check for files by name.
+bool has_signature(std::span<const std::byte> image);
 
 // Throws TraceError "file: object<what>" followed by HDF5's own reason when it has one.
 [[noreturn]] void fail_hdf5(const std::string& file, const std::string& object, const std::string& what);

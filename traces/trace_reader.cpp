@@ -135,6 +135,31 @@ TraceReader::TraceReader(std::filesystem::path path)
     std::string detail = h5::error_detail();
     fail<TraceError>(f, ": cannot be opened (truncated or corrupt?)", detail.empty() ? "" : " (HDF5: " + detail + ")");
   }
+  read_metadata();
+}
+
+TraceReader::TraceReader(std::span<const std::byte> image, std::string label)
+    : path_(label), file_label_(std::move(label)), impl_(std::make_unique<Impl>()) {
+  const std::string& f = file_label_;
+  h5::LibraryLock lock(h5::library_mutex());
+  h5::silence_errors();
+  if (!h5::has_signature(image)) fail<TraceError>(f, ": not an HDF5 file");
+  // The core driver without a backing store serves every read from its own copy of the image.
+  h5::Handle fapl = h5::plist_handle(H5Pcreate(H5P_FILE_ACCESS));
+  if (!fapl || H5Pset_evict_on_close(fapl.get(), 1) < 0 || H5Pset_fapl_core(fapl.get(), 64 * 1024, 0) < 0 ||
+      H5Pset_file_image(fapl.get(), const_cast<std::byte*>(image.data()), image.size()) < 0)
+    h5::fail_hdf5(f, "/", ": cannot set file access properties");
+  impl_->file = h5::file_handle(H5Fopen(f.c_str(), H5F_ACC_RDONLY, fapl.get()));
+  if (!impl_->file) {
+    std::string detail = h5::error_detail();
+    fail<TraceError>(f, ": cannot be opened (truncated or corrupt?)", detail.empty() ? "" : " (HDF5: " + detail + ")");
+  }
+  read_metadata();
+}
+
+// Caller holds library_mutex().
+void TraceReader::read_metadata() {
+  const std::string& f = file_label_;
   hid_t root = impl_->file.get();
 
   // The version before any string: it says whether strings may be variable-length (1, 2).

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -22,6 +23,11 @@ class TraceReader {
   // Opens read-only. Throws TraceError for a missing, non-HDF5 or truncated file, another
   // format, an unsupported format_version, or bad /model metadata.
   explicit TraceReader(std::filesystem::path path);
+  // The same on a trace file's bytes held in memory (HDF5's core driver on a file image, no
+  // file touched; the fuzz target feeds inputs this way). `label` stands for the path in errors
+  // and path(); it must not name an existing file (the core driver refuses to open an image
+  // under the name of one).
+  TraceReader(std::span<const std::byte> image, std::string label);
   TraceReader(const TraceReader&) = delete;
   TraceReader& operator=(const TraceReader&) = delete;
   ~TraceReader();
@@ -55,6 +61,8 @@ class TraceReader {
 
  private:
   struct Impl;
+  // The metadata checks and the prompt index, once the file is open (both constructors).
+  void read_metadata();
   const PromptMeta& prompt(std::size_t prompt_index) const;
   void check_layer(int layer) const;
   h5::Integrity integrity() const;
