@@ -827,6 +827,7 @@ TEST_CASE("trace: value_wo_l1 is ‖W_O^h v_i‖₁ of the values as stored, opt
   norms[3] = -0.5f;
   v.value_wo_l1 = norms;
   CHECK_THROWS_WITH(w.write_layer(0, v), Catch::Contains("/layers/0/value_wo_l1") && Catch::Contains("negative"));
+}
 
 TEST_CASE("trace: a file image in memory reads as the file does, with the same checks", "[trace]") {
   // The fuzz target (fuzz/trace.cpp) reads its inputs this way: HDF5's core driver on the bytes.
