@@ -12,6 +12,8 @@ echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short=12 HEAD 2>/dev/nu
 gguf="${KVSIM_MODELS:-$HOME/.cache/kvsim/models}/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
 "$bin/bench_prefill" "$threads" 2048 3 "$gguf"
 "$bin/bench_prefill" "$threads" 512 3 "$gguf"
+# llama.cpp's prefill on the same GGUF (F32 and Q4_1), interleaved with the tracer's: ratios.
+bash bench/llama_cpp.sh "$threads"
 for b in "$bin"/bench_*; do
   case "$(basename "$b")" in bench_gemm|bench_prefill|bench_cuda_prefill) continue ;; esac
   "$b" --threads "$threads"
