@@ -5,7 +5,9 @@
 # repository; converts the SmolLM2-135M GGUF (scripts/get-model.sh smollm2-135m) to F32; then,
 # ROUNDS times, runs llama-bench on F32 and on Q4_1 interleaved with bench_prefill on the same
 # GGUF (record on), at 512 and 2,048 tokens, and prints kvsim's tok/s as ratios to llama.cpp's
-# (each ratio uses the best of the rounds on both sides).
+# (best of 3 repetitions within a round and best over the rounds, on both sides). llama.cpp runs
+# with its defaults (OpenMP threads that spin while waiting, which a busy machine slows more than
+# kvsim's oneTBB workers: state the load with the figures).
 # Prints one "skipped" line and exits 0 when something it needs is missing or fails to build.
 # Usage: bench/llama_cpp.sh [THREADS (default 2)] [ROUNDS (default 3)] — from the repository
 # root, after the release build. Environment: KVSIM_LLAMA_CPP (cache folder, default
@@ -49,10 +51,12 @@ if [ ! -f "$f32" ]; then
 fi
 
 echo "bench llama.cpp: $("$build/bin/llama-bench" --version 2>&1 | head -1); llama-cpp-python $version sdist; threads $threads; $rounds interleaved rounds"
-# llama-bench's markdown row ends "| pp2048 | 431.12 ± 3.40 |": keep the mean.
+# The best of llama-bench's 3 repetitions ("samples_ts": [...] of its JSON line), as
+# bench_prefill reports the best of 3: on a shared machine the best run is the least disturbed.
 llama() {  # llama() MODEL TOKENS -> tok/s
-  "$build/bin/llama-bench" -m "$1" -p "$2" -n 0 -t "$threads" -r 3 -o md 2>/dev/null |
-    awk -F'|' -v p="pp$2" '$0 ~ p { gsub(/ /, "", $(NF-1)); split($(NF-1), a, "±"); print a[1] }'
+  "$build/bin/llama-bench" -m "$1" -p "$2" -n 0 -t "$threads" -r 3 -o jsonl 2>/dev/null |
+    sed -n 's/.*"samples_ts": *\[\([^]]*\)\].*/\1/p' | tr ',' '\n' |
+    awk '$1 + 0 > m { m = $1 + 0 } END { print m + 0 }'
 }
 # bench_prefill's line "SmolLM2-135M GGUF (fp32) T= 2048  forward ... record (...)  406.1 tok/s".
 kvsim() {  # kvsim() TOKENS -> record-on tok/s

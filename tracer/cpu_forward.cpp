@@ -110,10 +110,11 @@ namespace {
 // Causal attention of n new queries (absolute positions pos0..pos0+n-1) against the cache's
 // first pos0+n positions. Writes out [n, H*d]. Parallel over (head, query block); column sums
 // are accumulated per block and reduced in block order, so they too are deterministic.
-// keep: this layer's [Hkv, keep_len] flags or null (ForwardOptions::keep).
+// keep: this layer's [Hkv, keep_len] flags or null (ForwardOptions::keep). kv_packed: scratch
+// for the packed keys and values, reused across layers.
 void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const float* values, int capacity,
                int pos0, int colsum_len, const std::uint8_t* keep, int keep_len, MatrixRM& out,
-               std::vector<float>& colsum) {
+               std::vector<float>& colsum, std::vector<PackedWeights>& kv_packed) {
   const int n = static_cast<int>(q.rows()), d = c.head_dim, H = c.n_heads, G = c.group_size();
   const int qd = c.q_dim();
   constexpr int kQueryBlock = 64;
@@ -127,11 +128,14 @@ void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const
 
   // Keys and values of every KV head packed once for linear_block: keys as the weights of
   // Q·Kᵀ [pos0 + n keys, d], values as those of P·V (Vᵀ [d, pos0 + n]).
-  std::vector<PackedWeights> kp(c.n_kv_heads), vp(c.n_kv_heads);
+  kv_packed.resize(2 * static_cast<std::size_t>(c.n_kv_heads));
+  const PackedWeights* kp = kv_packed.data();
+  const PackedWeights* vp = kv_packed.data() + c.n_kv_heads;
   tbb::parallel_for(0, 2 * c.n_kv_heads, [&](int i) {
-    const int g = i / 2;
-    const float* src = (i % 2 ? values : keys) + static_cast<std::ptrdiff_t>(g) * capacity * d;
-    (i % 2 ? vp : kp)[g] = PackedWeights(ConstMapMatrixRM(src, pos0 + n, d), i % 2 == 1);
+    const int g = i % c.n_kv_heads;
+    const bool v = i >= c.n_kv_heads;
+    const float* src = (v ? values : keys) + static_cast<std::ptrdiff_t>(g) * capacity * d;
+    kv_packed[i].assign(ConstMapMatrixRM(src, pos0 + n, d), v);
   });
   tbb::parallel_for(tbb::blocked_range<int>(0, H * n_blocks), [&](const tbb::blocked_range<int>& range) {
     MatrixRM scores;
@@ -216,6 +220,7 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
   LayerScratch s;
   const LinearFn product = [this](const MatrixRM& in, const MatrixRM& w, MatrixRM& out) { linear(in, packed(w), out); };
   std::vector<float> colsum;
+  std::vector<PackedWeights> kv_packed;
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = model_.layers[l];
     layer_qkv(c, w, x, pos0, 1, s, product);
@@ -230,7 +235,7 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
       }
     const std::uint8_t* keep =
         options.keep.empty() ? nullptr : options.keep.data() + static_cast<std::size_t>(l) * Hkv * options.keep_len;
-    attention(c, s.q, kc, vc, cache.capacity(), pos0, options.colsum_len, keep, options.keep_len, s.att, colsum);
+    attention(c, s.q, kc, vc, cache.capacity(), pos0, options.colsum_len, keep, options.keep_len, s.att, colsum, kv_packed);
     if (observer) {
       LayerActivations act;
       act.layer = l;

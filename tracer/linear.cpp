@@ -67,8 +67,9 @@ Eigen::Index column_tile(Eigen::Index in) {
 
 }  // namespace
 
-PackedWeights::PackedWeights(Eigen::Ref<const MatrixRM> w, bool transposed)
-    : out_(transposed ? w.cols() : w.rows()), in_(transposed ? w.rows() : w.cols()) {
+void PackedWeights::assign(Eigen::Ref<const MatrixRM> w, bool transposed) {
+  out_ = transposed ? w.cols() : w.rows();
+  in_ = transposed ? w.rows() : w.cols();
   const Eigen::Index panels = (out_ + kPanel - 1) / kPanel;
   data_.assign(static_cast<std::size_t>(panels * in_ * kPanel), 0.0f);
   tbb::parallel_for(Eigen::Index{0}, panels, [&](Eigen::Index p) {

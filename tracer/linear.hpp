@@ -16,7 +16,9 @@ class PackedWeights {
  public:
   PackedWeights() = default;
   // From W [out, in]; or, transposed, from Wᵀ [in, out] (e.g. attention's values [len, d]).
-  explicit PackedWeights(Eigen::Ref<const MatrixRM> w, bool transposed = false);
+  explicit PackedWeights(Eigen::Ref<const MatrixRM> w, bool transposed = false) { assign(w, transposed); }
+  // Repacks in place, reusing the memory (attention packs every layer's keys and values).
+  void assign(Eigen::Ref<const MatrixRM> w, bool transposed = false);
   Eigen::Index rows() const { return out_; }
   Eigen::Index cols() const { return in_; }
   const float* panel(Eigen::Index p) const { return data_.data() + p * in_ * kPanel; }
