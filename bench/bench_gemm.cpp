@@ -13,8 +13,8 @@ using namespace kvsim;
 int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   std::printf("bench_gemm: threads=%d (GFLOP/s, best of 3)\n", threads);
-  const double core = bench::fma_peak_gflops(1), all = threads > 1 ? bench::fma_peak_gflops(threads) : core;
-  std::printf("peak: FMA (%s) %.1f GFLOP/s per core, %.1f on %d threads\n", bench::kFmaIsa, core, all, threads);
+  const bench::FmaPeak peak = bench::fma_peak(threads);
+  bench::print_fma_peak(threads, peak);
   struct Shape {
     int n, in, out;
     const char* what;
@@ -26,14 +26,14 @@ int main(int argc, char** argv) {
                 // 6 budgets: one policy's rows, and 13 policies' rows stacked (issue 14).
                 {192, 4096, 4096, "W_O, 1 policy"},     {2496, 4096, 4096, "W_O, 13 policies"}};
   std::printf("  %-20s %-30s %8s %8s %8s %8s   %s\n", "shape", "[n x in]·[out x in]^T", "kvsim", "Eigen-sp", "Eigen-1",
-              "OpenBLAS", "kvsim/best  best/FMA peak");
+              "OpenBLAS", "kvsim/best, best/(threads x per-core FMA peak)");
   for (const auto& s : shapes) {
     const bench::GemmRates g = bench::sgemm_rates(s.n, s.in, s.out, threads);
     char dims[64];
     std::snprintf(dims, sizeof dims, "[%d x %d]·[%d x %d]^T", s.n, s.in, s.out, s.in);
     std::printf("  %-20s %-30s %8.1f %8.1f %8.1f %8s   %.2f  %.0f%% (%s)\n", s.what, dims, g.kvsim, g.eigen_split,
                 g.eigen_one, bench::openblas_rate(g).c_str(), g.kvsim / g.best(),
-                all > 0 ? 100.0 * g.best() / all : 0.0, g.best_name());
+                peak.idle > 0 ? 100.0 * g.best() / peak.idle : 0.0, g.best_name());
   }
   return 0;
 }

@@ -147,15 +147,43 @@ inline std::string openblas_rate(const GemmRates& g) {
   return buf;
 }
 
-// One line: the FMA peak per core and on `threads` threads, and the best SGEMM at the shape.
+// OpenBLAS's kernel family (its CPU detection, or OPENBLAS_CORETYPE: bench/run.sh), or "none".
+inline std::string openblas_core() {
+#ifdef KVSIM_HAVE_OPENBLAS
+  return openblas_get_corename();
+#else
+  return "none";
+#endif
+}
+
+// The FMA peak on `threads` threads and the capacity those threads would have on idle cores
+// (threads × the one-core peak): on a shared machine the first is what this run could get.
+struct FmaPeak {
+  double core = 0, measured = 0, idle = 0;
+};
+inline FmaPeak fma_peak(int threads) {
+  FmaPeak p;
+  p.core = fma_peak_gflops(1);
+  p.measured = threads > 1 ? fma_peak_gflops(threads) : p.core;
+  p.idle = threads * p.core;
+  return p;
+}
+
+inline void print_fma_peak(int threads, const FmaPeak& p) {
+  std::printf("peak: FMA (%s) %.1f GFLOP/s per core; on %d threads %.1f measured, %.1f = %d x per core; OpenBLAS kernels: %s\n",
+              kFmaIsa, p.core, threads, p.measured, p.idle, threads, openblas_core().c_str());
+}
+
+// The FMA peak, then one line with the best SGEMM at the shape as a fraction of it.
 inline GemmRates print_peak(int threads, int n, int in, int out) {
-  const double core = fma_peak_gflops(1), all = threads > 1 ? fma_peak_gflops(threads) : core;
+  const FmaPeak p = fma_peak(threads);
+  print_fma_peak(threads, p);
   const GemmRates g = sgemm_rates(n, in, out, threads);
   std::printf(
-      "peak: FMA (%s) %.1f GFLOP/s per core, %.1f on %d threads | SGEMM [%d x %d]·[%d x %d]^T on %d threads, GFLOP/s: "
-      "kvsim linear %.1f, Eigen split %.1f, Eigen 1 thread %.1f, OpenBLAS %s; best %.1f (%s) = %.0f%% of FMA peak\n",
-      kFmaIsa, core, all, threads, n, in, out, in, threads, g.kvsim, g.eigen_split, g.eigen_one,
-      openblas_rate(g).c_str(), g.best(), g.best_name(), all > 0 ? 100.0 * g.best() / all : 0.0);
+      "peak: SGEMM [%d x %d]·[%d x %d]^T on %d threads, GFLOP/s: kvsim linear %.1f, Eigen split %.1f, Eigen 1 thread "
+      "%.1f, OpenBLAS %s; best %.1f (%s) = %.0f%% of %d x per-core FMA peak\n",
+      n, in, out, in, threads, g.kvsim, g.eigen_split, g.eigen_one, openblas_rate(g).c_str(), g.best(), g.best_name(),
+      p.idle > 0 ? 100.0 * g.best() / p.idle : 0.0, threads);
   return g;
 }
 

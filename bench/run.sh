@@ -6,6 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=build/release
 threads=${KVSIM_BENCH_THREADS:-2}
+# OpenBLAS (the peak lines' baseline, bench/peak.hpp) 0.3.21 does not know Zen 5 and would take
+# its AVX2 (Haswell) kernels: on an AVX-512 CPU ask for its AVX-512 ones.
+if grep -q -w avx512f /proc/cpuinfo; then export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SkylakeX}; fi
 echo "# $(date -u +%Y-%m-%dT%H:%M:%SZ) $(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown) $(nproc) cores"
 "$bin/bench_gemm" "$threads"
 # SmolLM2-135M's real weights when scripts/get-model.sh has fetched them.
