@@ -78,6 +78,7 @@ struct ReplayArgs {
   std::uint64_t seed = 0;
   int threads = 0;
   bool overwrite = false, quiet = false;
+  std::string projection = "fp32";
   void add_to(po::options_description& opts);
   ReplayOptions replay_options() const;  // parses policies and budgets (InputError when bad)
 };

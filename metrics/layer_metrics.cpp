@@ -3,8 +3,10 @@
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "core/error.hpp"
+#include "core/gemm_bf16.hpp"
 #include "core/matrix.hpp"
 
 namespace kvsim {
@@ -99,78 +101,65 @@ struct Cut {
 // Above it the dropped side's cancellation costs at most 20 of double's 53 bits.
 constexpr double kMinDroppedSideShare = 0x1p-20;
 
-// The prompt part of the continuation attention transposed, [H, T, M]: a token's M weights
-// are contiguous, so gathering a kept token reads one row instead of M cache lines T + M
-// floats apart. Built once per layer and shared by every selection.
+// The prompt part of the continuation attention transposed, [Hkv, T, G, M]: the M weights of
+// every query head of a KV head's group on one token are one contiguous row of G·M, so gathering
+// a kept token for the whole group reads one row instead of G·M cache lines T + M floats apart.
+// Built once per layer and shared by every selection.
 std::vector<float> prompt_attention_by_token(const Shape& s, const LayerData& ly) {
   std::vector<float> a_t(static_cast<std::size_t>(s.H) * s.T * s.M);
   for (int h = 0; h < s.H; ++h)
     for (int t = 0; t < s.M; ++t) {
       const float* row = ly.cont_attn.data() + (static_cast<std::size_t>(h) * s.M + t) * s.N;
-      float* col = a_t.data() + static_cast<std::size_t>(h) * s.T * s.M + t;
-      for (int i = 0; i < s.T; ++i) col[static_cast<std::size_t>(i) * s.M] = row[i];
+      float* col = a_t.data() + (static_cast<std::size_t>(h / s.G) * s.T * s.G + h % s.G) * s.M + t;
+      const std::size_t stride = static_cast<std::size_t>(s.G) * s.M;
+      for (int i = 0; i < s.T; ++i) col[i * stride] = row[i];
     }
   return a_t;
 }
 
-// δ of every budget of `sel` into `delta` [nb*M, H*d] (zero on entry) and Σ_{h,t} recall into
-// recall_sum [nb]; a_t from prompt_attention_by_token. Returns the flops spent.
+// δ of the budgets b of `sel` with block[b] >= 0 into rows block[b]*M … of `delta` [blocks*M,
+// H*d] (zero on entry) and their Σ_{h,t} recall into recall_sum[b]; the other budgets are
+// skipped. a_t from prompt_attention_by_token. Returns the flops spent.
+//
+// A KV head's query heads share its values and the policy's order, so each range of tokens is
+// gathered once for the whole group: one [k, G·M]ᵀ · [k, d] product in double per range.
 double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& ref, const Selection& sel,
-                    const float* a_t, Eigen::Ref<RowMajorF> delta, std::span<double> recall_sum) {
-  const int nb = sel.n_budgets(), Hd = s.H * s.d, l = ref.layer;
-  KVSIM_CHECK(sel.T() == s.T && delta.rows() == static_cast<Eigen::Index>(nb) * s.M && delta.cols() == Hd &&
-              static_cast<int>(recall_sum.size()) == nb);
+                    const float* a_t, std::span<const int> block, RowMajorF& delta, std::span<double> recall_sum) {
+  const int nb = sel.n_budgets(), Hd = s.H * s.d, l = ref.layer, GM = s.G * s.M;
+  KVSIM_CHECK(sel.T() == s.T && delta.cols() == Hd && static_cast<int>(recall_sum.size()) == nb &&
+              static_cast<int>(block.size()) == nb);
   double flops = 0;
-  Eigen::VectorXd z(s.M);
-  RowMajorD acc(s.M, s.d), gathered_a, gathered_v;  // gathered_a [k, M], gathered_v [k, d]
-  Eigen::VectorXd z_part(s.M);
-  std::vector<double> kept_mass;  // [cuts, M] Σ_{j∈S} a_j of each cut
+  RowMajorD acc(GM, s.d), gathered_a, gathered_v;  // acc [G·M, d] (row k·M + t: head g·G + k), gathered_a [k, G·M], gathered_v [k, d]
+  Eigen::VectorXd z(GM), z_part(GM);
+  std::vector<double> kept_mass;  // [G, cuts, M] Σ_{j∈S} a_j of each head and cut
+  std::vector<std::size_t> split(s.G);  // per head of the group: its cuts below split are summed from the kept side
   for (int g = 0; g < s.Hkv; ++g) {
     const ConstMapMatrixRM v(ly.values.data() + static_cast<std::size_t>(g) * s.N * s.d, s.N, s.d);
+    const float* a_g = a_t + static_cast<std::size_t>(g) * s.T * GM;  // [T, G·M]
     for (int o = 0; o < sel.n_orders(); ++o) {
       std::vector<Cut> cuts;
       for (int b = 0; b < nb; ++b)
-        if (sel.shared_order() || b == o) cuts.push_back({sel.count(b, l, g), b});
+        if ((sel.shared_order() || b == o) && block[b] >= 0) cuts.push_back({sel.count(b, l, g), b});
+      if (cuts.empty()) continue;
       std::sort(cuts.begin(), cuts.end(), [](const Cut& x, const Cut& y) { return x.count < y.count || (x.count == y.count && x.budget < y.budget); });
+      const std::size_t nc_cuts = cuts.size();
       const auto order = sel.order(o, l, g);
-      for (int h = g * s.G; h < (g + 1) * s.G; ++h) {
-        const ConstMapMatrixRM a(a_t + static_cast<std::size_t>(h) * s.T * s.M, s.T, s.M);  // [T, M]
-        const ConstMapRowMajorD nc(ref.n_cont.data() + static_cast<std::size_t>(h) * s.M * s.d, s.M, s.d);
-        const ConstStridedMapD o_ref(ref.o.data() + static_cast<std::size_t>(h) * s.d, s.M, s.d, Eigen::OuterStride<>(Hd));
+      // Kept prompt mass z_S = Σ_{j∈S} a_j of every head and cut, summed from the front in
+      // double: the recall (non-decreasing in the kept count whatever the rounding), and the
+      // surviving mass z_S + z_cont that both sides divide by.
+      kept_mass.assign(static_cast<std::size_t>(s.G) * nc_cuts * s.M, 0.0);
+      for (int k = 0; k < s.G; ++k) {
+        const int h = g * s.G + k;
         const double* zt = ref.z_total.data() + static_cast<std::size_t>(h) * s.M;
         const double* zp = ref.z_prompt.data() + static_cast<std::size_t>(h) * s.M;
         const double* zc = ref.z_cont.data() + static_cast<std::size_t>(h) * s.M;
-        // Adds the tokens order[from..to) into acc (Σ a v) and z (Σ a), in double: either side
-        // is a difference from o at the end, which fp32 sums would leave at ~1e-7 of |o|.
-        auto add_range = [&](int from, int to) {
-          const int k = to - from;
-          if (k <= 0) return;
-          gathered_a.resize(k, s.M);
-          gathered_v.resize(k, s.d);
-          for (int j = 0; j < k; ++j) {
-            const int i = order[from + j];
-            gathered_a.row(j) = a.row(i).cast<double>();
-            gathered_v.row(j) = v.row(i).cast<double>();
-          }
-          acc.noalias() += gathered_a.transpose() * gathered_v;
-          // Σ over the range first, then added to z: the same additions in the same order as
-          // summing each t's row of the untransposed gather.
-          z_part.setZero();
-          for (int j = 0; j < k; ++j)
-            for (int t = 0; t < s.M; ++t) z_part[t] += gathered_a(j, t);
-          z += z_part;
-          flops += 2.0 * s.M * k * s.d;
-        };
-        // Kept prompt mass z_S = Σ_{j∈S} a_j of every cut, summed from the front in double: the
-        // recall (non-decreasing in the kept count whatever the rounding), and the surviving
-        // mass z_S + z_cont that both sides divide by.
-        kept_mass.assign(cuts.size() * s.M, 0.0);
-        for (std::size_t c = 0, at = 0; c < cuts.size(); ++c) {
-          double* zs = kept_mass.data() + c * s.M;
+        double* head_mass = kept_mass.data() + static_cast<std::size_t>(k) * nc_cuts * s.M;
+        for (std::size_t c = 0, at = 0; c < nc_cuts; ++c) {
+          double* zs = head_mass + c * s.M;
           if (c > 0) std::copy_n(zs - s.M, s.M, zs);
           for (; static_cast<int>(at) < cuts[c].count; ++at) {
-            const int i = order[at];
-            for (int t = 0; t < s.M; ++t) zs[t] += a(i, t);
+            const float* row = a_g + static_cast<std::size_t>(order[at]) * GM + static_cast<std::size_t>(k) * s.M;
+            for (int t = 0; t < s.M; ++t) zs[t] += row[t];
           }
           // Clamped at 1 so rounding of the two sums cannot push a near-full set above the
           // full one; the full set is exactly 1.
@@ -185,33 +174,80 @@ double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& r
         auto dropped_side = [&](std::size_t c) {
           if (2 * cuts[c].count <= s.T) return false;
           for (int t = 0; t < s.M; ++t)
-            if (kept_mass[c * s.M + t] + zc[t] < kMinDroppedSideShare * zt[t]) return false;
+            if (head_mass[c * s.M + t] + zc[t] < kMinDroppedSideShare * zt[t]) return false;
           return true;
         };
-        // Small counts: sum the kept tokens, front to back.
-        acc.setZero();
-        z.setZero();
-        int at = 0;
-        std::size_t split = 0;
-        for (; split < cuts.size() && !dropped_side(split); ++split) {
-          add_range(at, cuts[split].count);
-          at = cuts[split].count;
-          auto d_rows = delta.block(static_cast<Eigen::Index>(cuts[split].budget) * s.M, static_cast<Eigen::Index>(h) * s.d, s.M, s.d);
-          for (int t = 0; t < s.M; ++t) d_rows.row(t) = ((acc.row(t) + nc.row(t)) / (z[t] + zc[t]) - o_ref.row(t)).cast<float>();
+        split[k] = 0;
+        while (split[k] < nc_cuts && !dropped_side(split[k])) ++split[k];
+      }
+      // Adds the tokens order[from..to) into acc (Σ a v) and z (Σ a) of every head of the group,
+      // in double: either side is a difference from o at the end, which fp32 sums would leave at
+      // ~1e-7 of |o|.
+      auto add_range = [&](int from, int to) {
+        const int k = to - from;
+        if (k <= 0) return;
+        gathered_a.resize(k, GM);
+        gathered_v.resize(k, s.d);
+        for (int j = 0; j < k; ++j) {
+          const int i = order[from + j];
+          gathered_a.row(j) = Eigen::Map<const Eigen::RowVectorXf>(a_g + static_cast<std::size_t>(i) * GM, GM).cast<double>();
+          gathered_v.row(j) = v.row(i).cast<double>();
         }
-        // Large counts: sum the dropped tokens, back to front; δ = (o·z_D − n_D) / (z_S + z_cont),
-        // the denominator Z − z_D taken from the front sum, where it does not cancel.
-        acc.setZero();
-        z.setZero();
-        at = s.T;
-        for (std::size_t c = cuts.size(); c-- > split;) {
-          add_range(cuts[c].count, at);
-          at = std::min(at, cuts[c].count);
-          if (cuts[c].count >= s.T) continue;  // nothing dropped: δ stays exactly 0
-          auto d_rows = delta.block(static_cast<Eigen::Index>(cuts[c].budget) * s.M, static_cast<Eigen::Index>(h) * s.d, s.M, s.d);
-          const double* zs = kept_mass.data() + c * s.M;
-          for (int t = 0; t < s.M; ++t)
-            d_rows.row(t) = ((o_ref.row(t) * z[t] - acc.row(t)) / (zs[t] + zc[t])).cast<float>();
+        acc.noalias() += gathered_a.transpose() * gathered_v;
+        // Σ over the range first, then added to z: the same additions in the same order as
+        // summing each t's row of the untransposed gather.
+        z_part.setZero();
+        for (int j = 0; j < k; ++j)
+          for (int c = 0; c < GM; ++c) z_part[c] += gathered_a(j, c);
+        z += z_part;
+        flops += 2.0 * GM * k * s.d;
+      };
+      auto head_rows = [&](std::size_t c, int k) {
+        return delta.block(static_cast<Eigen::Index>(block[cuts[c].budget]) * s.M,
+                           static_cast<Eigen::Index>(g * s.G + k) * s.d, s.M, s.d);
+      };
+      // Small counts: sum the kept tokens, front to back, for every head that takes them so.
+      const std::size_t kept_end = *std::max_element(split.begin(), split.end());
+      acc.setZero();
+      z.setZero();
+      int at = 0;
+      for (std::size_t c = 0; c < kept_end; ++c) {
+        add_range(at, cuts[c].count);
+        at = cuts[c].count;
+        for (int k = 0; k < s.G; ++k) {
+          if (c >= split[k]) continue;
+          const int h = g * s.G + k;
+          const ConstMapRowMajorD nc(ref.n_cont.data() + static_cast<std::size_t>(h) * s.M * s.d, s.M, s.d);
+          const ConstStridedMapD o_ref(ref.o.data() + static_cast<std::size_t>(h) * s.d, s.M, s.d, Eigen::OuterStride<>(Hd));
+          const double* zc = ref.z_cont.data() + static_cast<std::size_t>(h) * s.M;
+          auto d_rows = head_rows(c, k);
+          for (int t = 0; t < s.M; ++t) {
+            const int r = k * s.M + t;
+            d_rows.row(t) = ((acc.row(r) + nc.row(t)) / (z[r] + zc[t]) - o_ref.row(t)).cast<float>();
+          }
+        }
+      }
+      // Large counts: sum the dropped tokens, back to front; δ = (o·z_D − n_D) / (z_S + z_cont),
+      // the denominator Z − z_D taken from the front sum, where it does not cancel.
+      const std::size_t dropped_begin = *std::min_element(split.begin(), split.end());
+      acc.setZero();
+      z.setZero();
+      at = s.T;
+      for (std::size_t c = nc_cuts; c-- > dropped_begin;) {
+        add_range(cuts[c].count, at);
+        at = std::min(at, cuts[c].count);
+        if (cuts[c].count >= s.T) continue;  // nothing dropped: δ stays exactly 0
+        for (int k = 0; k < s.G; ++k) {
+          if (c < split[k]) continue;
+          const int h = g * s.G + k;
+          const ConstStridedMapD o_ref(ref.o.data() + static_cast<std::size_t>(h) * s.d, s.M, s.d, Eigen::OuterStride<>(Hd));
+          const double* zc = ref.z_cont.data() + static_cast<std::size_t>(h) * s.M;
+          const double* zs = kept_mass.data() + (static_cast<std::size_t>(k) * nc_cuts + c) * s.M;
+          auto d_rows = head_rows(c, k);
+          for (int t = 0; t < s.M; ++t) {
+            const int r = k * s.M + t;
+            d_rows.row(t) = ((o_ref.row(t) * z[r] - acc.row(r)) / (zs[t] + zc[t])).cast<float>();
+          }
         }
       }
     }
@@ -219,25 +255,86 @@ double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& r
   return flops;
 }
 
-// The metrics of every budget of `sel` from its rows of δ [nb*M, H*d] and W_O δ [nb*M, D]
-// (row b*M + t), in a fixed order of operations.
-void finish_metrics(const Shape& s, const LayerReference& ref, const Selection& sel, const float* delta,
-                    const float* projected, std::span<const double> recall_sum, std::span<LayerMetrics> out) {
-  const int nb = sel.n_budgets(), Hd = s.H * s.d, l = ref.layer;
-  for (int b = 0; b < nb; ++b) {
-    double e = 0, ev = 0;
+// The metrics of budget b of `sel` from its rows of δ [M, H*d] and W_O δ [M, D] (row t), in a
+// fixed order of operations; both null when δ = 0 (every prompt token kept).
+LayerMetrics finish_metrics(const Shape& s, const LayerReference& ref, const Selection& sel, int b, const float* delta,
+                            const float* projected, double recall_sum) {
+  const int Hd = s.H * s.d;
+  double e = 0, ev = 0;
+  if (delta)
     for (int t = 0; t < s.M; ++t) {
-      const std::size_t row = static_cast<std::size_t>(b) * s.M + t;
-      if (ref.wo_norm[t] != 0) e += ordered_norm(projected + row * s.D, s.D) / ref.wo_norm[t];
-      if (ref.o_norm[t] != 0) ev += ordered_norm(delta + row * Hd, Hd) / ref.o_norm[t];
+      if (ref.wo_norm[t] != 0) e += ordered_norm(projected + static_cast<std::size_t>(t) * s.D, s.D) / ref.wo_norm[t];
+      if (ref.o_norm[t] != 0) ev += ordered_norm(delta + static_cast<std::size_t>(t) * Hd, Hd) / ref.o_norm[t];
     }
-    out[b].out_err = s.M > 0 ? e / s.M : 0.0;
-    out[b].out_err_value = s.M > 0 ? ev / s.M : 0.0;
-    out[b].recall = s.M > 0 ? recall_sum[b] / (static_cast<double>(s.M) * s.H) : 1.0;
-    long kept = 0;
-    for (int g = 0; g < s.Hkv; ++g) kept += sel.count(b, l, g);
-    out[b].kept = kept;
+  LayerMetrics m;
+  m.out_err = s.M > 0 ? e / s.M : 0.0;
+  m.out_err_value = s.M > 0 ? ev / s.M : 0.0;
+  m.recall = s.M > 0 ? recall_sum / (static_cast<double>(s.M) * s.H) : 1.0;
+  for (int g = 0; g < s.Hkv; ++g) m.kept += sel.count(b, ref.layer, g);
+  return m;
+}
+
+std::uint64_t mix64(std::uint64_t x) {  // splitmix64's finaliser
+  x += 0x9e3779b97f4a7c15ULL;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+  return x ^ (x >> 31);
+}
+
+// Which (selection, budget) points of a stack need their own δ rows on layer l. Identical kept
+// sets give identical δ (it depends on the set, not the order), so a point whose kept sets equal
+// an earlier point's on every KV head shares that point's rows, and a point that keeps every
+// prompt token of every KV head has δ = 0 and needs none: block[point] = the row block it reads
+// (kZero for none), owner[point] = whether it computes that block.
+constexpr int kZero = -1;
+struct StackRows {
+  std::vector<int> block;   // [points]
+  std::vector<char> owner;  // [points]
+  int n_blocks = 0;
+};
+
+StackRows plan_stack_rows(std::span<const Selection* const> selections, int l, int T) {
+  struct Point {
+    const Selection* sel;
+    int b;
+    std::uint64_t key;
+  };
+  std::vector<Point> points;
+  for (const Selection* sel : selections)
+    for (int b = 0; b < sel->n_budgets(); ++b) {
+      // Order-independent: a sum over the kept tokens, per KV head with its count.
+      std::uint64_t key = 0;
+      bool full = true;
+      for (int g = 0; g < sel->n_kv_heads(); ++g) {
+        const auto kept = sel->kept(b, l, g);
+        std::uint64_t set = 0;
+        for (const std::int32_t i : kept) set += mix64(static_cast<std::uint64_t>(i));
+        key = mix64(key ^ mix64(set + (static_cast<std::uint64_t>(kept.size()) << 32) + static_cast<std::uint64_t>(g)));
+        full = full && static_cast<int>(kept.size()) >= T;
+      }
+      points.push_back({sel, b, full ? 0 : key | 1});  // key 0: δ = 0
+    }
+  auto same_sets = [&](const Point& x, const Point& y) {
+    std::vector<std::int32_t> a, c;
+    for (int g = 0; g < x.sel->n_kv_heads(); ++g) {
+      const auto kx = x.sel->kept(x.b, l, g), ky = y.sel->kept(y.b, l, g);
+      if (kx.size() != ky.size()) return false;
+      a.assign(kx.begin(), kx.end()), c.assign(ky.begin(), ky.end());
+      std::sort(a.begin(), a.end()), std::sort(c.begin(), c.end());
+      if (a != c) return false;
+    }
+    return true;
+  };
+  StackRows r;
+  r.block.assign(points.size(), kZero);
+  r.owner.assign(points.size(), 0);
+  for (std::size_t p = 0; p < points.size(); ++p) {
+    if (points[p].key == 0) continue;
+    for (std::size_t q = 0; q < p && r.block[p] == kZero; ++q)
+      if (r.owner[q] && points[q].key == points[p].key && same_sets(points[q], points[p])) r.block[p] = r.block[q];
+    if (r.block[p] == kZero) r.block[p] = r.n_blocks++, r.owner[p] = 1;
   }
+  return r;
 }
 
 }  // namespace
@@ -253,40 +350,57 @@ double layer_metrics_stacked(const PromptView& view, const LayerReference& ref, 
   const Shape s(view);
   const LayerData& ly = view.layers[ref.layer];
   const int Hd = s.H * s.d;
-  std::vector<Eigen::Index> first_row;  // selection k's rows of δ start at first_row[k]
-  Eigen::Index rows = 0;
   std::size_t n_out = 0;
-  for (const Selection* sel : selections) {
-    first_row.push_back(rows);
-    rows += static_cast<Eigen::Index>(sel->n_budgets()) * s.M;
-    n_out += static_cast<std::size_t>(sel->n_budgets());
-  }
+  for (const Selection* sel : selections) n_out += static_cast<std::size_t>(sel->n_budgets());
   KVSIM_CHECK(out.size() == n_out, "layer_metrics: ", out.size(), " outputs for ", n_out, " budgets");
-  KVSIM_CHECK(wo_delta.empty() || wo_delta.size() == static_cast<std::size_t>(rows) * s.D, "layer_metrics: wo_delta size");
-  RowMajorF delta = RowMajorF::Zero(rows, Hd);  // [Σ nb*M, H*d], the selections' blocks in order
+  KVSIM_CHECK(wo_delta.empty() || wo_delta.size() == n_out * s.M * s.D, "layer_metrics: wo_delta size");
+  const StackRows plan = plan_stack_rows(selections, ref.layer, s.T);
+  const Eigen::Index rows = static_cast<Eigen::Index>(plan.n_blocks) * s.M;
+  RowMajorF delta = RowMajorF::Zero(rows, Hd);  // [blocks*M, H*d], the distinct points' δ in stack order
   const std::vector<float> a_t = prompt_attention_by_token(s, ly);
   std::vector<double> recall_sum(n_out, 0.0);
+  std::vector<int> own_block;  // per budget of one selection: its block where it computes one, else skip
   double flops = 0;
   for (std::size_t k = 0, at = 0; k < selections.size(); ++k) {
     const int nb = selections[k]->n_budgets();
-    flops += layer_deltas(s, ly, ref, *selections[k], a_t.data(), delta.middleRows(first_row[k], static_cast<Eigen::Index>(nb) * s.M),
-                          std::span(recall_sum).subspan(at, nb));
+    own_block.assign(nb, kZero);
+    for (int b = 0; b < nb; ++b)
+      if (plan.owner[at + b]) own_block[b] = plan.block[at + b];
+    flops += layer_deltas(s, ly, ref, *selections[k], a_t.data(), own_block, delta, std::span(recall_sum).subspan(at, nb));
     at += nb;
   }
-  // One GEMM for the whole stack: the dominant term (2·rows·H·d·D flops), and a tall product
-  // runs near the machine's GEMM peak where one per selection (a few hundred rows against the
-  // whole of W_O) spends a large part of its time packing W_O. Rows are independent, and the
+  // One GEMM for the distinct points' rows: the dominant term (2·rows·H·d·D flops), and a tall
+  // product runs near the machine's GEMM peak where one per selection (a few hundred rows against
+  // the whole of W_O) spends a large part of its time packing W_O. Rows are independent, and the
   // stacking depends only on the inputs, so the bytes do not depend on the thread count.
   const ConstMapMatrixRM wo(ly.w_o.data(), s.D, Hd);
-  std::vector<float> local(wo_delta.empty() ? static_cast<std::size_t>(rows) * s.D : 0);
-  Eigen::Map<RowMajorF> projected(wo_delta.empty() ? local.data() : wo_delta.data(), rows, s.D);  // [Σ nb*M, D]
-  projected.noalias() = delta * wo.transpose();
+  const bool direct = !wo_delta.empty() && static_cast<std::size_t>(plan.n_blocks) == n_out;  // no sharing: project in place
+  std::vector<float> local(direct ? 0 : static_cast<std::size_t>(rows) * s.D);
+  Eigen::Map<RowMajorF> projected(direct ? wo_delta.data() : local.data(), rows, s.D);  // [blocks*M, D]
+  if (rows > 0 && ly.w_o_bf16) {
+    KVSIM_CHECK(ly.w_o_bf16->rows() == s.D && ly.w_o_bf16->cols() == Hd, "layer_metrics: packed W_O shape");
+    gemm_bf16_nt(delta.data(), static_cast<int>(rows), Hd, Hd, *ly.w_o_bf16, projected.data(), s.D);
+  } else {
+    projected.noalias() = delta * wo.transpose();
+  }
   flops += 2.0 * static_cast<double>(rows) * Hd * s.D;
+  const std::size_t md = static_cast<std::size_t>(s.M) * s.D;
+  std::vector<double> block_recall(plan.n_blocks, 0.0);
+  for (std::size_t p = 0; p < n_out; ++p)
+    if (plan.owner[p]) block_recall[plan.block[p]] = recall_sum[p];
   for (std::size_t k = 0, at = 0; k < selections.size(); ++k) {
-    const int nb = selections[k]->n_budgets();
-    finish_metrics(s, ref, *selections[k], delta.data() + first_row[k] * Hd, projected.data() + first_row[k] * s.D,
-                   std::span<const double>(recall_sum).subspan(at, nb), out.subspan(at, nb));
-    at += nb;
+    for (int b = 0; b < selections[k]->n_budgets(); ++b, ++at) {
+      const int blk = plan.block[at];
+      if (blk == kZero) {
+        out[at] = finish_metrics(s, ref, *selections[k], b, nullptr, nullptr, static_cast<double>(s.M) * s.H);
+        if (!wo_delta.empty()) std::fill_n(wo_delta.begin() + at * md, md, 0.0f);
+        continue;
+      }
+      const float* proj = projected.data() + static_cast<std::size_t>(blk) * md;
+      out[at] = finish_metrics(s, ref, *selections[k], b, delta.data() + static_cast<std::size_t>(blk) * s.M * Hd, proj,
+                               block_recall[blk]);
+      if (!wo_delta.empty() && !direct) std::copy_n(proj, md, wo_delta.begin() + at * md);
+    }
   }
   return flops;
 }

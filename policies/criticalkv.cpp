@@ -5,30 +5,26 @@
 #include <limits>
 #include <tbb/parallel_for.h>
 
-#include "core/matrix.hpp"
+#include "core/value_norm.hpp"
 #include "policies/score_utils.hpp"
 
 namespace kvsim {
 
 namespace {
 
-// n[i] = reduce over the query heads h of KV head g of ‖W_O^h v_i‖₁, for the T prompt tokens.
+// n[i] = reduce over the query heads h of KV head g of ‖W_O^h v_i‖₁, for the T prompt tokens:
+// the trace's recorded `value_wo_l1` when it has one, else computed here by the same function
+// (core/value_norm.hpp) on the same values, so the bytes do not depend on which.
 void projected_value_l1(const PromptView& v, int l, int g, GroupReduce reduce, std::vector<float>& n) {
-  const int H = v.n_heads, G = v.group_size(), T = v.T, N = v.T + v.M, d = v.head_dim, D = v.hidden;
+  const int H = v.n_heads, G = v.group_size(), T = v.T;
   const LayerData& ly = v.layers[l];
-  KVSIM_CHECK(ly.w_o.size() == static_cast<std::size_t>(D) * H * d, "prompt ", v.id, ": w_o missing for layer ", l);
   std::vector<float> per_head(static_cast<std::size_t>(G) * T);  // [G, T]
-  constexpr int kChunk = 256;  // token rows per GEMM: bounds the [rows, D] buffer
-  MatrixRM x;
-  for (int k = 0; k < G; ++k) {
-    const int h = g * G + k;
-    const ConstStridedMap w_h(ly.w_o.data() + static_cast<std::size_t>(h) * d, D, d, Eigen::OuterStride<>(H * d));  // [D, d]
-    for (int i0 = 0; i0 < T; i0 += kChunk) {
-      const int rows = std::min(kChunk, T - i0);
-      const ConstMapMatrixRM vals(ly.values.data() + (static_cast<std::size_t>(g) * N + i0) * d, rows, d);  // [rows, d]
-      x.noalias() = vals * w_h.transpose();  // [rows, D]
-      for (int r = 0; r < rows; ++r) per_head[static_cast<std::size_t>(k) * T + i0 + r] = x.row(r).cwiseAbs().sum();
-    }
+  if (!ly.value_wo_l1.empty()) {
+    KVSIM_CHECK(ly.value_wo_l1.size() == static_cast<std::size_t>(H) * T, "prompt ", v.id, ": value_wo_l1 size, layer ", l);
+    std::copy_n(ly.value_wo_l1.begin() + static_cast<std::ptrdiff_t>(g) * G * T, per_head.size(), per_head.begin());
+  } else {
+    KVSIM_CHECK(ly.w_o.size() == static_cast<std::size_t>(v.hidden) * H * v.head_dim, "prompt ", v.id, ": w_o missing for layer ", l);
+    value_wo_l1({H, v.n_kv_heads, v.head_dim, v.hidden, T, T + v.M}, ly.values, ly.w_o, g * G, G, per_head);
   }
   n.resize(T);
   reduce_group(per_head, G, 1, T, reduce, n);

@@ -15,13 +15,24 @@ void causal_attention(const float* q, int rows, int first_pos, const float* k, i
   Eigen::Map<MatrixRM> logits(out, rows, n_keys);
   logits.noalias() = Map(q, rows, d) * Map(k, n_keys, d).transpose();
   const float scale = 1.0f / std::sqrt(static_cast<float>(d));
+  // exp on 16 lanes at a time through a fixed-size Eigen array (its vectorised exp): every key
+  // takes the same path whatever the buffer's address (a Map would peel its unaligned head with
+  // the scalar exp, whose last bit differs), and the tail is padded with -inf (exp 0). The sum
+  // runs in key order.
+  using Lanes = Eigen::Array<float, 16, 1>;
+  Lanes x;
   for (int r = 0; r < rows; ++r) {
     float* row = out + static_cast<std::size_t>(r) * n_keys;
     const int visible = std::min(n_keys, first_pos + r + 1);
     float mx = -std::numeric_limits<float>::infinity();
     for (int j = 0; j < visible; ++j) mx = std::max(mx, row[j] * scale);
     float sum = 0.0f;
-    for (int j = 0; j < visible; ++j) sum += (row[j] = std::exp(row[j] * scale - mx));
+    for (int j0 = 0; j0 < visible; j0 += 16) {
+      const int n = std::min(16, visible - j0);
+      for (int i = 0; i < 16; ++i) x[i] = i < n ? row[j0 + i] * scale - mx : -std::numeric_limits<float>::infinity();
+      x = x.exp();
+      for (int i = 0; i < n; ++i) sum += (row[j0 + i] = x[i]);
+    }
     const float inv = 1.0f / sum;
     for (int j = 0; j < visible; ++j) row[j] *= inv;
     for (int j = visible; j < n_keys; ++j) row[j] = 0.0f;
@@ -66,8 +77,9 @@ PromptView PromptTensors::view() const {
     const LayerTensors& s = layers[l];
     LayerData& o = v.layers[l];
     o.keys = s.keys, o.values = s.values, o.q_window = s.q_window, o.q_cont = s.q_cont;
-    o.attn_colsum = s.attn_colsum, o.window_attn = s.window_attn, o.cont_attn = s.cont_attn;
+    o.attn_colsum = s.attn_colsum, o.value_wo_l1 = s.value_wo_l1, o.window_attn = s.window_attn, o.cont_attn = s.cont_attn;
     if (w_o && l < w_o->size()) o.w_o = (*w_o)[l];
+    if (w_o_bf16 && l < w_o_bf16->size()) o.w_o_bf16 = &(*w_o_bf16)[l];
   }
   return v;
 }

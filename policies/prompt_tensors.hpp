@@ -4,6 +4,7 @@
 #include <memory>
 #include <vector>
 
+#include "core/gemm_bf16.hpp"
 #include "policies/prompt_view.hpp"
 
 namespace kvsim {
@@ -14,6 +15,7 @@ struct LayerTensors {
   std::vector<float> q_window;     // [H, W, d]
   std::vector<float> q_cont;       // [H, M, d]
   std::vector<float> attn_colsum;  // [H, T]
+  std::vector<float> value_wo_l1;  // [H, T] or empty (not recorded)
   std::vector<float> window_attn;  // [H, W, T] derived
   std::vector<float> cont_attn;    // [H, M, T+M] derived
 };
@@ -26,6 +28,7 @@ struct PromptTensors {
   std::vector<LayerTensors> layers;                          // [L]
   std::vector<float> prompt_logprob;                         // [T]
   std::shared_ptr<const std::vector<std::vector<float>>> w_o;  // [L][D, H*d], shared by a trace's prompts
+  std::shared_ptr<const std::vector<PackedBf16>> w_o_bf16;     // [L] or null: W_O for bf16 projections
 
   // Fills window_attn (when window) and cont_attn (when cont) for every layer, in parallel
   // over (layer, head). Checks every tensor's size first.

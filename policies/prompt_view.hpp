@@ -11,6 +11,10 @@
 #include "core/model_shape.hpp"
 
 namespace kvsim {
+class PackedBf16;
+}
+
+namespace kvsim {
 
 struct LayerData {
   std::span<const float> keys;         // [Hkv, T+M, d] post-RoPE
@@ -19,6 +23,8 @@ struct LayerData {
   std::span<const float> q_cont;       // [H, M, d]
   std::span<const float> attn_colsum;  // [H, T] Σ over prompt queries
   std::span<const float> w_o;          // [D, H*d] this layer's output projection
+  const PackedBf16* w_o_bf16 = nullptr;  // w_o rounded to bf16 and packed, when the replay projects in bf16
+  std::span<const float> value_wo_l1;  // [H, T] ‖W_O^h v_i‖₁ when the trace records it, else empty
   // Derived by the simulator:
   std::span<const float> window_attn;  // [H, W, T] softmax of window queries over prompt keys (causal)
   std::span<const float> cont_attn;    // [H, M, T+M] softmax of continuation queries (causal)

@@ -22,6 +22,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import script_venv  # scripts/, beside this file
+
 REPO = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("KVSIM_VENV", Path.home() / ".cache" / "kvsim-venv"))
 PACKAGES = ["gguf==0.19.0", "numpy"]
@@ -32,24 +34,7 @@ DEFAULT_TEXT = REPO.parent / "shared" / "data" / "paul_graham_essays" / "worked.
 
 def ensure_venv():
     """Re-executes this script inside a venv that has gguf and numpy."""
-    try:
-        import gguf  # noqa: F401
-        import numpy  # noqa: F401
-        return
-    except ImportError:
-        pass
-    python = VENV / "bin" / "python"
-    if Path(sys.prefix).resolve() == VENV.resolve():
-        sys.exit(f"verify-gguf: {VENV} lacks gguf/numpy even after installing them")
-    if not python.exists():
-        print(f"verify-gguf: creating {VENV}", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    probe = subprocess.run([str(python), "-c", "import gguf, numpy"], capture_output=True)
-    if probe.returncode != 0:
-        print(f"verify-gguf: installing {' '.join(PACKAGES)} into {VENV}", file=sys.stderr)
-        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *PACKAGES],
-                       check=True)
-    os.execv(str(python), [str(python), __file__, *sys.argv[1:]])
+    script_venv.ensure_venv(VENV, PACKAGES, ["gguf", "numpy"], "verify-gguf")
 
 
 # ---------------------------------------------------------------- the reference model

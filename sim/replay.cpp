@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <future>
 #include <ctime>
 #include <cmath>
 #include <limits>
@@ -54,12 +55,28 @@ Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
     if (needs_.colsum && !r.has_dataset(0, "layers/0/attn_colsum"))
       fail<InputError>(file, ": dataset /prompts/", r.prompts()[0].id, "/layers/0/attn_colsum is missing (needed by h2o)");
     w_o_.push_back(read_all_w_o(r));
+    if (options_.projection == ProjectionPrecision::kBf16) {
+      auto packed = std::make_shared<std::vector<PackedBf16>>();
+      packed->reserve(w_o_.back()->size());
+      for (const auto& w : *w_o_.back()) packed->emplace_back(w.data(), mi.hidden, mi.n_heads * mi.head_dim);
+      w_o_bf16_.push_back(std::move(packed));
+    } else {
+      w_o_bf16_.push_back(nullptr);
+    }
     classifier_.push_back(r.has_classifier() ? std::make_shared<const std::vector<float>>(r.read_classifier()) : nullptr);
     final_norm_.push_back(r.read_final_norm());
   }
 }
 
 Replay::~Replay() = default;
+
+const char* projection_name(ProjectionPrecision p) { return p == ProjectionPrecision::kBf16 ? "bf16" : "fp32"; }
+
+ProjectionPrecision parse_projection(const std::string& text, const std::string& option) {
+  if (text == "fp32") return ProjectionPrecision::kFp32;
+  if (text == "bf16") return ProjectionPrecision::kBf16;
+  fail<InputError>(option, ": '", text, "' is not a precision (fp32 or bf16)");
+}
 
 std::size_t Replay::total_prompts() const {
   std::size_t n = 0;
@@ -79,11 +96,12 @@ std::uint64_t prompt_seed(std::uint64_t seed, const std::filesystem::path& trace
   return derive_seed(seed, hash_bytes(std::as_bytes(std::span(key.data(), key.size()))));
 }
 
-PromptTensors load_prompt(const TraceReader& reader, std::size_t prompt, const PolicyNeeds& needs,
-                          std::shared_ptr<const std::vector<std::vector<float>>> w_o, std::uint64_t seed) {
+ReadPrompt read_prompt(const TraceReader& reader, std::size_t prompt, const PolicyNeeds& needs,
+                       std::shared_ptr<const std::vector<std::vector<float>>> w_o, std::uint64_t seed) {
   const PromptMeta& meta = reader.prompts()[prompt];
   const ModelInfo& model = reader.model();
-  PromptTensors pt;
+  ReadPrompt out;
+  PromptTensors& pt = out.tensors;
   pt.id = meta.id, pt.task = meta.task;
   pt.n_layers = model.n_layers, pt.n_heads = model.n_heads, pt.n_kv_heads = model.n_kv_heads;
   pt.head_dim = model.head_dim, pt.hidden = model.hidden;
@@ -96,21 +114,31 @@ PromptTensors load_prompt(const TraceReader& reader, std::size_t prompt, const P
     LayerTensors& ly = pt.layers[l];
     ly.keys = std::move(rec.keys), ly.values = std::move(rec.values);
     ly.q_window = std::move(rec.q_window), ly.q_cont = std::move(rec.q_cont);
-    ly.attn_colsum = std::move(rec.attn_colsum);
+    ly.attn_colsum = std::move(rec.attn_colsum), ly.value_wo_l1 = std::move(rec.value_wo_l1);
   });
-  if (needs.prompt_logprob) pt.prompt_logprob = reader.read_outputs(prompt).prompt_logprob;
-  pt.derive_attention(needs.window > 0, true);
+  out.outputs = reader.read_outputs(prompt);
+  if (needs.prompt_logprob) pt.prompt_logprob = out.outputs.prompt_logprob;
+  return out;
+}
+
+void derive_prompt_attention(PromptTensors& tensors, const PolicyNeeds& needs) {
+  tensors.derive_attention(needs.window > 0, true);
+}
+
+PromptTensors load_prompt(const TraceReader& reader, std::size_t prompt, const PolicyNeeds& needs,
+                          std::shared_ptr<const std::vector<std::vector<float>>> w_o, std::uint64_t seed) {
+  PromptTensors pt = read_prompt(reader, prompt, needs, std::move(w_o), seed).tensors;
+  derive_prompt_attention(pt, needs);
   return pt;
 }
 
 std::unique_ptr<LogitEstimator> make_logit_estimator(const TraceReader& reader, std::size_t prompt,
-                                                     const std::vector<float>* classifier,
+                                                     const PromptOutputs& outs, const std::vector<float>* classifier,
                                                      const std::vector<float>& final_norm) {
   // The logit-space estimate needs the final residual and the classifier (optional datasets).
-  if (!classifier || !reader.has_dataset(prompt, "cont_residual")) return nullptr;
+  if (!classifier || outs.cont_residual.empty()) return nullptr;
   const PromptMeta& meta = reader.prompts()[prompt];
   const ModelInfo& model = reader.model();
-  const PromptOutputs outs = reader.read_outputs(prompt);
   LogitEstimateInput in;
   in.T = meta.n_prompt, in.M = meta.n_cont, in.D = model.hidden, in.V = model.vocab, in.K = meta.topk;
   in.cont_residual = outs.cont_residual, in.final_norm = final_norm, in.norm_eps = model.norm_eps;
@@ -118,7 +146,25 @@ std::unique_ptr<LogitEstimator> make_logit_estimator(const TraceReader& reader, 
   return std::make_unique<LogitEstimator>(in);
 }
 
+ReadPrompt Replay::read(std::size_t trace, std::size_t prompt) const {
+  const TraceReader& reader = *readers_[trace];
+  ReadPrompt data = read_prompt(reader, prompt, needs_, w_o_[trace],
+                                prompt_seed(options_.seed, options_.traces[trace], reader.prompts()[prompt].id));
+  data.tensors.w_o_bf16 = w_o_bf16_[trace];
+  return data;
+}
+
 PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto c0 = std::clock();
+  ReadPrompt data = read(trace, prompt);
+  return replay_read(trace, prompt, std::move(data),
+                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
+                     static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC);
+}
+
+PromptResult Replay::replay_read(std::size_t trace, std::size_t prompt, ReadPrompt data, double read_wall,
+                                 double read_cpu) const {
   const TraceReader& reader = *readers_[trace];
   const PromptMeta& meta = reader.prompts()[prompt];
   const ModelInfo& model = reader.model();
@@ -133,12 +179,12 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
     wall = std::chrono::duration<double>(t1 - t0).count(), cpu = static_cast<double>(c1 - c0) / CLOCKS_PER_SEC;
     t0 = t1, c0 = c1;
   };
-  const PromptTensors pt =
-      load_prompt(reader, prompt, needs_, w_o_[trace], prompt_seed(options_.seed, options_.traces[trace], meta.id));
-  const PromptView view = pt.view();
-
   PromptResult result;
-  mark(result.seconds.load, result.cpu_seconds.load);
+  result.seconds.read = read_wall, result.cpu_seconds.read = read_cpu;
+  PromptTensors& pt = data.tensors;
+  derive_prompt_attention(pt, needs_);
+  const PromptView view = pt.view();
+  mark(result.seconds.attention, result.cpu_seconds.attention);
   result.trace = trace, result.meta = &meta;
   result.n_layers = model.n_layers, result.n_kv_heads = model.n_kv_heads, result.head_dim = model.head_dim;
   const BudgetPlan plan = options_.budgets.resolve(meta.n_prompt, file + ": prompt " + meta.id);
@@ -156,7 +202,8 @@ PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const 
   tbb::parallel_for(0, L, [&](int l) { refs[l] = layer_reference(view, l); });
   mark(result.seconds.reference, result.cpu_seconds.reference);
 
-  const std::unique_ptr<LogitEstimator> logit = make_logit_estimator(reader, prompt, classifier_[trace].get(), final_norm_[trace]);
+  const std::unique_ptr<LogitEstimator> logit =
+      make_logit_estimator(reader, prompt, data.outputs, classifier_[trace].get(), final_norm_[trace]);
   const std::size_t md = static_cast<std::size_t>(meta.n_cont) * model.hidden;
   std::vector<float> wo_delta(logit ? static_cast<std::size_t>(L) * P * B * md : 0);  // [L, P, B, M, D]
 
@@ -240,8 +287,26 @@ double estimated_delta_nll(const PromptResult& result, int p, int b) {
 }
 
 void Replay::run(const std::function<void(const PromptResult&)>& on_prompt) const {
+  // The next prompt is read (HDF5, decompression, conversion) on its own thread while this one is
+  // replayed: reading is mostly serial (libhdf5's lock), the replay mostly parallel, so the read
+  // fills cores the replay leaves idle. One prompt ahead at most (memory: two prompts' raw tensors).
+  std::vector<std::pair<std::size_t, std::size_t>> order;
   for (std::size_t t = 0; t < readers_.size(); ++t)
-    for (std::size_t i = 0; i < readers_[t]->prompts().size(); ++i) on_prompt(replay_prompt(t, i));
+    for (std::size_t i = 0; i < readers_[t]->prompts().size(); ++i) order.emplace_back(t, i);
+  auto read_async = [&](std::size_t k) {
+    return std::async(std::launch::async, [this, t = order[k].first, i = order[k].second] { return read(t, i); });
+  };
+  std::future<ReadPrompt> next;
+  if (!order.empty()) next = read_async(0);
+  for (std::size_t k = 0; k < order.size(); ++k) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto c0 = std::clock();
+    ReadPrompt data = next.get();  // rethrows a read error here, in order
+    const double wait = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double wait_cpu = static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC;
+    if (k + 1 < order.size()) next = read_async(k + 1);
+    on_prompt(replay_read(order[k].first, order[k].second, std::move(data), wait, wait_cpu));
+  }
 }
 
 }  // namespace kvsim

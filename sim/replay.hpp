@@ -21,12 +21,20 @@
 
 namespace kvsim {
 
+enum class ProjectionPrecision { kFp32, kBf16 };
+const char* projection_name(ProjectionPrecision p);
+ProjectionPrecision parse_projection(const std::string& text, const std::string& option);  // "fp32" | "bf16", else InputError
+
 struct ReplayOptions {
   std::vector<std::filesystem::path> traces;
   std::vector<std::string> policies;  // spec strings
   BudgetSweep budgets = BudgetSweep::tokens({64});
   std::uint64_t seed = 0;             // mixed into every prompt's seed (random policy)
   bool keep_selections = false;       // hand kept sets to the sink (--dump-kept)
+  // Precision of the W_O projection of the output errors (the replay's largest GEMM): fp32, or
+  // bf16 inputs with fp32 accumulation (core/gemm_bf16.hpp; ~2.8x faster where the CPU has
+  // AVX512-BF16, metrics within ~1e-4 relative of fp32: docs/metrics.md, "Projection precision").
+  ProjectionPrecision projection = ProjectionPrecision::kFp32;
 };
 
 // Everything computed for one prompt.
@@ -43,11 +51,13 @@ struct PromptResult {
                                        // trace lacks /model/classifier or the prompt's cont_residual
   std::vector<double> dnll_est_kl;     // its second-order part alone, ½Var_q(Δz) ≈ KL(full‖compressed); NaN likewise
   double flops = 0;                   // metric arithmetic, for benchmarks
-  // Seconds of the replay's phases, for benchmarks (never written to results): read and
-  // derive attention, select, layer references, layer metrics, logit estimates. Wall time, and
-  // the process's CPU time (all threads; steadier than wall on a shared machine).
+  // Seconds of the replay's phases, for benchmarks (never written to results): read (HDF5 read
+  // and decompression, conversion to fp32, checks; in Replay::run, where the next prompt is read
+  // while this one is replayed, only the wait for it), derive attention, select, layer
+  // references, layer metrics, logit estimates. Wall time, and the process's CPU time (all
+  // threads; steadier than wall on a shared machine, but it includes a read ahead running alongside).
   struct Phases {
-    double load = 0, select = 0, reference = 0, metrics = 0, estimate = 0;
+    double read = 0, attention = 0, select = 0, reference = 0, metrics = 0, estimate = 0;
   } seconds, cpu_seconds;
 
   const LayerMetrics& at(int p, int l, int b) const {
@@ -69,16 +79,26 @@ std::shared_ptr<const std::vector<std::vector<float>>> read_all_w_o(const TraceR
 // A prompt's seed from the job seed, the trace's file name and the prompt id (not from the
 // order of the command line).
 std::uint64_t prompt_seed(std::uint64_t seed, const std::filesystem::path& trace, const std::string& prompt_id);
-// One prompt's tensors as policies and metrics see them: every layer read once (parallel over
-// layers), prompt_logprob when `needs` asks for it, the window attention derived when a
-// policy reads it and the continuation attention always (the metrics read it).
+// One prompt as read from its trace, each dataset once: every layer (parallel over layers) and
+// the per-prompt outputs (prompt_logprob also into the tensors when `needs` asks for it). No
+// attention derived yet.
+struct ReadPrompt {
+  PromptTensors tensors;
+  PromptOutputs outputs;
+};
+ReadPrompt read_prompt(const TraceReader& reader, std::size_t prompt, const PolicyNeeds& needs,
+                       std::shared_ptr<const std::vector<std::vector<float>>> w_o, std::uint64_t seed);
+// Derives what policies and metrics read: the window attention when a policy reads it and the
+// continuation attention always (the metrics read it).
+void derive_prompt_attention(PromptTensors& tensors, const PolicyNeeds& needs);
+// read_prompt + derive_prompt_attention: one prompt's tensors as policies and metrics see them.
 PromptTensors load_prompt(const TraceReader& reader, std::size_t prompt, const PolicyNeeds& needs,
                           std::shared_ptr<const std::vector<std::vector<float>>> w_o, std::uint64_t seed);
 
-// The logit-space Δ-NLL estimator of one prompt (docs/metrics.md), or null when the trace
-// lacks /model/classifier (pass null) or the prompt's cont_residual.
+// The logit-space Δ-NLL estimator of one prompt (docs/metrics.md) from its outputs, or null when
+// the trace lacks /model/classifier (pass null) or the prompt's cont_residual.
 std::unique_ptr<LogitEstimator> make_logit_estimator(const TraceReader& reader, std::size_t prompt,
-                                                     const std::vector<float>* classifier,
+                                                     const PromptOutputs& outputs, const std::vector<float>* classifier,
                                                      const std::vector<float>& final_norm);
 
 class Replay {
@@ -103,12 +123,17 @@ class Replay {
   PromptResult replay_prompt(std::size_t trace, std::size_t prompt) const;
 
  private:
+  ReadPrompt read(std::size_t trace, std::size_t prompt) const;
+  // The replay of a prompt already read; `read_wall`, `read_cpu`: what reading it cost (or, read
+  // ahead, what waiting for it cost).
+  PromptResult replay_read(std::size_t trace, std::size_t prompt, ReadPrompt data, double read_wall, double read_cpu) const;
   void check_finite(const PromptResult& r, const std::string& file, bool has_logit) const;
   ReplayOptions options_;
   std::vector<std::unique_ptr<Policy>> policies_;
   PolicyNeeds needs_;
   std::vector<std::unique_ptr<TraceReader>> readers_;
   std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_;  // per trace [L][D, H*d]
+  std::vector<std::shared_ptr<const std::vector<PackedBf16>>> w_o_bf16_;  // per trace [L], with ProjectionPrecision::kBf16
   // Per trace, for the logit-space estimate; null when the trace lacks /model/classifier.
   std::vector<std::shared_ptr<const std::vector<float>>> classifier_;  // [V, D]
   std::vector<std::vector<float>> final_norm_;                         // [D]

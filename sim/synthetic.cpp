@@ -173,7 +173,7 @@ void write_synthetic_trace(const std::filesystem::path& path, const SyntheticSpe
           for (int i = 0; i <= pos; ++i) cs[i] += static_cast<float>(stride) * row[i];
         }
       });
-      LayerView view{keys, values, q_window, q_cont, colsum};
+      LayerView view{keys, values, q_window, q_cont, colsum, {}};  // value_wo_l1: the writer computes it
       writer.write_layer(l, view);
     }
     PromptOutputs out;

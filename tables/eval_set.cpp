@@ -109,8 +109,10 @@ std::shared_ptr<PromptEvalData> EvalSet::load(std::size_t t, std::size_t i, Comp
   PolicyNeeds needs;
   needs.window = state ? window_ : 0;
   needs.prompt_logprob = state != nullptr;
-  data->tensors = load_prompt(r, i, needs, w_o_[t], 0);
+  ReadPrompt read = read_prompt(r, i, needs, w_o_[t], 0);
+  data->tensors = std::move(read.tensors);
   PromptTensors& pt = data->tensors;
+  derive_prompt_attention(pt, needs);
   if (state) *state = compilerkv_state(pt.view(), window_, sink_);
   // Keep what measuring kept sets reads: values, continuation attention, W_O.
   for (auto& ly : pt.layers) {
@@ -126,7 +128,7 @@ std::shared_ptr<PromptEvalData> EvalSet::load(std::size_t t, std::size_t i, Comp
     data->layer_views[l] = std::move(v);
     data->refs[l] = layer_reference(data->layer_views[l], 0);
   });
-  data->logit = make_logit_estimator(r, i, classifier_[t].get(), final_norm_[t]);
+  data->logit = make_logit_estimator(r, i, read.outputs, classifier_[t].get(), final_norm_[t]);
   if (exact_) data->exact = std::make_unique<ExactDecoder>(exact_decoder(*exact_, r, i));
   return data;
 }

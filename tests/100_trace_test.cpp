@@ -106,7 +106,7 @@ PromptData random_prompt(std::mt19937& rng, const ModelInfo& m, const std::strin
   return p;
 }
 
-LayerView view_of(const LayerRecord& r) { return {r.keys, r.values, r.q_window, r.q_cont, r.attn_colsum}; }
+LayerView view_of(const LayerRecord& r) { return {r.keys, r.values, r.q_window, r.q_cont, r.attn_colsum, {}}; }
 
 void write_prompt(TraceWriter& w, const PromptData& p) {
   w.begin_prompt(p.meta, p.tokens);
@@ -777,4 +777,52 @@ TEST_CASE("trace: traces of older kvsim (format 1 and 2, no checksums) still rea
                  Catch::Contains("delete it (or use overwrite)"));
   TraceWriter w(tmp.path, fx.model, test_producer(), fx.w_o, fx.final_norm, WriterOptions{.overwrite = true});
   CHECK_FALSE(w.resumed());
+}
+
+TEST_CASE("trace: value_wo_l1 is ‖W_O^h v_i‖₁ of the values as stored, optional, refused when negative", "[trace][criticalkv]") {
+  Fixture fx;
+  const ModelInfo& m = fx.model;
+  const int H = m.n_heads, G = H / m.n_kv_heads, d = m.head_dim, D = m.hidden, Hd = H * d;
+  for (KvStorage storage : {KvStorage::kFp16, KvStorage::kBf16, KvStorage::kFp32}) {
+    TempTrace tmp("vn");
+    fx.write_all(tmp.path, WriterOptions{.storage = storage});
+    const TraceReader r(tmp.path);
+    for (std::size_t p = 0; p < fx.prompts.size(); ++p)
+      for (int l = 0; l < m.n_layers; ++l) {
+        const LayerRecord rec = r.read_layer(p, l);
+        const int T = r.prompts()[p].n_prompt, N = T + r.prompts()[p].n_cont;
+        REQUIRE(rec.value_wo_l1.size() == static_cast<std::size_t>(H) * T);
+        // In double from the values read back (the stored precision) and the writer's W_O.
+        const float* w = fx.w_o.data() + static_cast<std::size_t>(l) * D * Hd;
+        for (int h = 0; h < H; ++h)
+          for (int i = 0; i < T; ++i) {
+            double l1 = 0, scale = 0;
+            for (int j = 0; j < D; ++j) {
+              double x = 0;
+              for (int e = 0; e < d; ++e) {
+                const double term = static_cast<double>(w[static_cast<std::size_t>(j) * Hd + h * d + e]) *
+                                    rec.values[(static_cast<std::size_t>(h / G) * N + i) * d + e];
+                x += term, scale += std::abs(term);
+              }
+              l1 += std::abs(x);
+            }
+            INFO("storage " << storage_name(storage) << " prompt " << p << " layer " << l << " head " << h << " token " << i);
+            REQUIRE(std::abs(rec.value_wo_l1[static_cast<std::size_t>(h) * T + i] - l1) <= 1e-6 * scale + 1e-30);
+          }
+      }
+  }
+  TempTrace off("off");
+  fx.write_all(off.path, WriterOptions{.value_norms = false});
+  CHECK(TraceReader(off.path).read_layer(0, 0).value_wo_l1.empty());
+  CHECK_FALSE(TraceReader(off.path).has_dataset(0, "layers/0/value_wo_l1"));
+  // A producer may supply the norms; a negative one is refused before anything is written.
+  TempTrace neg("neg");
+  TraceWriter w(neg.path, m, test_producer(), fx.w_o, fx.final_norm);
+  const PromptData& p = fx.prompts[0];
+  w.begin_prompt(p.meta, p.tokens);
+  LayerView v = view_of(p.layers[0]);
+  std::vector<float> norms(static_cast<std::size_t>(H) * p.meta.n_prompt, 1.0f);
+  norms[3] = -0.5f;
+  v.value_wo_l1 = norms;
+  CHECK_THROWS_WITH(w.write_layer(0, v), Catch::Contains("/layers/0/value_wo_l1") && Catch::Contains("negative"));
 }

@@ -288,3 +288,56 @@ TEST_CASE("stacked W_O projection of every policy equals the per-policy and kept
     }
   }
 }
+
+TEST_CASE("stacked layer metrics compute each distinct kept set once, and keeping everything costs nothing", "[metrics]") {
+  // δ depends on the kept set only: a point whose kept sets equal an earlier point's on every KV
+  // head shares its rows (no δ sums, no GEMM rows), one that keeps every token has δ = 0 and
+  // needs none. The flops returned count what was computed; the values are the same bytes.
+  test::PromptShape s;
+  s.L = 2, s.H = 8, s.Hkv = 2, s.d = 16, s.D = 96, s.T = 160, s.M = 6, s.W = 64;
+  const auto plan = test::plan_of({3, 17, 80, 120, 160});
+  const int B = static_cast<int>(plan.per_head.size());
+  const PromptTensors p = test::random_prompt(s, 31, 2.0f);
+  const PromptView v = p.view();
+  const Selection snap = make_policy("snapkv")->select(v, plan), h2o = make_policy("h2o")->select(v, plan);
+  const Selection full = make_policy("full")->select(v, plan);
+  const std::size_t md = static_cast<std::size_t>(s.M) * s.D;
+  for (int l = 0; l < s.L; ++l) {
+    const LayerReference ref = layer_reference(v, l);
+    auto run = [&](std::vector<const Selection*> stack, std::vector<LayerMetrics>& m, std::vector<float>& wo) {
+      m.assign(stack.size() * B, {});
+      wo.assign(stack.size() * B * md, -1.0f);
+      return layer_metrics_stacked(v, ref, stack, m, wo);
+    };
+    std::vector<LayerMetrics> one, two, three, f;
+    std::vector<float> one_wo, two_wo, three_wo, f_wo;
+    const double f1 = run({&snap}, one, one_wo), f2 = run({&snap, &snap}, two, two_wo);
+    const double f3 = run({&snap, &h2o, &snap}, three, three_wo), f0 = run({&full}, f, f_wo);
+    CHECK(f2 == f1);  // the copy costs nothing
+    std::vector<LayerMetrics> sh;
+    std::vector<float> sh_wo;
+    const double f_sh = run({&snap, &h2o}, sh, sh_wo), f_h2o = run({&h2o}, sh, sh_wo);
+    CHECK(f3 == f_sh);  // the second snapkv is free
+    CHECK(f_sh <= f1 + f_h2o);  // and h2o's points that keep snapkv's sets too (the window alone at small budgets)
+    for (int b = 0; b < B; ++b) {
+      INFO("layer " << l << " budget " << plan.per_head[b]);
+      for (const auto* m : {&two[B + b], &three[2 * B + b]}) {
+        CHECK(m->out_err == one[b].out_err);
+        CHECK(m->out_err_value == one[b].out_err_value);
+        CHECK(m->recall == one[b].recall);
+        CHECK(m->kept == one[b].kept);
+      }
+      CHECK(std::equal(two_wo.begin() + (B + b) * md, two_wo.begin() + (B + b + 1) * md, one_wo.begin() + b * md));
+      CHECK(std::equal(three_wo.begin() + (2 * B + b) * md, three_wo.begin() + (2 * B + b + 1) * md, one_wo.begin() + b * md));
+      // full: every prompt token kept, at every budget.
+      CHECK(f[b].out_err == 0.0);
+      CHECK(f[b].out_err_value == 0.0);
+      CHECK(f[b].recall == 1.0);
+      CHECK(f[b].kept == static_cast<long>(s.Hkv) * s.T);
+      CHECK(std::all_of(f_wo.begin() + b * md, f_wo.begin() + (b + 1) * md, [](float x) { return x == 0.0f; }));
+    }
+    // Budget T keeps everything for snapkv too: no δ rows, zero error.
+    CHECK(one[B - 1].out_err == 0.0);
+    CHECK(f0 == 0.0);  // nothing computed for full (the reference is computed once per layer, elsewhere)
+  }
+}

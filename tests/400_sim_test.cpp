@@ -10,6 +10,7 @@
 
 #include "sim/budget.hpp"
 #include "sim/replay.hpp"
+#include "sim/synthetic.hpp"
 #include "support/policy_fixture.hpp"
 #include "support/shared.hpp"
 #include "support/trace_fixture.hpp"
@@ -359,4 +360,153 @@ TEST_CASE("replay: a non-finite metric is an error naming trace, prompt, policy,
   CHECK(r.status == 1);
   CHECK(r.output.find(message) != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(tmp / "r"));
+}
+
+TEST_CASE("criticalkv: the trace's recorded value norms give the same bytes as computing them", "[sim][cli][criticalkv]") {
+  // value_wo_l1 is written from the values as stored, by the function criticalkv falls back to
+  // (core/value_norm.hpp): a trace with it and one without must replay to the same bytes.
+  const Model m = random_model(test::small_config(), 4);
+  for (KvStorage storage : {KvStorage::kFp16, KvStorage::kBf16, KvStorage::kFp32}) {
+    test::TempDir tmp;
+    std::filesystem::create_directories(tmp / "with");
+    std::filesystem::create_directories(tmp / "without");
+    test::TraceSpec spec;
+    spec.n_prompts = 2, spec.T = 96, spec.W = 64, spec.storage = storage;
+    test::write_model_trace(tmp / "with" / "a.h5", m, spec);
+    spec.value_norms = false;
+    test::write_model_trace(tmp / "without" / "a.h5", m, spec);
+    {
+      const TraceReader with(tmp / "with" / "a.h5"), without(tmp / "without" / "a.h5");
+      CHECK(with.read_layer(0, 1).value_wo_l1.size() == static_cast<std::size_t>(m.config.n_heads) * 96);
+      CHECK(without.read_layer(0, 1).value_wo_l1.empty());
+    }
+    std::string out[2];
+    for (int k = 0; k < 2; ++k) {
+      const auto dir = tmp / (k == 0 ? "with" : "without");
+      const auto r = test::run_cli("run " + (dir / "a.h5").string() +
+                                   " --policies 'criticalkv(snapkv),criticalkv(h2o):first_stage=0,criticalkv(pyramidkv)'"
+                                   " --budget 4,8,16,40 --quiet --out " + (dir / "r").string() + " --dump-kept " +
+                                   (dir / "k.csv").string());
+      INFO(r.output);
+      REQUIRE(r.status == 0);
+      out[k] = test::slurp(dir / "r" / "layers.csv") + test::slurp(dir / "r" / "summary.csv") + test::slurp(dir / "k.csv");
+    }
+    INFO("storage " << storage_name(storage));
+    CHECK(out[0] == out[1]);
+  }
+}
+
+namespace {
+
+// How far a bf16-projection replay is from the fp32 one, over all prompts, policies, budgets
+// (and layers): the largest relative deviation of out_err and dnll_est_sum, and of the
+// logit-space estimates relative to the largest magnitude among the prompt's points (the
+// first-order estimate is a signed sum that crosses zero, where no relative bound can hold).
+// out_err_value and recall have no GEMM in between and must be the same bytes.
+struct Bf16Deviation {
+  double out_err = 0, est_sum = 0, est_logit = 0, est_kl = 0;
+};
+Bf16Deviation bf16_projection_deviation(const std::filesystem::path& trace, const std::vector<int>& budgets) {
+  ReplayOptions ro;
+  ro.traces = {trace};
+  for (const auto& info : policy_registry()) ro.policies.push_back(info.wraps ? info.name + "(snapkv)" : info.name);
+  ro.budgets = BudgetSweep::tokens(budgets);
+  std::vector<PromptResult> fp32;
+  Replay(ro).run([&](const PromptResult& r) { fp32.push_back(r); });
+  ro.projection = ProjectionPrecision::kBf16;
+  std::size_t i = 0;
+  Bf16Deviation dev;
+  auto relative = [](double got, double want, double scale) { return std::abs(got - want) / std::max(scale, 1e-12); };
+  auto scale_of = [](const std::vector<double>& x) {
+    double m = 0;
+    for (double v : x) m = std::isnan(v) ? m : std::max(m, std::abs(v));
+    return m;
+  };
+  Replay(ro).run([&](const PromptResult& r) {
+    const PromptResult& f = fp32.at(i++);
+    REQUIRE(r.metrics.size() == f.metrics.size());
+    for (std::size_t k = 0; k < r.metrics.size(); ++k) {
+      INFO("metric " << k << " of prompt " << r.meta->id);
+      dev.out_err = std::max(dev.out_err, relative(r.metrics[k].out_err, f.metrics[k].out_err, std::abs(f.metrics[k].out_err)));
+      CHECK(r.metrics[k].out_err_value == f.metrics[k].out_err_value);
+      CHECK(r.metrics[k].recall == f.metrics[k].recall);
+    }
+    const double logit_scale = scale_of(f.dnll_est_logit), kl_scale = scale_of(f.dnll_est_kl);
+    for (std::size_t k = 0; k < r.dnll_est_sum.size(); ++k) {
+      dev.est_sum = std::max(dev.est_sum, relative(r.dnll_est_sum[k], f.dnll_est_sum[k], std::abs(f.dnll_est_sum[k])));
+      if (std::isnan(f.dnll_est_logit[k])) continue;
+      dev.est_logit = std::max(dev.est_logit, relative(r.dnll_est_logit[k], f.dnll_est_logit[k], logit_scale));
+      dev.est_kl = std::max(dev.est_kl, relative(r.dnll_est_kl[k], f.dnll_est_kl[k], kl_scale));
+    }
+  });
+  CHECK(i == fp32.size());
+  WARN("bf16 vs fp32 projection, largest relative deviation: out_err " << dev.out_err << ", dnll_est_sum " << dev.est_sum
+       << ", dnll_est_logit " << dev.est_logit << " and dnll_est_kl " << dev.est_kl << " (of the prompt's largest)");
+  return dev;
+}
+
+}  // namespace
+
+TEST_CASE("replay: a bf16 W_O projection at 8B width (D = 4096) is within 1e-3 relative of fp32", "[sim][gemm_bf16]") {
+  // Llama-3-8B's attention shape (32 heads, 8 KV heads, head_dim 128, hidden 4096), 2 layers:
+  // the error of ‖W_O δ‖ from bf16 inputs averages over the D outputs.
+  test::TempDir tmp;
+  SyntheticSpec spec;
+  spec.model = synthetic_shape("llama3-8b");
+  spec.model.n_layers = 2;
+  spec.T = 256, spec.M = 8, spec.W = 64, spec.n_prompts = 2;
+  write_synthetic_trace(tmp / "w.h5", spec);
+  const Bf16Deviation dev = bf16_projection_deviation(tmp / "w.h5", {8, 32, 64, 128, 200});
+  CHECK(dev.out_err > 0);  // the bf16 path did run
+  CHECK(dev.out_err <= 1e-3);
+  CHECK(dev.est_sum <= 1e-3);
+}
+
+TEST_CASE("replay: a bf16 W_O projection on small models (D = 64) stays within 5e-3 of fp32", "[sim][gemm_bf16]") {
+  test::TempDir tmp;
+  const Model m = random_model(test::small_config(), 5);
+  test::TraceSpec spec;
+  spec.T = 96, spec.W = 64;
+  test::write_model_trace(tmp / "a.h5", m, spec);
+  const Bf16Deviation dev = bf16_projection_deviation(tmp / "a.h5", {4, 16, 48, 80, 95});
+  CHECK(dev.out_err > 0);
+  CHECK(dev.out_err <= 5e-3);
+  CHECK(dev.est_sum <= 5e-3);
+  CHECK(dev.est_logit <= 5e-3);
+  CHECK(dev.est_kl <= 5e-3);
+}
+
+TEST_CASE("replay: a bf16 W_O projection on stories260K stays within 5e-3 of fp32", "[sim][gemm_bf16][shared]") {
+  KVSIM_REQUIRE_SHARED(test::shared_path("models/stories260K/stories260K.bin"));
+  test::TempDir tmp;
+  test::write_stories260k_trace(tmp / "s.h5", {0, 1, 634});
+  const Bf16Deviation dev = bf16_projection_deviation(tmp / "s.h5", {16, 64, 128, 200, 250});
+  CHECK(dev.out_err > 0);
+  CHECK(dev.out_err <= 5e-3);
+  CHECK(dev.est_sum <= 5e-3);
+  CHECK(dev.est_logit <= 5e-3);
+  CHECK(dev.est_kl <= 5e-3);
+}
+
+TEST_CASE("kvsim run --projection bf16: same bytes at 1 and 2 threads, and a bad precision is refused", "[sim][cli][gemm_bf16]") {
+  test::TempDir tmp;
+  const Model m = random_model(test::small_config(), 4);
+  test::TraceSpec spec;
+  spec.n_prompts = 3, spec.T = 96, spec.W = 64;
+  test::write_model_trace(tmp / "a.h5", m, spec);
+  const std::string base = "run " + (tmp / "a.h5").string() + " --policies all --budget 4,8,16,60 --quiet";
+  std::string out[2];
+  for (int t = 1; t <= 2; ++t) {
+    const auto dir = tmp / ("r" + std::to_string(t));
+    const auto r = test::run_cli(base + " --projection bf16 --threads " + std::to_string(t) + " --out " + dir.string());
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    out[t - 1] = test::slurp(dir / "layers.csv") + test::slurp(dir / "summary.csv");
+    CHECK(test::slurp(dir / "manifest.json").find("\"projection\": \"bf16\"") != std::string::npos);
+  }
+  CHECK(out[0] == out[1]);
+  const auto bad = test::run_cli(base + " --projection fp8 --out " + (tmp / "bad").string());
+  CHECK(bad.status != 0);
+  CHECK(bad.output.find("--projection: 'fp8' is not a precision (fp32 or bf16)") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(tmp / "bad"));
 }

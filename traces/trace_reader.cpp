@@ -297,12 +297,19 @@ LayerRecord TraceReader::read_layer(std::size_t prompt_index, int layer) const {
     q_window = read_stored(g.get(), "q_window", s, {H, W, d}, integrity(), f, object + "/q_window");      // [n_heads, W, d]
     q_cont = read_stored(g.get(), "q_cont", s, {H, M, d}, integrity(), f, object + "/q_cont");            // [n_heads, M, d]
     rec.attn_colsum = read_f32(g.get(), "attn_colsum", {H, T}, integrity(), f, object + "/attn_colsum");  // [n_heads, T]
+    if (h5::link_exists(g.get(), "value_wo_l1", f, object))  // optional (traces before it, producers without it)
+      rec.value_wo_l1 = read_f32(g.get(), "value_wo_l1", {H, T}, integrity(), f, object + "/value_wo_l1");  // [n_heads, T]
   }
   rec.keys = to_checked_float(std::move(keys), storage_, f, object + "/keys");
   rec.values = to_checked_float(std::move(values), storage_, f, object + "/values");
   rec.q_window = to_checked_float(std::move(q_window), storage_, f, object + "/q_window");
   rec.q_cont = to_checked_float(std::move(q_cont), storage_, f, object + "/q_cont");
   check_finite(rec.attn_colsum, f, object + "/attn_colsum");
+  check_finite(rec.value_wo_l1, f, object + "/value_wo_l1");
+  for (std::size_t i = 0; i < rec.value_wo_l1.size(); ++i)
+    if (rec.value_wo_l1[i] < 0)
+      fail<TraceError>(f, ": ", object, "/value_wo_l1: value ", rec.value_wo_l1[i], " at flat index ", i,
+                       " is negative (an L1 norm)");
   return rec;
 }
 

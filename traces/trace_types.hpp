@@ -79,6 +79,9 @@ struct LayerView {
   std::span<const float> q_window;     // [n_heads, W, d] post-RoPE, prompt rows T-W..T-1
   std::span<const float> q_cont;       // [n_heads, M, d] post-RoPE, rows T..T+M-1
   std::span<const float> attn_colsum;  // [n_heads, T] Σ_{q<T} A_h[q, i] over prompt queries
+  // [n_heads, T] ‖W_O^h v_i‖₁ (core/value_norm.hpp), optional: when empty, the writer computes
+  // it itself (WriterOptions::value_norms).
+  std::span<const float> value_wo_l1;
 };
 
 // One (prompt, layer) read back from a trace, converted to fp32.
@@ -88,6 +91,7 @@ struct LayerRecord {
   std::vector<float> q_window;     // [n_heads, W, d]
   std::vector<float> q_cont;       // [n_heads, M, d]
   std::vector<float> attn_colsum;  // [n_heads, T]
+  std::vector<float> value_wo_l1;  // [n_heads, T], empty when the trace does not record it
 };
 
 // Per-prompt vectors that are not per layer.

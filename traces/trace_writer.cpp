@@ -7,7 +7,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <tbb/parallel_for.h>
+
 #include "core/error.hpp"
+#include "core/half.hpp"
+#include "core/value_norm.hpp"
 #include "traces/hdf5_handle.hpp"
 #include "traces/hdf5_io.hpp"
 
@@ -131,6 +135,12 @@ TraceWriter::TraceWriter(std::filesystem::path path, const ModelInfo& model, con
   if (options.compression_level < 0 || options.compression_level > 9)
     fail<TraceError>(file_label_, ": compression level ", options.compression_level, " is not in 0..9");
   impl_->filters = {options.compression_level, options.shuffle};
+  if (options.value_norms) {
+    check_size(w_o.size(), Dims{static_cast<hsize_t>(model.n_layers), static_cast<hsize_t>(model.hidden),
+                                static_cast<hsize_t>(model.n_heads) * static_cast<hsize_t>(model.head_dim)},
+               file_label_, "/model/w_o");
+    w_o_.assign(w_o.begin(), w_o.end());
+  }
 
   h5::LibraryLock lock(h5::library_mutex());
   h5::silence_errors();
@@ -338,6 +348,19 @@ void TraceWriter::write_layer(int layer, const LayerView& view) {
   // Validate everything before touching the file: a bad view writes nothing.
   for (const Part& p : parts) check_size(p.data.size(), p.dims, f, object + "/" + p.name);
   check_finite(view.attn_colsum, f, object + "/attn_colsum");
+  std::span<const float> value_norms = view.value_wo_l1;  // [n_heads, T]
+  std::vector<float> computed;
+  if (!value_norms.empty()) {
+    check_size(value_norms.size(), Dims{H, T}, f, object + "/value_wo_l1");
+    check_finite(value_norms, f, object + "/value_wo_l1");
+    for (std::size_t i = 0; i < value_norms.size(); ++i)
+      if (value_norms[i] < 0)
+        fail<TraceError>(f, ": ", object, "/value_wo_l1: value ", value_norms[i], " at flat index ", i,
+                         " is negative (an L1 norm)");
+  } else if (options_.value_norms) {
+    computed = value_norms_as_stored(layer, view.values);
+    value_norms = computed;
+  }
 
   h5::LibraryLock lock(h5::library_mutex());
   h5::silence_errors();
@@ -358,7 +381,35 @@ void TraceWriter::write_layer(int layer, const LayerView& view) {
     h5::write_dataset(layer_group.get(), p.name, impl_->stored_type.get(), p.dims, bits, impl_->filters, f,
                       part_object);
   }
+  if (!value_norms.empty())
+    h5::write_dataset(layer_group.get(), "value_wo_l1", H5T_NATIVE_FLOAT, Dims{H, T}, value_norms.data(),
+                      impl_->filters, f, object + "/value_wo_l1");
   layers_done_[static_cast<std::size_t>(layer)] = true;
+}
+
+std::vector<float> TraceWriter::value_norms_as_stored(int layer, std::span<const float> values) const {
+  // The values a reader gets back (rounded to the storage), so that criticalkv computing the
+  // norms itself from a trace without them gives the same bytes as reading them.
+  std::vector<float> stored(values.begin(), values.end());
+  if (options_.storage != KvStorage::kFp32) {
+    std::vector<std::uint16_t> bits(values.size());
+    if (options_.storage == KvStorage::kFp16) {
+      float_to_half(values, bits);
+      half_to_float(bits, stored);
+    } else {
+      float_to_bf16(values, bits);
+      bf16_to_float(bits, stored);
+    }
+  }
+  const int H = model_.n_heads, G = H / model_.n_kv_heads, T = current_.n_prompt;
+  const std::size_t layer_size = static_cast<std::size_t>(model_.hidden) * H * model_.head_dim;
+  const std::span<const float> w_o(w_o_.data() + static_cast<std::size_t>(layer) * layer_size, layer_size);
+  const ValueNormShape shape{H, model_.n_kv_heads, model_.head_dim, model_.hidden, T, T + current_.n_cont};
+  std::vector<float> out(static_cast<std::size_t>(H) * T);  // [n_heads, T]
+  tbb::parallel_for(0, model_.n_kv_heads, [&](int g) {
+    value_wo_l1(shape, stored, w_o, g * G, G, std::span(out).subspan(static_cast<std::size_t>(g) * G * T, static_cast<std::size_t>(G) * T));
+  });
+  return out;
 }
 
 void TraceWriter::end_prompt(const PromptOutputs& out) {

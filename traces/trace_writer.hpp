@@ -25,6 +25,10 @@ struct WriterOptions {
   // Element type of keys, values, q_window, q_cont, named by the root attribute `storage`
   // (every storage writes format_version 3).
   KvStorage storage = KvStorage::kFp16;
+  // Record each layer's `value_wo_l1` [n_heads, T] (core/value_norm.hpp: criticalkv's ‖W_O^h v_i‖₁,
+  // computed from the values as stored) unless the producer supplies it in LayerView. Costs
+  // 2·T·H·d·D flops per layer at write time, saved in every replay of a criticalkv policy.
+  bool value_norms = true;
 };
 
 class TraceWriter {
@@ -64,6 +68,7 @@ class TraceWriter {
   void create_fresh(const TraceProducer& producer, std::span<const float> w_o, std::span<const float> final_norm);
   void resume();
   void require_open(const char* what) const;
+  std::vector<float> value_norms_as_stored(int layer, std::span<const float> values) const;
 
   std::filesystem::path path_;
   std::filesystem::path partial_path_;
@@ -74,6 +79,7 @@ class TraceWriter {
   bool finished_ = false;
   std::set<std::string> complete_;
   std::unique_ptr<Impl> impl_;  // HDF5 handles: keeps <hdf5.h> out of this header
+  std::vector<float> w_o_;      // [L, hidden, n_heads*head_dim] for value_wo_l1; empty without value_norms
 
   // State of the prompt between begin_prompt and end_prompt.
   PromptMeta current_;

@@ -27,8 +27,9 @@ struct CliResult {
   std::string output;  // stdout + stderr
 };
 
-inline CliResult run_cli(const std::string& args) {
-  const std::string cmd = std::string(KVSIM_BINARY) + " " + args + " 2>&1";
+// Runs a shell command line; its exit status and stdout + stderr.
+inline CliResult run_command(const std::string& command) {
+  const std::string cmd = command + " 2>&1";
   CliResult r{0, {}};
   FILE* p = ::popen(cmd.c_str(), "r");
   std::array<char, 4096> buf;
@@ -37,6 +38,8 @@ inline CliResult run_cli(const std::string& args) {
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   return r;
 }
+
+inline CliResult run_cli(const std::string& args) { return run_command(std::string(KVSIM_BINARY) + " " + args); }
 
 // Occurrences of needle in text (e.g. how many "error" lines a command printed).
 inline int count_occurrences(const std::string& text, const std::string& needle) {
@@ -75,13 +78,14 @@ struct TraceSpec {
   std::vector<std::string> answers;  // PromptMeta::answers of every prompt
   std::string scorer;
   KvStorage storage = KvStorage::kFp16;  // WriterOptions::storage
+  bool value_norms = true;                // WriterOptions::value_norms (false: a trace without value_wo_l1)
 };
 
 // `prompts` through `m`, one trace file.
 inline void write_prompt_trace(const std::filesystem::path& path, const Model& m, const std::vector<PromptSpec>& prompts,
                                const TraceSpec& s) {
   TraceWriter w(path, model_info(m), TraceProducer{"test", "none", "cpu", ""}, trace_w_o(m), trace_final_norm(m),
-                WriterOptions{.storage = s.storage});
+                WriterOptions{.storage = s.storage, .value_norms = s.value_norms});
   const MatrixRM& cls = m.output_matrix();
   if (s.logit_data) w.write_classifier(std::span<const float>(cls.data(), static_cast<std::size_t>(cls.size())));
   const CpuForward fwd(m);
