@@ -1,42 +1,19 @@
-// GEMM throughput of kvsim::linear (tiled Eigen over oneTBB) on the tracer's shapes, against
-// one untiled single-threaded Eigen GEMM of the same size (the baseline, same run).
+// SGEMM throughput on the tracer's and the replay's shapes (issue 14): kvsim::linear (the
+// packed kernel of tracer/linear.hpp over oneTBB) against Eigen's GEMM split over the threads
+// in column blocks, one Eigen GEMM on one thread, and OpenBLAS when the build found it, all
+// in the same run, with the FMA peak (bench/peak.hpp) to read them against.
+// `bench_gemm bf16` runs main's bf16 section alone (core/gemm_bf16 against Eigen fp32).
 // Usage: bench_gemm [threads] | bench_gemm bf16
-#include <tbb/global_control.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <string_view>
 
+#include "bench/peak.hpp"
 #include "core/gemm_bf16.hpp"
-#include "core/rng.hpp"
-#include "tracer/cpu_forward.hpp"
 
 using namespace kvsim;
-
-namespace {
-
-MatrixRM random_matrix(int r, int c, std::uint64_t seed) {
-  Rng rng(seed);
-  MatrixRM m(r, c);
-  for (Eigen::Index i = 0; i < m.size(); ++i) m.data()[i] = static_cast<float>(rng.normal());
-  return m;
-}
-
-template <typename F>
-double gflops(double flop, int repeats, F&& fn) {
-  fn();  // warm-up
-  double best = 1e30;
-  for (int r = 0; r < repeats; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  return flop / best * 1e-9;
-}
-
-}  // namespace
 
 // ---- bf16 GEMM (core/gemm_bf16) against Eigen fp32, single thread: the replay's W_O shape ------
 // `bench_gemm bf16` runs this section alone. Eigen is single-threaded in every kvsim build
@@ -63,14 +40,14 @@ void bench_bf16_w_o() {
   const int n = 4096, k = 4096;
   std::printf("bf16 GEMM (vdpbf16ps, fp32 accumulation) vs Eigen fp32, 1 thread, best of 5 (wall | thread CPU time);"
               " CPU %s AVX512-BF16\n", cpu_has_avx512_bf16() ? "has" : "lacks (portable kernel)");
-  const MatrixRM w = random_matrix(n, k, 2);
+  const MatrixRM w = bench::random_matrix(n, k, 2);
   double pack_b_wall = 1e30, pack_b_cpu = 1e30;
   const Bf16Clock clock_b;
   const PackedBf16 wp(w.data(), n, k);
   clock_b.best(pack_b_wall, pack_b_cpu);
   std::printf("  pack B [%d x %d] (once per trace): %.1f ms | %.1f ms\n", n, k, pack_b_wall * 1e3, pack_b_cpu * 1e3);
   for (const int m : {2496, 192}) {
-    const MatrixRM x = random_matrix(m, k, 1);
+    const MatrixRM x = bench::random_matrix(m, k, 1);
     MatrixRM y_eigen(m, n), y_bf16(m, n);
     const double gflop = 2.0 * m * n * k * 1e-9;
     double eigen_wall = 1e30, eigen_cpu = 1e30, bf16_wall = 1e30, bf16_cpu = 1e30, pack_wall = 1e30, pack_cpu = 1e30;
@@ -104,26 +81,28 @@ int main(int argc, char** argv) {
     return 0;
   }
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
-  tbb::global_control gc(tbb::global_control::max_allowed_parallelism, threads);
-  std::printf("bench_gemm: threads=%d (GFLOP/s, best of 5)\n", threads);
+  std::printf("bench_gemm: threads=%d (GFLOP/s, best of 3)\n", threads);
+  const bench::FmaPeak peak = bench::fma_peak(threads);
+  bench::print_fma_peak(threads, peak);
   struct Shape {
     int n, in, out;
     const char* what;
-  } shapes[] = {{2048, 576, 576, "SmolLM2 q/o proj"},   {2048, 576, 1536, "SmolLM2 gate/up"},
-                {2048, 1536, 576, "SmolLM2 down"},      {2048, 576, 49152, "SmolLM2 classifier"},
+  } shapes[] = {{2048, 576, 576, "SmolLM2 q/o proj"},   {2048, 576, 192, "SmolLM2 k/v proj"},
+                {2048, 576, 1536, "SmolLM2 gate/up"},   {2048, 1536, 576, "SmolLM2 down"},
+                {128, 576, 49152, "SmolLM2 classifier"}, {512, 576, 49152, "SmolLM2 classifier"},
                 {512, 4096, 4096, "8B-shaped proj"},
                 // The replay's W_O projection of δ (metrics/layer_metrics.cpp) at 8B shape, M = 32,
                 // 6 budgets: one policy's rows, and 13 policies' rows stacked (issue 14).
                 {192, 4096, 4096, "W_O, 1 policy"},     {2496, 4096, 4096, "W_O, 13 policies"}};
+  std::printf("  %-20s %-30s %8s %8s %8s %8s   %s\n", "shape", "[n x in]·[out x in]^T", "kvsim", "Eigen-sp", "Eigen-1",
+              "OpenBLAS", "kvsim/best, best/(threads x per-core FMA peak)");
   for (const auto& s : shapes) {
-    const MatrixRM x = random_matrix(s.n, s.in, 1), w = random_matrix(s.out, s.in, 2);
-    MatrixRM y;
-    const double flop = 2.0 * s.n * s.in * s.out;
-    const double tiled = gflops(flop, 5, [&] { linear(x, w, y); });
-    MatrixRM y1(s.n, s.out);
-    const double single = gflops(flop, 3, [&] { y1.noalias() = x * w.transpose(); });
-    std::printf("  %-20s [%5d x %5d] x [%5d x %5d]^T  linear %7.1f   one Eigen GEMM, 1 thread %7.1f   ratio %.2f\n",
-                s.what, s.n, s.in, s.out, s.in, tiled, single, tiled / single);
+    const bench::GemmRates g = bench::sgemm_rates(s.n, s.in, s.out, threads);
+    char dims[64];
+    std::snprintf(dims, sizeof dims, "[%d x %d]·[%d x %d]^T", s.n, s.in, s.out, s.in);
+    std::printf("  %-20s %-30s %8.1f %8.1f %8.1f %8s   %.2f  %.0f%% (%s)\n", s.what, dims, g.kvsim, g.eigen_split,
+                g.eigen_one, bench::openblas_rate(g).c_str(), g.kvsim / g.best(),
+                peak.idle > 0 ? 100.0 * g.best() / peak.idle : 0.0, g.best_name());
   }
   bench_bf16_w_o();
   return 0;

@@ -19,6 +19,7 @@
 #include <sstream>
 #include <string>
 
+#include "bench/peak.hpp"
 #include "core/rng.hpp"
 #include "sim/replay.hpp"
 #include "sim/synthetic.hpp"
@@ -166,6 +167,7 @@ int main(int argc, char** argv) {
   fs::create_directories(dir);
   const int n_policies = static_cast<int>(all_policies().size());
   std::printf("bench_replay: threads=%d, %d policies x %zu budgets\n", threads, n_policies, budgets.empty() ? 6 : budgets.size());
+  bench::print_peak(threads, 2496, 4096, 4096);  // the W_O projection of 13 policies' rows stacked
 
   const double peak = gemm_peak();
   std::printf("GEMM peak (kvsim::linear, [2048x4096]x[4096x4096]^T, best of 3): %.1f GFLOP/s\n", peak);

@@ -7,6 +7,7 @@
 #include <array>
 #include <cstring>
 #include <fstream>
+#include <functional>
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -136,30 +137,50 @@ TEST_CASE("forward: the same result for any thread count", "[forward]") {
   CHECK(std::memcmp(a.data(), b.data(), sizeof(float) * a.size()) == 0);
 }
 
-TEST_CASE("linear_rowwise: equals linear, and a row's bits do not depend on the batch or threads", "[forward]") {
+namespace {
+
+// Random x [n, in], w [out, in] (same seed, same values), and y = product(x, w) checked
+// against Eigen's product; then every row of y is checked to have the same bits when computed
+// alone, and the whole y when computed on one thread.
+void check_product(int n, int out, int in, Rng& rng, const std::function<void(const MatrixRM&, const MatrixRM&, MatrixRM&)>& product) {
+  MatrixRM x(n, in), w(out, in), y;
+  for (int i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(rng.normal());
+  for (int i = 0; i < w.size(); ++i) w.data()[i] = static_cast<float>(rng.normal());
+  const MatrixRM ref = x * w.transpose();
+  product(x, w, y);
+  CHECK((y - ref).cwiseAbs().maxCoeff() < 1e-4f);
+  for (int t = 0; t < n; ++t) {
+    MatrixRM alone;
+    product(x.middleRows(t, 1), w, alone);
+    INFO("row " << t << " of " << n);
+    CHECK(std::memcmp(alone.data(), y.row(t).data(), sizeof(float) * out) == 0);
+  }
+  MatrixRM one;
+  {
+    tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
+    product(x, w, one);
+  }
+  CHECK(std::memcmp(one.data(), y.data(), sizeof(float) * y.size()) == 0);
+}
+
+}  // namespace
+
+TEST_CASE("linear: equals Eigen's product, and a row's bits do not depend on the batch, tiles or threads",
+          "[forward]") {
+  Rng rng(11);
+  // Remainders everywhere: inner 37, outputs not a multiple of the panel (70, 1000: several
+  // column tiles), rows not a multiple of the register block or the row tile (13, 250).
+  for (auto [n, out, in] : {std::array{13, 70, 37}, std::array{250, 1000, 96}, std::array{3, 5, 600}})
+    check_product(n, out, in, rng, [](const MatrixRM& x, const MatrixRM& w, MatrixRM& y) { linear(x, w, y); });
+}
+
+TEST_CASE("linear_rowwise: equals Eigen's product, and a row's bits do not depend on the batch or threads",
+          "[forward]") {
   Rng rng(9);
   // Sizes that leave remainders everywhere: inner 37 (not a packet multiple), 70 outputs (not
   // a multiple of the tile or the register block), 13 rows (not a multiple of the row block).
-  for (auto [n, out, in] : {std::array{13, 70, 37}, std::array{9, 96, 64}}) {
-    MatrixRM x(n, in), w(out, in), ref, y;
-    for (int i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(rng.normal());
-    for (int i = 0; i < w.size(); ++i) w.data()[i] = static_cast<float>(rng.normal());
-    linear(x, w, ref);
-    linear_rowwise(x, w, y);
-    CHECK((y - ref).cwiseAbs().maxCoeff() < 1e-4f);
-    for (int t = 0; t < n; ++t) {
-      MatrixRM alone;
-      linear_rowwise(x.middleRows(t, 1), w, alone);
-      INFO("row " << t << " of " << n);
-      CHECK(std::memcmp(alone.data(), y.row(t).data(), sizeof(float) * out) == 0);
-    }
-    MatrixRM one;
-    {
-      tbb::global_control gc(tbb::global_control::max_allowed_parallelism, 1);
-      linear_rowwise(x, w, one);
-    }
-    CHECK(std::memcmp(one.data(), y.data(), sizeof(float) * y.size()) == 0);
-  }
+  for (auto [n, out, in] : {std::array{13, 70, 37}, std::array{9, 96, 64}})
+    check_product(n, out, in, rng, linear_rowwise);
 }
 
 TEST_CASE("stories260K: llama2.c and safetensors checkpoints give the same logits", "[forward][shared]") {

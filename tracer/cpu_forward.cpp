@@ -1,7 +1,6 @@
 #include "tracer/cpu_forward.hpp"
 
 #include <tbb/blocked_range.h>
-#include <tbb/blocked_range2d.h>
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
@@ -18,23 +17,6 @@ KvCache::KvCache(const ModelConfig& config, int capacity) : capacity_(capacity) 
   const std::size_t per_layer = static_cast<std::size_t>(config.n_kv_heads) * capacity * config.head_dim;
   keys_.assign(config.n_layers, std::vector<float>(per_layer));
   values_.assign(config.n_layers, std::vector<float>(per_layer));
-}
-
-void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y) {
-  KVSIM_CHECK(x.cols() == w.cols(), "linear: x ", x.rows(), "x", x.cols(), " w ", w.rows(), "x", w.cols());
-  const Eigen::Index n = x.rows(), out = w.rows();
-  y.resize(n, out);
-  // Fixed tiles (simple_partitioner with these grains) keep Eigen's blocking, hence the
-  // summation order, independent of the thread count.
-  constexpr Eigen::Index kRowTile = 128, kColTile = 256;
-  tbb::parallel_for(
-      tbb::blocked_range2d<Eigen::Index>(0, n, kRowTile, 0, out, kColTile),
-      [&](const tbb::blocked_range2d<Eigen::Index>& r) {
-        const Eigen::Index r0 = r.rows().begin(), nr = r.rows().size();
-        const Eigen::Index c0 = r.cols().begin(), nc = r.cols().size();
-        y.block(r0, c0, nr, nc).noalias() = x.middleRows(r0, nr) * w.middleRows(c0, nc).transpose();
-      },
-      tbb::simple_partitioner());
 }
 
 namespace {
@@ -118,30 +100,9 @@ std::vector<float> rope_frequencies(int head_dim, double theta) {
 }
 
 void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style, int pos_step) {
-  const int half = head_dim / 2;
-  const std::vector<float> freq = rope_frequencies(head_dim, theta);
-  tbb::parallel_for(tbb::blocked_range<Eigen::Index>(0, x.rows(), 64), [&](const tbb::blocked_range<Eigen::Index>& r) {
-    std::vector<float> cs(half), sn(half);
-    for (Eigen::Index t = r.begin(); t < r.end(); ++t) {
-      const float pos = static_cast<float>(pos0 + t * pos_step);
-      for (int i = 0; i < half; ++i) {
-        const float angle = pos * freq[i];
-        cs[i] = std::cos(angle);
-        sn[i] = std::sin(angle);
-      }
-      float* row = x.row(t).data();
-      for (int h = 0; h < heads; ++h) {
-        float* v = row + h * head_dim;
-        for (int i = 0; i < half; ++i) {
-          float* a = style == RopeStyle::kInterleaved ? v + 2 * i : v + i;
-          float* b = style == RopeStyle::kInterleaved ? v + 2 * i + 1 : v + i + half;
-          const float x0 = *a, x1 = *b;
-          *a = x0 * cs[i] - x1 * sn[i];
-          *b = x0 * sn[i] + x1 * cs[i];
-        }
-      }
-    }
-  });
+  RopeTable table;
+  table.prepare(x.rows(), head_dim, pos0, theta, pos_step);
+  apply_rope(x, heads, head_dim, style, table);
 }
 
 namespace {
@@ -149,10 +110,11 @@ namespace {
 // Causal attention of n new queries (absolute positions pos0..pos0+n-1) against the cache's
 // first pos0+n positions. Writes out [n, H*d]. Parallel over (head, query block); column sums
 // are accumulated per block and reduced in block order, so they too are deterministic.
-// keep: this layer's [Hkv, keep_len] flags or null (ForwardOptions::keep).
+// keep: this layer's [Hkv, keep_len] flags or null (ForwardOptions::keep). kv_packed: scratch
+// for the packed keys and values, reused across layers.
 void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const float* values, int capacity,
                int pos0, int colsum_len, const std::uint8_t* keep, int keep_len, MatrixRM& out,
-               std::vector<float>& colsum) {
+               std::vector<float>& colsum, std::vector<PackedWeights>& kv_packed) {
   const int n = static_cast<int>(q.rows()), d = c.head_dim, H = c.n_heads, G = c.group_size();
   const int qd = c.q_dim();
   constexpr int kQueryBlock = 64;
@@ -164,20 +126,29 @@ void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const
   const int colsum_blocks = (colsum_rows + kQueryBlock - 1) / kQueryBlock;
   std::vector<float> partial(static_cast<std::size_t>(H) * colsum_blocks * std::max(colsum_len, 0), 0.0f);
 
+  // Keys and values of every KV head packed once for linear_block: keys as the weights of
+  // Q·Kᵀ [pos0 + n keys, d], values as those of P·V (Vᵀ [d, pos0 + n]).
+  kv_packed.resize(2 * static_cast<std::size_t>(c.n_kv_heads));
+  const PackedWeights* kp = kv_packed.data();
+  const PackedWeights* vp = kv_packed.data() + c.n_kv_heads;
+  tbb::parallel_for(0, 2 * c.n_kv_heads, [&](int i) {
+    const int g = i % c.n_kv_heads;
+    const bool v = i >= c.n_kv_heads;
+    const float* src = (v ? values : keys) + static_cast<std::ptrdiff_t>(g) * capacity * d;
+    kv_packed[i].assign(ConstMapMatrixRM(src, pos0 + n, d), v);
+  });
   tbb::parallel_for(tbb::blocked_range<int>(0, H * n_blocks), [&](const tbb::blocked_range<int>& range) {
     MatrixRM scores;
     for (int job = range.begin(); job < range.end(); ++job) {
       const int h = job / n_blocks, b = job % n_blocks, g = h / G;
       const int r0 = b * kQueryBlock, nr = std::min(kQueryBlock, n - r0);
       const int len = pos0 + r0 + nr;  // keys visible to the last row of the block
-      ConstStridedMap qh(q.data() + static_cast<std::ptrdiff_t>(r0) * qd + h * d, nr, d, Eigen::OuterStride<>(qd));
-      ConstMapMatrixRM kg(keys + static_cast<std::ptrdiff_t>(g) * capacity * d, len, d);
-      ConstMapMatrixRM vg(values + static_cast<std::ptrdiff_t>(g) * capacity * d, len, d);
       scores.resize(nr, len);
-      scores.noalias() = (qh * kg.transpose()) * scale;
+      linear_block(q.data() + static_cast<std::ptrdiff_t>(r0) * qd + h * d, qd, kp[g], d, nr, 0, len, scores.data(), len);
       for (int r = 0; r < nr; ++r) {
         const int visible = pos0 + r0 + r + 1;
         float* s = scores.row(r).data();
+        Eigen::Map<Eigen::ArrayXf>(s, visible) *= scale;
         const std::uint8_t* kept = keep && pos0 + r0 + r >= keep_len ? keep + static_cast<std::size_t>(g) * keep_len : nullptr;
         if (kept)
           for (int j = 0; j < keep_len; ++j)
@@ -196,8 +167,7 @@ void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const
           for (int j = 0; j < cols; ++j) acc[j] += s[j];
         }
       }
-      StridedMap oh(out.data() + static_cast<std::ptrdiff_t>(r0) * qd + h * d, nr, d, Eigen::OuterStride<>(qd));
-      oh.noalias() = scores * vg;
+      linear_block(scores.data(), len, vp[g], len, nr, 0, d, out.data() + static_cast<std::ptrdiff_t>(r0) * qd + h * d, qd);
     }
   });
   if (colsum_len > 0) {
@@ -212,6 +182,19 @@ void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const
 }
 
 }  // namespace
+
+CpuForward::CpuForward(const Model& model) : model_(model) {
+  std::vector<const MatrixRM*> weights{&model.output_matrix()};
+  for (const LayerWeights& w : model.layers)
+    for (const MatrixRM* m : {&w.wq, &w.wk, &w.wv, &w.wo, &w.w_gate, &w.w_up, &w.w_down}) weights.push_back(m);
+  for (const MatrixRM* m : weights) packed_.emplace(m, PackedWeights(*m));
+}
+
+const PackedWeights& CpuForward::packed(const MatrixRM& w) const {
+  const auto it = packed_.find(&w);
+  KVSIM_CHECK(it != packed_.end(), "CpuForward::packed: a matrix [", w.rows(), ", ", w.cols(), "] not of the model");
+  return it->second;
+}
 
 MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const ForwardOptions& options,
                              const LayerObserver& observer) const {
@@ -235,10 +218,12 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
     x.row(t) = model_.embed.row(tokens[t]);
   }
   LayerScratch s;
+  const LinearFn product = [this](const MatrixRM& in, const MatrixRM& w, MatrixRM& out) { linear(in, packed(w), out); };
   std::vector<float> colsum;
+  std::vector<PackedWeights> kv_packed;
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = model_.layers[l];
-    layer_qkv(c, w, x, pos0, 1, s, linear);
+    layer_qkv(c, w, x, pos0, 1, s, product);
     // Scatter the new keys/values into the cache layout [Hkv, capacity, d].
     float* kc = cache.keys(l);
     float* vc = cache.values(l);
@@ -250,7 +235,7 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
       }
     const std::uint8_t* keep =
         options.keep.empty() ? nullptr : options.keep.data() + static_cast<std::size_t>(l) * Hkv * options.keep_len;
-    attention(c, s.q, kc, vc, cache.capacity(), pos0, options.colsum_len, keep, options.keep_len, s.att, colsum);
+    attention(c, s.q, kc, vc, cache.capacity(), pos0, options.colsum_len, keep, options.keep_len, s.att, colsum, kv_packed);
     if (observer) {
       LayerActivations act;
       act.layer = l;
@@ -261,7 +246,7 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
       act.colsum_len = options.colsum_len;
       observer(act);
     }
-    layer_out_ffn(c, w, x, s, linear);
+    layer_out_ffn(c, w, x, s, product);
   }
   cache.set_length(pos0 + n);
   if (options.final_residual) *options.final_residual = x;
@@ -272,7 +257,7 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
 
 MatrixRM CpuForward::logits(const MatrixRM& hidden) const {
   MatrixRM out;
-  linear(hidden, model_.output_matrix(), out);
+  linear(hidden, packed(model_.output_matrix()), out);
   return out;
 }
 
@@ -352,7 +337,7 @@ void CpuForward::record(std::span<const int> tokens, const RecordShape& shape, P
   MatrixRM logits;
   for (int r0 = 0; r0 < rows; r0 += kBlock) {
     const int nr = std::min(kBlock, rows - r0);
-    linear(hidden.middleRows(r0, nr), cls, logits);
+    linear(hidden.middleRows(r0, nr), packed(cls), logits);
     tbb::parallel_for(tbb::blocked_range<int>(0, nr), [&](const tbb::blocked_range<int>& range) {
       std::vector<int> order;
       for (int r = range.begin(); r < range.end(); ++r) {

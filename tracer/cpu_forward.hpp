@@ -6,10 +6,12 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <unordered_map>
 #include <vector>
 
 #include "core/matrix.hpp"
 #include "tracer/forward_backend.hpp"
+#include "tracer/linear.hpp"
 #include "tracer/model.hpp"
 
 namespace kvsim {
@@ -74,7 +76,9 @@ using LayerObserver = std::function<void(const LayerActivations&)>;
 
 class CpuForward : public ForwardBackend {
  public:
-  explicit CpuForward(const Model& model) : model_(model) {}
+  // Packs every weight matrix of the model for linear() (tracer/linear.hpp): a second copy of
+  // the weights in memory, made once; the model must not change while this object lives.
+  explicit CpuForward(const Model& model);
 
   // Runs tokens at positions cache.length() .. cache.length()+n-1, appending their keys and
   // values to the cache. Returns the final-normed hidden states [n, D].
@@ -91,19 +95,20 @@ class CpuForward : public ForwardBackend {
   void record(std::span<const int> tokens, const RecordShape& shape, PromptSink& sink) const override;
   std::unique_ptr<DecodeSequence> start(int capacity) const override;
 
+  // The packed copy of one of the model's weight matrices (of model().layers, or
+  // model().output_matrix()).
+  const PackedWeights& packed(const MatrixRM& w) const;
+
  private:
   const Model& model_;
+  std::unordered_map<const MatrixRM*, PackedWeights> packed_;
 };
-
-// Y [n, out] = X [n, in] · Wᵀ, W [out, in]; tiled over oneTBB with fixed tiles so the result
-// is bit-identical whatever the thread count.
-void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y);
 
 // The same product for decoding batches (sim/generate.hpp), register-blocked, with every
 // element summed in one fixed order (packets over the inner dimension, then the remainder):
 // row t of Y depends on row t of X alone, never on the other rows, their number or the thread
-// count. W is read from memory once per call without packing (Eigen's GEMM packs W on every
-// call, which costs more than the product below ~8 rows; for one row this is a GEMV).
+// count. W is read from memory once per call without packing (linear() packs W on every call
+// it is not given packed, which costs more than the product below ~8 rows; for one row this is a GEMV).
 void linear_rowwise(const MatrixRM& x, const MatrixRM& w, MatrixRM& y);
 
 // RoPE frequencies θ^(-2i/d), i < d/2, in fp32 as llama2.c and HF compute them; the angle
