@@ -11,10 +11,8 @@
 #include "core/model_shape.hpp"
 
 namespace kvsim {
-class PackedBf16;
-}
 
-namespace kvsim {
+class PackedBf16;  // core/gemm_bf16.hpp
 
 struct LayerData {
   std::span<const float> keys;         // [Hkv, T+M, d] post-RoPE

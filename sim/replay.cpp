@@ -154,13 +154,31 @@ ReadPrompt Replay::read(std::size_t trace, std::size_t prompt) const {
   return data;
 }
 
+namespace {
+
+// Phase timer: wall and process CPU seconds since the last lap (or construction).
+class PhaseClock {
+ public:
+  void lap(double& wall, double& cpu) {
+    const auto t1 = std::chrono::steady_clock::now();
+    const std::clock_t c1 = std::clock();
+    wall = std::chrono::duration<double>(t1 - t0_).count(), cpu = static_cast<double>(c1 - c0_) / CLOCKS_PER_SEC;
+    t0_ = t1, c0_ = c1;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point t0_ = std::chrono::steady_clock::now();
+  std::clock_t c0_ = std::clock();
+};
+
+}  // namespace
+
 PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const {
-  const auto t0 = std::chrono::steady_clock::now();
-  const auto c0 = std::clock();
+  PhaseClock clock;
   ReadPrompt data = read(trace, prompt);
-  return replay_read(trace, prompt, std::move(data),
-                     std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(),
-                     static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC);
+  double wall = 0, cpu = 0;
+  clock.lap(wall, cpu);
+  return replay_read(trace, prompt, std::move(data), wall, cpu);
 }
 
 PromptResult Replay::replay_read(std::size_t trace, std::size_t prompt, ReadPrompt data, double read_wall,
@@ -169,22 +187,13 @@ PromptResult Replay::replay_read(std::size_t trace, std::size_t prompt, ReadProm
   const PromptMeta& meta = reader.prompts()[prompt];
   const ModelInfo& model = reader.model();
   const std::string file = options_.traces[trace].string();
-  // Phase timer: wall and process CPU seconds since the last mark, into one field of each.
-  using Clock = std::chrono::steady_clock;
-  auto t0 = Clock::now();
-  auto c0 = std::clock();
-  auto mark = [&](double& wall, double& cpu) {
-    const auto t1 = Clock::now();
-    const auto c1 = std::clock();
-    wall = std::chrono::duration<double>(t1 - t0).count(), cpu = static_cast<double>(c1 - c0) / CLOCKS_PER_SEC;
-    t0 = t1, c0 = c1;
-  };
+  PhaseClock clock;
   PromptResult result;
   result.seconds.read = read_wall, result.cpu_seconds.read = read_cpu;
   PromptTensors& pt = data.tensors;
   derive_prompt_attention(pt, needs_);
   const PromptView view = pt.view();
-  mark(result.seconds.attention, result.cpu_seconds.attention);
+  clock.lap(result.seconds.attention, result.cpu_seconds.attention);
   result.trace = trace, result.meta = &meta;
   result.n_layers = model.n_layers, result.n_kv_heads = model.n_kv_heads, result.head_dim = model.head_dim;
   const BudgetPlan plan = options_.budgets.resolve(meta.n_prompt, file + ": prompt " + meta.id);
@@ -197,10 +206,10 @@ PromptResult Replay::replay_read(std::size_t trace, std::size_t prompt, ReadProm
     check_selection(selections[p], plan, policies_[p]->spec(), policies_[p]->respects_budget(),
                     policies_[p]->budget_slack());
   });
-  mark(result.seconds.select, result.cpu_seconds.select);
+  clock.lap(result.seconds.select, result.cpu_seconds.select);
   std::vector<LayerReference> refs(L);
   tbb::parallel_for(0, L, [&](int l) { refs[l] = layer_reference(view, l); });
-  mark(result.seconds.reference, result.cpu_seconds.reference);
+  clock.lap(result.seconds.reference, result.cpu_seconds.reference);
 
   const std::unique_ptr<LogitEstimator> logit =
       make_logit_estimator(reader, prompt, data.outputs, classifier_[trace].get(), final_norm_[trace]);
@@ -221,7 +230,7 @@ PromptResult Replay::replay_read(std::size_t trace, std::size_t prompt, ReadProm
       std::copy_n(m.begin() + static_cast<std::ptrdiff_t>(p) * B, B,
                   result.metrics.begin() + (static_cast<std::ptrdiff_t>(p) * L + l) * B);
   });
-  mark(result.seconds.metrics, result.cpu_seconds.metrics);
+  clock.lap(result.seconds.metrics, result.cpu_seconds.metrics);
   result.dnll_est_sum.assign(static_cast<std::size_t>(P) * B, 0.0);
   result.dnll_est_logit.assign(static_cast<std::size_t>(P) * B, std::numeric_limits<double>::quiet_NaN());
   result.dnll_est_kl = result.dnll_est_logit;
@@ -246,7 +255,7 @@ PromptResult Replay::replay_read(std::size_t trace, std::size_t prompt, ReadProm
     });
     result.flops += static_cast<double>(P) * B * (logit->flops_per_estimate() + static_cast<double>(L) * md);
   }
-  mark(result.seconds.estimate, result.cpu_seconds.estimate);
+  clock.lap(result.seconds.estimate, result.cpu_seconds.estimate);
   for (const auto& r : refs) result.flops += r.flops;
   for (double f : flops) result.flops += f;
   check_finite(result, file, logit != nullptr);
@@ -299,11 +308,10 @@ void Replay::run(const std::function<void(const PromptResult&)>& on_prompt) cons
   std::future<ReadPrompt> next;
   if (!order.empty()) next = read_async(0);
   for (std::size_t k = 0; k < order.size(); ++k) {
-    const auto t0 = std::chrono::steady_clock::now();
-    const auto c0 = std::clock();
+    PhaseClock clock;
     ReadPrompt data = next.get();  // rethrows a read error here, in order
-    const double wait = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    const double wait_cpu = static_cast<double>(std::clock() - c0) / CLOCKS_PER_SEC;
+    double wait = 0, wait_cpu = 0;
+    clock.lap(wait, wait_cpu);
     if (k + 1 < order.size()) next = read_async(k + 1);
     on_prompt(replay_read(order[k].first, order[k].second, std::move(data), wait, wait_cpu));
   }

@@ -445,6 +445,15 @@ Bf16Deviation bf16_projection_deviation(const std::filesystem::path& trace, cons
   return dev;
 }
 
+// At D = 64 bf16 rounding averages over few outputs: every metric within 5e-3 of fp32.
+void check_small_model_deviation(const Bf16Deviation& dev) {
+  CHECK(dev.out_err > 0);  // the bf16 path did run
+  CHECK(dev.out_err <= 5e-3);
+  CHECK(dev.est_sum <= 5e-3);
+  CHECK(dev.est_logit <= 5e-3);
+  CHECK(dev.est_kl <= 5e-3);
+}
+
 }  // namespace
 
 TEST_CASE("replay: a bf16 W_O projection at 8B width (D = 4096) is within 1e-3 relative of fp32", "[sim][gemm_bf16]") {
@@ -469,11 +478,7 @@ TEST_CASE("replay: a bf16 W_O projection on small models (D = 64) stays within 5
   spec.T = 96, spec.W = 64;
   test::write_model_trace(tmp / "a.h5", m, spec);
   const Bf16Deviation dev = bf16_projection_deviation(tmp / "a.h5", {4, 16, 48, 80, 95});
-  CHECK(dev.out_err > 0);
-  CHECK(dev.out_err <= 5e-3);
-  CHECK(dev.est_sum <= 5e-3);
-  CHECK(dev.est_logit <= 5e-3);
-  CHECK(dev.est_kl <= 5e-3);
+  check_small_model_deviation(dev);
 }
 
 TEST_CASE("replay: a bf16 W_O projection on stories260K stays within 5e-3 of fp32", "[sim][gemm_bf16][shared]") {
@@ -481,11 +486,7 @@ TEST_CASE("replay: a bf16 W_O projection on stories260K stays within 5e-3 of fp3
   test::TempDir tmp;
   test::write_stories260k_trace(tmp / "s.h5", {0, 1, 634});
   const Bf16Deviation dev = bf16_projection_deviation(tmp / "s.h5", {16, 64, 128, 200, 250});
-  CHECK(dev.out_err > 0);
-  CHECK(dev.out_err <= 5e-3);
-  CHECK(dev.est_sum <= 5e-3);
-  CHECK(dev.est_logit <= 5e-3);
-  CHECK(dev.est_kl <= 5e-3);
+  check_small_model_deviation(dev);
 }
 
 TEST_CASE("kvsim run --projection bf16: same bytes at 1 and 2 threads, and a bad precision is refused", "[sim][cli][gemm_bf16]") {

@@ -331,10 +331,7 @@ LayerRecord TraceReader::read_layer(std::size_t prompt_index, int layer) const {
   rec.q_cont = to_checked_float(std::move(q_cont), storage_, f, object + "/q_cont");
   check_finite(rec.attn_colsum, f, object + "/attn_colsum");
   check_finite(rec.value_wo_l1, f, object + "/value_wo_l1");
-  for (std::size_t i = 0; i < rec.value_wo_l1.size(); ++i)
-    if (rec.value_wo_l1[i] < 0)
-      fail<TraceError>(f, ": ", object, "/value_wo_l1: value ", rec.value_wo_l1[i], " at flat index ", i,
-                       " is negative (an L1 norm)");
+  check_value_norms_non_negative(rec.value_wo_l1, f, object + "/value_wo_l1");
   return rec;
 }
 

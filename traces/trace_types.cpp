@@ -1,6 +1,14 @@
 #include "traces/trace_types.hpp"
 
+#include "core/error.hpp"
+
 namespace kvsim {
+
+void check_value_norms_non_negative(std::span<const float> norms, const std::string& file, const std::string& object) {
+  for (std::size_t i = 0; i < norms.size(); ++i)
+    if (norms[i] < 0)
+      fail<TraceError>(file, ": ", object, ": value ", norms[i], " at flat index ", i, " is negative (an L1 norm)");
+}
 
 const char* storage_name(KvStorage s) {
   switch (s) {

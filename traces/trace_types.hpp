@@ -29,6 +29,9 @@ const char* storage_name(KvStorage s);                // "fp16" | "fp32" | "bf16
 bool parse_storage(const std::string& text, KvStorage& out);
 // The exponent bits of a 16-bit storage (fp16 / bf16): all ones is Inf or NaN.
 inline std::uint16_t nonfinite_exponent(KvStorage s) { return s == KvStorage::kFp16 ? 0x7C00 : 0x7F80; }
+// `value_wo_l1` holds L1 norms: TraceError "<file>: <object>: value x at flat index i is
+// negative (an L1 norm)" at the first negative one (writer and reader).
+void check_value_norms_non_negative(std::span<const float> norms, const std::string& file, const std::string& object);
 
 // What the model looks like; stored once per trace under /model.
 struct ModelInfo {

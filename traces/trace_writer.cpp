@@ -353,10 +353,7 @@ void TraceWriter::write_layer(int layer, const LayerView& view) {
   if (!value_norms.empty()) {
     check_size(value_norms.size(), Dims{H, T}, f, object + "/value_wo_l1");
     check_finite(value_norms, f, object + "/value_wo_l1");
-    for (std::size_t i = 0; i < value_norms.size(); ++i)
-      if (value_norms[i] < 0)
-        fail<TraceError>(f, ": ", object, "/value_wo_l1: value ", value_norms[i], " at flat index ", i,
-                         " is negative (an L1 norm)");
+    check_value_norms_non_negative(value_norms, f, object + "/value_wo_l1");
   } else if (options_.value_norms) {
     computed = value_norms_as_stored(layer, view.values);
     value_norms = computed;
