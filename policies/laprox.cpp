@@ -41,12 +41,17 @@ void attention_column_norms(const std::vector<const float*>& heads, int w, int T
 }
 
 // ‖v_i Wᵀ‖₂ = sqrt(vᵀ (WᵀW) v) for the first P values of one KV head, W = the sum of the given
-// D×d blocks of w_o. out [P].
+// D×d blocks of w_o; WᵀW from the simulator's shared grams for one head (ly.w_o_gram), else
+// computed here (the same product). out [P].
 void projected_value_norms(const LayerData& ly, const std::vector<int>& heads, int g, int H, int d, int D, int N,
                            int P, std::vector<float>& out) {
-  MatrixRM w = MatrixRM::Zero(D, d);  // [D, d]
-  for (int h : heads) w += ConstStridedMap(ly.w_o.data() + static_cast<std::size_t>(h) * d, D, d, Eigen::OuterStride<>(H * d));
-  const MatrixRM gram = w.transpose() * w;  // [d, d]
+  MatrixRM gram(d, d);  // [d, d]
+  if (heads.size() == 1 && !ly.w_o_gram.empty()) {
+    KVSIM_CHECK(ly.w_o_gram.size() == static_cast<std::size_t>(H) * d * d, "laprox: shared W_O grams' shape");
+    gram = ConstMapMatrixRM(ly.w_o_gram.data() + static_cast<std::size_t>(heads[0]) * d * d, d, d);
+  } else {
+    head_gram(ly.w_o, heads, H, d, D, std::span(gram.data(), static_cast<std::size_t>(d) * d));
+  }
   const ConstMapMatrixRM vals(ly.values.data() + static_cast<std::size_t>(g) * N * d, P, d);  // [P, d]
   const MatrixRM vg = vals * gram;                                                          // [P, d]
   out.resize(P);
@@ -60,7 +65,9 @@ void projected_value_norms(const LayerData& ly, const std::vector<int>& heads, i
 class LaproxPolicy final : public Policy {
  public:
   LaproxPolicy(std::string spec, LaproxParams params) : Policy(std::move(spec)), p_(params) {}
-  PolicyNeeds needs() const override { return {.window = p_.window, .w_o = true}; }
+  PolicyNeeds needs() const override {
+    return {.window = p_.window, .w_o = true, .w_o_gram = p_.reduce != LaproxReduce::kAttnFirst};
+  }
 
   Selection select(const PromptView& v, const BudgetPlan& plan) const override {
     const int L = v.n_layers, Hkv = v.n_kv_heads, T = v.T, nb = static_cast<int>(plan.per_head.size());

@@ -13,6 +13,7 @@ PolicyNeeds merge(const PolicyNeeds& a, const PolicyNeeds& b) {
   m.colsum = a.colsum || b.colsum;
   m.cont_attn = a.cont_attn || b.cont_attn;
   m.w_o = a.w_o || b.w_o;
+  m.w_o_gram = a.w_o_gram || b.w_o_gram;
   m.prompt_logprob = a.prompt_logprob || b.prompt_logprob;
   return m;
 }

@@ -22,6 +22,7 @@ struct PolicyNeeds {
   bool colsum = false;     // attn_colsum (H2O)
   bool cont_attn = false;  // continuation attention (oracle: future information)
   bool w_o = false;        // output projection (CriticalKV, LaProx)
+  bool w_o_gram = false;   // per-head W_O^hᵀ W_O^h (LaProx), computed once per trace when given
   bool prompt_logprob = false;
 };
 PolicyNeeds merge(const PolicyNeeds& a, const PolicyNeeds& b);

@@ -29,6 +29,7 @@ struct PromptTensors {
   std::vector<float> prompt_logprob;                         // [T]
   std::shared_ptr<const std::vector<std::vector<float>>> w_o;  // [L][D, H*d], shared by a trace's prompts
   std::shared_ptr<const std::vector<PackedBf16>> w_o_bf16;     // [L] or null: W_O for bf16 projections
+  std::shared_ptr<const std::vector<std::vector<float>>> w_o_gram;  // [L][H, d, d] or null: head_output_grams
 
   // Fills window_attn (when window) and cont_attn (when cont) for every layer, in parallel
   // over (layer, head). Checks every tensor's size first.

@@ -7,6 +7,7 @@
 #include <tbb/parallel_for.h>
 
 #include "core/error.hpp"
+#include "core/matrix.hpp"
 
 namespace kvsim {
 
@@ -37,6 +38,23 @@ double number_in(const ParamReader& p, const std::string& name, double lo, doubl
   if (std::isfinite(x) && x >= lo && x <= hi) return x;
   if (std::isinf(hi)) fail<InputError>("policy ", p.policy_name(), ": parameter ", name, " must be a finite number >= ", lo, ", got ", x);
   fail<InputError>("policy ", p.policy_name(), ": parameter ", name, " must be in [", lo, ", ", hi, "], got ", x);
+}
+
+void head_gram(std::span<const float> w_o, std::span<const int> heads, int H, int d, int D, std::span<float> out) {
+  KVSIM_CHECK(w_o.size() == static_cast<std::size_t>(D) * H * d && out.size() == static_cast<std::size_t>(d) * d,
+              "head_gram: shapes");
+  MatrixRM w = MatrixRM::Zero(D, d);  // [D, d]
+  for (int h : heads) w += ConstStridedMap(w_o.data() + static_cast<std::size_t>(h) * d, D, d, Eigen::OuterStride<>(H * d));
+  MapMatrixRM(out.data(), d, d).noalias() = w.transpose() * w;
+}
+
+std::vector<float> head_output_grams(std::span<const float> w_o, int H, int d, int D) {
+  std::vector<float> out(static_cast<std::size_t>(H) * d * d);
+  tbb::parallel_for(0, H, [&](int h) {
+    const int one[] = {h};
+    head_gram(w_o, one, H, d, D, std::span(out).subspan(static_cast<std::size_t>(h) * d * d, static_cast<std::size_t>(d) * d));
+  });
+  return out;
 }
 
 void window_mean_attention(const PromptView& v, int layer, int window, std::vector<float>& out) {

@@ -45,6 +45,13 @@ inline std::int64_t tie_rank(std::int32_t i, int sink) {
 int integer_at_least(const ParamReader& p, const std::string& name, int lo);
 double number_in(const ParamReader& p, const std::string& name, double lo, double hi);
 
+// The Gram matrix (Σ_{h∈heads} W_O^h)ᵀ (Σ_{h∈heads} W_O^h) of the given query heads' D×d
+// blocks of one layer's W_O [D, H*d], into out [d, d]: ‖(Σ_h W_O^h) v‖₂² = vᵀ·gram·v (LaProx).
+void head_gram(std::span<const float> w_o, std::span<const int> heads, int H, int d, int D, std::span<float> out);
+// Every query head's own gram, [H, d, d]: a function of the weights only, so the simulator
+// computes it once per trace (PolicyNeeds::w_o_gram) and shares it with every prompt.
+std::vector<float> head_output_grams(std::span<const float> w_o, int H, int d, int D);
+
 // Mean over the last `window` window queries of A_h[q, i]: out [H, T]. Requires window <= W.
 void window_mean_attention(const PromptView& v, int layer, int window, std::vector<float>& out);
 

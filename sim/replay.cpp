@@ -14,6 +14,7 @@
 #include "core/rng.hpp"
 #include "metrics/logit_estimate.hpp"
 #include "policies/prompt_tensors.hpp"
+#include "policies/score_utils.hpp"
 
 namespace kvsim {
 
@@ -63,6 +64,7 @@ Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
     } else {
       w_o_bf16_.push_back(nullptr);
     }
+    w_o_gram_.push_back(needs_.w_o_gram ? head_output_grams_all(*w_o_.back(), mi) : nullptr);
     classifier_.push_back(r.has_classifier() ? std::make_shared<const std::vector<float>>(r.read_classifier()) : nullptr);
     final_norm_.push_back(r.read_final_norm());
   }
@@ -88,6 +90,14 @@ std::shared_ptr<const std::vector<std::vector<float>>> read_all_w_o(const TraceR
   auto w_o = std::make_shared<std::vector<std::vector<float>>>();
   for (int l = 0; l < reader.model().n_layers; ++l) w_o->push_back(reader.read_w_o(l));
   return w_o;
+}
+
+std::shared_ptr<const std::vector<std::vector<float>>> head_output_grams_all(const std::vector<std::vector<float>>& w_o,
+                                                                          const ModelInfo& model) {
+  auto grams = std::make_shared<std::vector<std::vector<float>>>(w_o.size());
+  for (std::size_t l = 0; l < w_o.size(); ++l)
+    (*grams)[l] = head_output_grams(w_o[l], model.n_heads, model.head_dim, model.hidden);
+  return grams;
 }
 
 std::uint64_t prompt_seed(std::uint64_t seed, const std::filesystem::path& trace, const std::string& prompt_id) {
@@ -151,6 +161,7 @@ ReadPrompt Replay::read(std::size_t trace, std::size_t prompt) const {
   ReadPrompt data = read_prompt(reader, prompt, needs_, w_o_[trace],
                                 prompt_seed(options_.seed, options_.traces[trace], reader.prompts()[prompt].id));
   data.tensors.w_o_bf16 = w_o_bf16_[trace];
+  data.tensors.w_o_gram = w_o_gram_[trace];
   return data;
 }
 

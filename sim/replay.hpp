@@ -76,6 +76,10 @@ struct PromptResult {
 double estimated_delta_nll(const PromptResult& result, int p, int b);
 // W_O of every layer of a trace's model: [L][D, H*d].
 std::shared_ptr<const std::vector<std::vector<float>>> read_all_w_o(const TraceReader& reader);
+// head_output_grams of every layer's W_O [L][H, d, d]: once per trace, for the policies whose
+// needs().w_o_gram is set (LaProx), instead of once per prompt.
+std::shared_ptr<const std::vector<std::vector<float>>> head_output_grams_all(const std::vector<std::vector<float>>& w_o,
+                                                                          const ModelInfo& model);
 // A prompt's seed from the job seed, the trace's file name and the prompt id (not from the
 // order of the command line).
 std::uint64_t prompt_seed(std::uint64_t seed, const std::filesystem::path& trace, const std::string& prompt_id);
@@ -134,6 +138,7 @@ class Replay {
   std::vector<std::unique_ptr<TraceReader>> readers_;
   std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_;  // per trace [L][D, H*d]
   std::vector<std::shared_ptr<const std::vector<PackedBf16>>> w_o_bf16_;  // per trace [L], with ProjectionPrecision::kBf16
+  std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_gram_;  // per trace [L][H, d, d], when a policy needs them
   // Per trace, for the logit-space estimate; null when the trace lacks /model/classifier.
   std::vector<std::shared_ptr<const std::vector<float>>> classifier_;  // [V, D]
   std::vector<std::vector<float>> final_norm_;                         // [D]
