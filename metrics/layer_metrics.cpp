@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "core/gemm_bf16.hpp"
 #include "core/matrix.hpp"
+#include "metrics/gathered_outer.hpp"
 
 namespace kvsim {
 
@@ -122,19 +123,20 @@ std::vector<float> prompt_attention_by_token(const Shape& s, const LayerData& ly
 // skipped. a_t from prompt_attention_by_token. Returns the flops spent.
 //
 // A KV head's query heads share its values and the policy's order, so each range of tokens is
-// gathered once for the whole group: one [k, G·M]ᵀ · [k, d] product in double per range.
+// gathered once for the whole group: Σ of [G·M]ᵀ ⊗ [d] outer products in double per range
+// (add_gathered_outer, token by token with fma).
 double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& ref, const Selection& sel,
                     const float* a_t, std::span<const int> block, RowMajorF& delta, std::span<double> recall_sum) {
   const int nb = sel.n_budgets(), Hd = s.H * s.d, l = ref.layer, GM = s.G * s.M;
   KVSIM_CHECK(sel.T() == s.T && delta.cols() == Hd && static_cast<int>(recall_sum.size()) == nb &&
               static_cast<int>(block.size()) == nb);
   double flops = 0;
-  RowMajorD acc(GM, s.d), gathered_a, gathered_v;  // acc [G·M, d] (row k·M + t: head g·G + k), gathered_a [k, G·M], gathered_v [k, d]
+  RowMajorD acc(GM, s.d);  // [G·M, d] (row k·M + t: head g·G + k)
   Eigen::VectorXd z(GM), z_part(GM);
   std::vector<double> kept_mass;  // [G, cuts, M] Σ_{j∈S} a_j of each head and cut
   std::vector<std::size_t> split(s.G);  // per head of the group: its cuts below split are summed from the kept side
   for (int g = 0; g < s.Hkv; ++g) {
-    const ConstMapMatrixRM v(ly.values.data() + static_cast<std::size_t>(g) * s.N * s.d, s.N, s.d);
+    const float* v_g = ly.values.data() + static_cast<std::size_t>(g) * s.N * s.d;  // [N, d]
     const float* a_g = a_t + static_cast<std::size_t>(g) * s.T * GM;  // [T, G·M]
     for (int o = 0; o < sel.n_orders(); ++o) {
       std::vector<Cut> cuts;
@@ -186,19 +188,7 @@ double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& r
       auto add_range = [&](int from, int to) {
         const int k = to - from;
         if (k <= 0) return;
-        gathered_a.resize(k, GM);
-        gathered_v.resize(k, s.d);
-        for (int j = 0; j < k; ++j) {
-          const int i = order[from + j];
-          gathered_a.row(j) = Eigen::Map<const Eigen::RowVectorXf>(a_g + static_cast<std::size_t>(i) * GM, GM).cast<double>();
-          gathered_v.row(j) = v.row(i).cast<double>();
-        }
-        acc.noalias() += gathered_a.transpose() * gathered_v;
-        // Σ over the range first, then added to z: the same additions in the same order as
-        // summing each t's row of the untransposed gather.
-        z_part.setZero();
-        for (int j = 0; j < k; ++j)
-          for (int c = 0; c < GM; ++c) z_part[c] += gathered_a(j, c);
+        add_gathered_outer(order.subspan(from, k), a_g, GM, GM, v_g, s.d, s.d, acc.data(), z_part.data());
         z += z_part;
         flops += 2.0 * GM * k * s.d;
       };
