@@ -106,16 +106,30 @@ constexpr double kMinDroppedSideShare = 0x1p-20;
 // every query head of a KV head's group on one token are one contiguous row of G·M, so gathering
 // a kept token for the whole group reads one row instead of G·M cache lines T + M floats apart.
 // Built once per layer and shared by every selection.
-std::vector<float> prompt_attention_by_token(const Shape& s, const LayerData& ly) {
-  std::vector<float> a_t(static_cast<std::size_t>(s.H) * s.T * s.M);
-  for (int h = 0; h < s.H; ++h)
-    for (int t = 0; t < s.M; ++t) {
-      const float* row = ly.cont_attn.data() + (static_cast<std::size_t>(h) * s.M + t) * s.N;
-      float* col = a_t.data() + (static_cast<std::size_t>(h / s.G) * s.T * s.G + h % s.G) * s.M + t;
-      const std::size_t stride = static_cast<std::size_t>(s.G) * s.M;
-      for (int i = 0; i < s.T; ++i) col[i * stride] = row[i];
+void prompt_attention_by_token(const Shape& s, const LayerData& ly, std::span<float> a_t) {
+  KVSIM_CHECK(a_t.size() == static_cast<std::size_t>(s.H) * s.T * s.M);
+  constexpr int kTile = 64;  // tokens per tile: the tile's G·M-float rows stay in L1 while written
+  const std::size_t stride = static_cast<std::size_t>(s.G) * s.M;
+  for (int g = 0; g < s.Hkv; ++g)
+    for (int i0 = 0; i0 < s.T; i0 += kTile) {
+      const int i1 = std::min(s.T, i0 + kTile);
+      for (int k = 0; k < s.G; ++k)
+        for (int t = 0; t < s.M; ++t) {
+          const float* row = ly.cont_attn.data() + (static_cast<std::size_t>(g * s.G + k) * s.M + t) * s.N;
+          float* col = a_t.data() + static_cast<std::size_t>(g) * s.T * stride + static_cast<std::size_t>(k) * s.M + t;
+          for (int i = i0; i < i1; ++i) col[i * stride] = row[i];
+        }
     }
-  return a_t;
+}
+
+// Per-thread scratch, grown and reused across layers and prompts: at an 8B shape a layer's δ
+// rows, their projection and a_t are ~100 MB, and fresh pages for them every layer cost more in
+// page faults and zeroing than the sums that fill them. (layer_metrics_stacked runs no nested
+// parallel work, so a thread never re-enters it while its scratch is in use.)
+template <typename Real>
+std::span<Real> scratch(std::vector<Real>& buffer, std::size_t n) {
+  if (buffer.size() < n) buffer.resize(n);
+  return {buffer.data(), n};
 }
 
 // δ of the budgets b of `sel` with block[b] >= 0 into rows block[b]*M … of `delta` [blocks*M,
@@ -126,7 +140,8 @@ std::vector<float> prompt_attention_by_token(const Shape& s, const LayerData& ly
 // gathered once for the whole group: Σ of [G·M]ᵀ ⊗ [d] outer products in double per range
 // (add_gathered_outer, token by token with fma).
 double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& ref, const Selection& sel,
-                    const float* a_t, std::span<const int> block, RowMajorF& delta, std::span<double> recall_sum) {
+                    const float* a_t, std::span<const int> block, Eigen::Map<RowMajorF>& delta,
+                    std::span<double> recall_sum) {
   const int nb = sel.n_budgets(), Hd = s.H * s.d, l = ref.layer, GM = s.G * s.M;
   KVSIM_CHECK(sel.T() == s.T && delta.cols() == Hd && static_cast<int>(recall_sum.size()) == nb &&
               static_cast<int>(block.size()) == nb);
@@ -137,7 +152,7 @@ double layer_deltas(const Shape& s, const LayerData& ly, const LayerReference& r
   std::vector<std::size_t> split(s.G);  // per head of the group: its cuts below split are summed from the kept side
   for (int g = 0; g < s.Hkv; ++g) {
     const float* v_g = ly.values.data() + static_cast<std::size_t>(g) * s.N * s.d;  // [N, d]
-    const float* a_g = a_t + static_cast<std::size_t>(g) * s.T * GM;  // [T, G·M]
+    const float* a_g = a_t + static_cast<std::size_t>(g) * s.T * GM;                // [T, G·M]
     for (int o = 0; o < sel.n_orders(); ++o) {
       std::vector<Cut> cuts;
       for (int b = 0; b < nb; ++b)
@@ -346,8 +361,11 @@ double layer_metrics_stacked(const PromptView& view, const LayerReference& ref, 
   KVSIM_CHECK(wo_delta.empty() || wo_delta.size() == n_out * s.M * s.D, "layer_metrics: wo_delta size");
   const StackRows plan = plan_stack_rows(selections, ref.layer, s.T);
   const Eigen::Index rows = static_cast<Eigen::Index>(plan.n_blocks) * s.M;
-  RowMajorF delta = RowMajorF::Zero(rows, Hd);  // [blocks*M, H*d], the distinct points' δ in stack order
-  const std::vector<float> a_t = prompt_attention_by_token(s, ly);
+  thread_local std::vector<float> delta_buffer, projected_buffer, a_t_buffer;
+  Eigen::Map<RowMajorF> delta(scratch(delta_buffer, static_cast<std::size_t>(rows) * Hd).data(), rows, Hd);  // [blocks*M, H*d], the distinct points' δ in stack order
+  delta.setZero();
+  const std::span<float> a_t = scratch(a_t_buffer, static_cast<std::size_t>(s.H) * s.T * s.M);
+  prompt_attention_by_token(s, ly, a_t);
   std::vector<double> recall_sum(n_out, 0.0);
   std::vector<int> own_block;  // per budget of one selection: its block where it computes one, else skip
   double flops = 0;
@@ -365,8 +383,8 @@ double layer_metrics_stacked(const PromptView& view, const LayerReference& ref, 
   // stacking depends only on the inputs, so the bytes do not depend on the thread count.
   const ConstMapMatrixRM wo(ly.w_o.data(), s.D, Hd);
   const bool direct = !wo_delta.empty() && static_cast<std::size_t>(plan.n_blocks) == n_out;  // no sharing: project in place
-  std::vector<float> local(direct ? 0 : static_cast<std::size_t>(rows) * s.D);
-  Eigen::Map<RowMajorF> projected(direct ? wo_delta.data() : local.data(), rows, s.D);  // [blocks*M, D]
+  Eigen::Map<RowMajorF> projected(
+      direct ? wo_delta.data() : scratch(projected_buffer, static_cast<std::size_t>(rows) * s.D).data(), rows, s.D);  // [blocks*M, D]
   if (rows > 0 && ly.w_o_bf16) {
     KVSIM_CHECK(ly.w_o_bf16->rows() == s.D && ly.w_o_bf16->cols() == Hd, "layer_metrics: packed W_O shape");
     gemm_bf16_nt(delta.data(), static_cast<int>(rows), Hd, Hd, *ly.w_o_bf16, projected.data(), s.D);
