@@ -602,10 +602,10 @@ def press_summary(name, ratios, tallies, same, uncovered, forward, tie_gap):
         elif n == 0:
             parts.append("no differing set")
         elif n_near == n and identical == n:
-            parts.append(f"the {n} differing set{' is a near-tie' if n == 1 else 's are near-ties'} "
-                         f"(largest gap {largest} < {tie_gap:g}) and identical on kvsim's tensors")
+            parts.append(f"the {n} differing set{' is a near-tie (gap' if n == 1 else 's are near-ties (largest gap'} "
+                         f"{largest} < {tie_gap:.0e}) and identical on kvsim's tensors")
         else:
-            parts.append(f"of the {n} differing sets {n_near} are near-ties (gap < {tie_gap:g}; largest gap {largest}) "
+            parts.append(f"of the {n} differing sets {n_near} are near-ties (gap < {tie_gap:.0e}; largest gap {largest}) "
                          f"and {identical} identical on kvsim's tensors")
         if name in STRICT:
             ok = ok and n_near == n and identical == n
@@ -613,8 +613,11 @@ def press_summary(name, ratios, tallies, same, uncovered, forward, tie_gap):
             ok = ok and n_near == n
     if name == "Knorm" and not uncovered:
         same_text += f", {sum(same[(name, r)].ties for r in ratios)} boundary ties"
-    elif same_far:
-        same_text += f", {len(same_far)} differing set(s) not near-ties"
+    same_all = [m for r in ratios for m in same[(name, r)].mismatches]
+    if same_all:
+        exact_ties = sum(m[4] is not None and m[4][1] == 0 for m in same_all)
+        same_text += (f" ({len(same_all)} differing: {exact_ties} at exact ties of kvpress's scores, "
+                      f"{len(same_all) - exact_ties - len(same_far)} near-ties, {len(same_far)} not near-ties)")
     parts.append(same_text)
     verdict = "reported" if name == "Knorm" else ("ok" if ok else "FAIL")
     kind = "strict" if name in STRICT else "reported" if name == "Knorm" else "near-tie"
