@@ -60,6 +60,7 @@ struct ReplayTiming {
   double seconds = 0, flops = 0;
   int prompts = 0;
   PromptResult::Phases phases, cpu;  // summed over prompts
+  ProjectionCost projection;         // the W_O GEMMs alone, summed over prompts
 };
 
 ReplayTiming time_replay(const fs::path& trace, const BudgetSweep& budgets,
@@ -75,6 +76,7 @@ ReplayTiming time_replay(const fs::path& trace, const BudgetSweep& budgets,
   const double t0 = now();
   replay.run([&](const PromptResult& r) {
     t.flops += r.flops;
+    t.projection.flops += r.projection.flops, t.projection.cpu_seconds += r.projection.cpu_seconds;
     ++t.prompts;
     t.phases.read += r.seconds.read, t.phases.attention += r.seconds.attention;
     t.phases.select += r.seconds.select, t.phases.reference += r.seconds.reference;
@@ -85,6 +87,23 @@ ReplayTiming time_replay(const fs::path& trace, const BudgetSweep& budgets,
   });
   t.seconds = now() - t0;
   return t;
+}
+
+// The W_O projection GEMMs' rate inside the replay (flops over the CPU seconds of the threads
+// running them), against the best SGEMM per core of this run's peak line.
+// Without a peak (--trace), the rate alone.
+void print_projection_rate(const ReplayTiming& r, ProjectionPrecision precision, const bench::GemmRates* peak,
+                           int threads) {
+  if (r.projection.cpu_seconds <= 0) return;
+  const double rate = r.projection.flops / r.projection.cpu_seconds / 1e9;
+  std::printf("  W_O projection GEMMs inside the replay (%s): %.0f GFLOP per prompt in %.2f CPU s = %.1f GFLOP/s per core",
+              projection_name(precision), r.projection.flops / r.prompts / 1e9, r.projection.cpu_seconds / r.prompts, rate);
+  if (peak) {
+    const double best = peak->best() / threads;
+    std::printf(" = %.0f%% of the best SGEMM per core of this run (%.1f: %s on %d threads / %d)", 100.0 * rate / best, best,
+                peak->best_name(), threads, threads);
+  }
+  std::printf("\n");
 }
 
 void print_phases(const char* what, const PromptResult::Phases& ph, int prompts) {
@@ -131,6 +150,7 @@ int profile_trace(const fs::path& trace, const std::string& policies, const std:
               r.seconds / r.prompts, r.seconds / points, points, wall);
   print_phases("wall", r.phases, r.prompts);
   print_phases("CPU (all threads)", r.cpu, r.prompts);
+  print_projection_rate(r, projection, nullptr, threads);
   return 0;
 }
 
@@ -167,7 +187,7 @@ int main(int argc, char** argv) {
   fs::create_directories(dir);
   const int n_policies = static_cast<int>(all_policies().size());
   std::printf("bench_replay: threads=%d, %d policies x %zu budgets\n", threads, n_policies, budgets.empty() ? 6 : budgets.size());
-  bench::print_peak(threads, 2496, 4096, 4096);  // the W_O projection of 13 policies' rows stacked
+  const bench::GemmRates sgemm = bench::print_peak(threads, 2496, 4096, 4096);  // the W_O projection of 13 policies' rows stacked
 
   const double peak = gemm_peak();
   std::printf("GEMM peak (kvsim::linear, [2048x4096]x[4096x4096]^T, best of 3): %.1f GFLOP/s\n", peak);
@@ -196,6 +216,7 @@ int main(int argc, char** argv) {
               r.seconds / r.prompts, evals / r.seconds, flops / r.seconds / 1e9, 100.0 * flops / r.seconds / 1e9 / best_peak);
   print_phases("wall", r.phases, r.prompts);
   print_phases("CPU (all threads)", r.cpu, r.prompts);
+  print_projection_rate(r, projection, &sgemm, threads);
   // One grid point replayed against rerunning the model for it (prefill + M-token decode).
   const double per_point_flops = flops / r.prompts / (n_policies * budgets.size());
   const double rerun = rerun_flops(m, ffn_dim(shape, m), T, M);

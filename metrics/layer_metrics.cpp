@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <ctime>
 
 #include "core/error.hpp"
 #include "core/gemm_bf16.hpp"
@@ -35,6 +36,12 @@ double ordered_norm(const Real* x, int n) {
   double s = 0;
   for (int i = 0; i < n; ++i) s += static_cast<double>(x[i]) * x[i];
   return std::sqrt(s);
+}
+
+double thread_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) + 1e-9 * static_cast<double>(ts.tv_nsec);
 }
 
 struct Shape {
@@ -351,7 +358,7 @@ double layer_metrics(const PromptView& view, const LayerReference& ref, const Se
 }
 
 double layer_metrics_stacked(const PromptView& view, const LayerReference& ref, std::span<const Selection* const> selections,
-                             std::span<LayerMetrics> out, std::span<float> wo_delta) {
+                             std::span<LayerMetrics> out, std::span<float> wo_delta, ProjectionCost* projection) {
   const Shape s(view);
   const LayerData& ly = view.layers[ref.layer];
   const int Hd = s.H * s.d;
@@ -385,6 +392,7 @@ double layer_metrics_stacked(const PromptView& view, const LayerReference& ref, 
   const bool direct = !wo_delta.empty() && static_cast<std::size_t>(plan.n_blocks) == n_out;  // no sharing: project in place
   Eigen::Map<RowMajorF> projected(
       direct ? wo_delta.data() : scratch(projected_buffer, static_cast<std::size_t>(rows) * s.D).data(), rows, s.D);  // [blocks*M, D]
+  const double cpu0 = projection ? thread_cpu_seconds() : 0.0;
   if (rows > 0 && ly.w_o_bf16) {
     KVSIM_CHECK(ly.w_o_bf16->rows() == s.D && ly.w_o_bf16->cols() == Hd, "layer_metrics: packed W_O shape");
     gemm_bf16_nt(delta.data(), static_cast<int>(rows), Hd, Hd, *ly.w_o_bf16, projected.data(), s.D);
@@ -392,6 +400,10 @@ double layer_metrics_stacked(const PromptView& view, const LayerReference& ref, 
     projected.noalias() = delta * wo.transpose();
   }
   flops += 2.0 * static_cast<double>(rows) * Hd * s.D;
+  if (projection) {
+    projection->cpu_seconds += thread_cpu_seconds() - cpu0;
+    projection->flops += 2.0 * static_cast<double>(rows) * Hd * s.D;
+  }
   const std::size_t md = static_cast<std::size_t>(s.M) * s.D;
   std::vector<double> block_recall(plan.n_blocks, 0.0);
   for (std::size_t p = 0; p < n_out; ++p)

@@ -68,8 +68,13 @@ double layer_metrics(const PromptView& view, const LayerReference& ref, const Se
 // budgets in order; wo_delta, when not empty, [Σ n_budgets, M, D]. Each selection's values do
 // not depend on which others are stacked with it beyond GEMM rounding (fp32, ~1e-7 relative),
 // and for given inputs the result is the same bytes at any thread count.
+// `projection`, when given, gets the W_O GEMM's flops and the calling thread's CPU seconds spent
+// in it added (benchmarks: the GEMM's rate inside the replay).
+struct ProjectionCost {
+  double flops = 0, cpu_seconds = 0;
+};
 double layer_metrics_stacked(const PromptView& view, const LayerReference& ref,
                              std::span<const Selection* const> selections, std::span<LayerMetrics> out,
-                             std::span<float> wo_delta = {});
+                             std::span<float> wo_delta = {}, ProjectionCost* projection = nullptr);
 
 }  // namespace kvsim

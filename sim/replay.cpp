@@ -225,18 +225,24 @@ PromptResult Replay::replay_read(std::size_t trace, std::size_t prompt, ReadProm
   const std::unique_ptr<LogitEstimator> logit =
       make_logit_estimator(reader, prompt, data.outputs, classifier_[trace].get(), final_norm_[trace]);
   const std::size_t md = static_cast<std::size_t>(meta.n_cont) * model.hidden;
-  std::vector<float> wo_delta(logit ? static_cast<std::size_t>(L) * P * B * md : 0);  // [L, P, B, M, D]
+  // [L, P, B, M, D], every element written by layer_metrics_stacked: not zeroed first (1.3 GB at
+  // an 8B shape, 4k tokens and 78 points).
+  const std::size_t n_wo_delta = logit ? static_cast<std::size_t>(L) * P * B * md : 0;
+  const std::unique_ptr<float[]> wo_delta_buffer(new float[std::max<std::size_t>(n_wo_delta, 1)]);
+  const std::span<float> wo_delta(wo_delta_buffer.get(), n_wo_delta);
 
   // One task per layer: every policy's δ rows stacked, one W_O GEMM (layer_metrics_stacked).
   result.metrics.resize(static_cast<std::size_t>(P) * L * B);
   std::vector<double> flops(L, 0.0);
+  std::vector<ProjectionCost> projection(L);
   std::vector<const Selection*> stack(P);
   for (int p = 0; p < P; ++p) stack[p] = &selections[p];
   tbb::parallel_for(0, L, [&](int l) {
     std::vector<LayerMetrics> m(static_cast<std::size_t>(P) * B);  // [P, B]
     flops[l] = layer_metrics_stacked(view, refs[l], stack, m,
-                                     logit ? std::span(wo_delta).subspan(static_cast<std::size_t>(l) * P * B * md, P * B * md)
-                                           : std::span<float>());
+                                     logit ? wo_delta.subspan(static_cast<std::size_t>(l) * P * B * md, P * B * md)
+                                           : std::span<float>(),
+                                     &projection[l]);
     for (int p = 0; p < P; ++p)
       std::copy_n(m.begin() + static_cast<std::ptrdiff_t>(p) * B, B,
                   result.metrics.begin() + (static_cast<std::ptrdiff_t>(p) * L + l) * B);
@@ -269,6 +275,8 @@ PromptResult Replay::replay_read(std::size_t trace, std::size_t prompt, ReadProm
   clock.lap(result.seconds.estimate, result.cpu_seconds.estimate);
   for (const auto& r : refs) result.flops += r.flops;
   for (double f : flops) result.flops += f;
+  for (const ProjectionCost& c : projection)
+    result.projection.flops += c.flops, result.projection.cpu_seconds += c.cpu_seconds;
   check_finite(result, file, logit != nullptr);
   if (options_.keep_selections) result.selections = std::move(selections);
   return result;

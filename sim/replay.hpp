@@ -51,6 +51,7 @@ struct PromptResult {
                                        // trace lacks /model/classifier or the prompt's cont_residual
   std::vector<double> dnll_est_kl;     // its second-order part alone, ½Var_q(Δz) ≈ KL(full‖compressed); NaN likewise
   double flops = 0;                   // metric arithmetic, for benchmarks
+  ProjectionCost projection;          // the W_O GEMMs alone: flops and CPU seconds (benchmarks)
   // Seconds of the replay's phases, for benchmarks (never written to results): read (HDF5 read
   // and decompression, conversion to fp32, checks; in Replay::run, where the next prompt is read
   // while this one is replayed, only the wait for it), derive attention, select, layer
