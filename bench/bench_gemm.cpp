@@ -1,5 +1,5 @@
 // SGEMM throughput on the tracer's and the replay's shapes (issue 14): kvsim::linear (the
-// packed kernel of tracer/linear.hpp over oneTBB) against Eigen's GEMM split over the threads
+// packed kernel of core/linear.hpp over oneTBB) against Eigen's GEMM split over the threads
 // in column blocks, one Eigen GEMM on one thread, and OpenBLAS when the build found it, all
 // in the same run, with the FMA peak (bench/peak.hpp) to read them against.
 // `bench_gemm bf16` runs main's bf16 section alone (core/gemm_bf16 against Eigen fp32).

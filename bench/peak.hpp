@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "core/rng.hpp"
-#include "tracer/linear.hpp"
+#include "core/linear.hpp"
 
 #ifdef KVSIM_HAVE_OPENBLAS
 #include <cblas.h>

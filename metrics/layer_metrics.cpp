@@ -8,6 +8,7 @@
 
 #include "core/error.hpp"
 #include "core/gemm_bf16.hpp"
+#include "core/linear.hpp"
 #include "core/matrix.hpp"
 #include "metrics/gathered_outer.hpp"
 
@@ -66,11 +67,12 @@ LayerReference layer_reference(const PromptView& view, int layer) {
   r.z_prompt.assign(r.z_total.size(), 0.0);
   r.z_cont.assign(r.z_total.size(), 0.0);
   r.n_cont.assign(static_cast<std::size_t>(s.H) * s.M * s.d, 0.0);
+  RowMajorD v;  // [N, d] of the current KV head, in double once for its G query heads
   for (int h = 0; h < s.H; ++h) {
     // In double: δ = o_S − o is often 1e-4 of o (values share a large common part), so o must
     // be known well below fp32 rounding.
     const RowMajorD a = ConstMapMatrixRM(ly.cont_attn.data() + static_cast<std::size_t>(h) * s.M * s.N, s.M, s.N).cast<double>();
-    const RowMajorD v = ConstMapMatrixRM(ly.values.data() + static_cast<std::size_t>(h / s.G) * s.N * s.d, s.N, s.d).cast<double>();
+    if (h % s.G == 0) v = ConstMapMatrixRM(ly.values.data() + static_cast<std::size_t>(h / s.G) * s.N * s.d, s.N, s.d).cast<double>();
     Eigen::Map<RowMajorD, 0, Eigen::OuterStride<>> o(r.o.data() + static_cast<std::size_t>(h) * s.d, s.M, s.d, Eigen::OuterStride<>(Hd));
     o.noalias() = a * v;
     MapRowMajorD nc(r.n_cont.data() + static_cast<std::size_t>(h) * s.M * s.d, s.M, s.d);
@@ -396,6 +398,9 @@ double layer_metrics_stacked(const PromptView& view, const LayerReference& ref, 
   if (rows > 0 && ly.w_o_bf16) {
     KVSIM_CHECK(ly.w_o_bf16->rows() == s.D && ly.w_o_bf16->cols() == Hd, "layer_metrics: packed W_O shape");
     gemm_bf16_nt(delta.data(), static_cast<int>(rows), Hd, Hd, *ly.w_o_bf16, projected.data(), s.D);
+  } else if (rows > 0 && ly.w_o_packed) {
+    KVSIM_CHECK(ly.w_o_packed->rows() == s.D && ly.w_o_packed->cols() == Hd, "layer_metrics: packed W_O shape");
+    linear_serial(delta.data(), Hd, rows, *ly.w_o_packed, projected.data(), s.D);
   } else {
     projected.noalias() = delta * wo.transpose();
   }

@@ -110,6 +110,7 @@ PromptView PromptTensors::view() const {
     o.attn_colsum = s.attn_colsum, o.value_wo_l1 = s.value_wo_l1, o.window_attn = s.window_attn, o.cont_attn = s.cont_attn;
     if (w_o && l < w_o->size()) o.w_o = (*w_o)[l];
     if (w_o_bf16 && l < w_o_bf16->size()) o.w_o_bf16 = &(*w_o_bf16)[l];
+    if (w_o_packed && l < w_o_packed->size()) o.w_o_packed = &(*w_o_packed)[l];
     if (w_o_gram && l < w_o_gram->size()) o.w_o_gram = (*w_o_gram)[l];
   }
   return v;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/gemm_bf16.hpp"
+#include "core/linear.hpp"
 #include "policies/prompt_view.hpp"
 
 namespace kvsim {
@@ -29,6 +30,7 @@ struct PromptTensors {
   std::vector<float> prompt_logprob;                         // [T]
   std::shared_ptr<const std::vector<std::vector<float>>> w_o;  // [L][D, H*d], shared by a trace's prompts
   std::shared_ptr<const std::vector<PackedBf16>> w_o_bf16;     // [L] or null: W_O for bf16 projections
+  std::shared_ptr<const std::vector<PackedWeights>> w_o_packed;  // [L] or null: W_O for fp32 projections (linear_serial)
   std::shared_ptr<const std::vector<std::vector<float>>> w_o_gram;  // [L][H, d, d] or null: head_output_grams
 
   // Fills window_attn (when window) and cont_attn (when cont) for every layer, in parallel

@@ -12,7 +12,8 @@
 
 namespace kvsim {
 
-class PackedBf16;  // core/gemm_bf16.hpp
+class PackedBf16;     // core/gemm_bf16.hpp
+class PackedWeights;  // core/linear.hpp
 
 struct LayerData {
   std::span<const float> keys;         // [Hkv, T+M, d] post-RoPE
@@ -22,6 +23,7 @@ struct LayerData {
   std::span<const float> attn_colsum;  // [H, T] Σ over prompt queries
   std::span<const float> w_o;          // [D, H*d] this layer's output projection
   const PackedBf16* w_o_bf16 = nullptr;  // w_o rounded to bf16 and packed, when the replay projects in bf16
+  const PackedWeights* w_o_packed = nullptr;  // w_o packed for linear_serial, when the replay projects in fp32
   std::span<const float> w_o_gram;     // [H, d, d] W_O^hᵀ W_O^h (head_output_grams) when the simulator shares them, else empty
   std::span<const float> value_wo_l1;  // [H, T] ‖W_O^h v_i‖₁ when the trace records it, else empty
   // Derived by the simulator:

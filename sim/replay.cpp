@@ -61,8 +61,14 @@ Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
       packed->reserve(w_o_.back()->size());
       for (const auto& w : *w_o_.back()) packed->emplace_back(w.data(), mi.hidden, mi.n_heads * mi.head_dim);
       w_o_bf16_.push_back(std::move(packed));
+      w_o_packed_.push_back(nullptr);
     } else {
+      auto packed = std::make_shared<std::vector<PackedWeights>>();
+      packed->reserve(w_o_.back()->size());
+      for (const auto& w : *w_o_.back())
+        packed->emplace_back(ConstMapMatrixRM(w.data(), mi.hidden, static_cast<Eigen::Index>(mi.n_heads) * mi.head_dim));
       w_o_bf16_.push_back(nullptr);
+      w_o_packed_.push_back(std::move(packed));
     }
     w_o_gram_.push_back(needs_.w_o_gram ? head_output_grams_all(*w_o_.back(), mi) : nullptr);
     classifier_.push_back(r.has_classifier() ? std::make_shared<const std::vector<float>>(r.read_classifier()) : nullptr);
@@ -161,6 +167,7 @@ ReadPrompt Replay::read(std::size_t trace, std::size_t prompt) const {
   ReadPrompt data = read_prompt(reader, prompt, needs_, w_o_[trace],
                                 prompt_seed(options_.seed, options_.traces[trace], reader.prompts()[prompt].id));
   data.tensors.w_o_bf16 = w_o_bf16_[trace];
+  data.tensors.w_o_packed = w_o_packed_[trace];
   data.tensors.w_o_gram = w_o_gram_[trace];
   return data;
 }

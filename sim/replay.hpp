@@ -139,6 +139,7 @@ class Replay {
   std::vector<std::unique_ptr<TraceReader>> readers_;
   std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_;  // per trace [L][D, H*d]
   std::vector<std::shared_ptr<const std::vector<PackedBf16>>> w_o_bf16_;  // per trace [L], with ProjectionPrecision::kBf16
+  std::vector<std::shared_ptr<const std::vector<PackedWeights>>> w_o_packed_;  // per trace [L], with ProjectionPrecision::kFp32
   std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_gram_;  // per trace [L][H, d, d], when a policy needs them
   // Per trace, for the logit-space estimate; null when the trace lacks /model/classifier.
   std::vector<std::shared_ptr<const std::vector<float>>> classifier_;  // [V, D]

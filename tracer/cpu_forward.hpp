@@ -11,7 +11,7 @@
 
 #include "core/matrix.hpp"
 #include "tracer/forward_backend.hpp"
-#include "tracer/linear.hpp"
+#include "core/linear.hpp"
 #include "tracer/model.hpp"
 
 namespace kvsim {
@@ -76,7 +76,7 @@ using LayerObserver = std::function<void(const LayerActivations&)>;
 
 class CpuForward : public ForwardBackend {
  public:
-  // Packs every weight matrix of the model for linear() (tracer/linear.hpp): a second copy of
+  // Packs every weight matrix of the model for linear() (core/linear.hpp): a second copy of
   // the weights in memory, made once; the model must not change while this object lives.
   explicit CpuForward(const Model& model);
 

@@ -38,7 +38,7 @@ struct LayerScratch {
   RopeTable rope;
 };
 
-// The weight products: linear (prefill: tracer/linear.hpp's packed GEMM) or linear_rowwise (decode
+// The weight products: linear (prefill: core/linear.hpp's packed GEMM) or linear_rowwise (decode
 // batches: one dot per element), tracer/cpu_forward.hpp.
 // CpuForward's multiplies by its packed copy of w (CpuForward::packed).
 using LinearFn = std::function<void(const MatrixRM& x, const MatrixRM& w, MatrixRM& y)>;

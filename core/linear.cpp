@@ -1,4 +1,4 @@
-#include "tracer/linear.hpp"
+#include "core/linear.hpp"
 
 #include <tbb/blocked_range2d.h>
 #include <tbb/parallel_for.h>
@@ -97,23 +97,40 @@ void linear_block(const float* x, Eigen::Index ldx, const PackedWeights& w, Eige
   }
 }
 
+namespace {
+
+// Any tiling gives the same bits (core/linear.hpp); these tiles keep the panels in L2.
+struct Tiles {
+  Eigen::Index n, out, row_tile, col_tile, row_tiles, col_tiles;
+  Tiles(Eigen::Index n_, const PackedWeights& w)
+      : n(n_), out(w.rows()), row_tile(8 * kRows), col_tile(column_tile(w.cols())),
+        row_tiles((n + row_tile - 1) / row_tile), col_tiles((out + col_tile - 1) / col_tile) {}
+  void run(Eigen::Index i, Eigen::Index j, const float* x, Eigen::Index ldx, const PackedWeights& w, float* y,
+           Eigen::Index ldy) const {
+    const Eigen::Index r0 = i * row_tile, c0 = j * col_tile;
+    linear_block(x + r0 * ldx, ldx, w, w.cols(), std::min(row_tile, n - r0), c0, std::min(col_tile, out - c0),
+                 y + r0 * ldy + c0, ldy);
+  }
+};
+
+}  // namespace
+
 void linear(Eigen::Ref<const MatrixRM> x, const PackedWeights& w, MatrixRM& y) {
   KVSIM_CHECK(x.cols() == w.cols(), "linear: x ", x.rows(), "x", x.cols(), " w ", w.rows(), "x", w.cols());
-  const Eigen::Index n = x.rows(), out = w.rows();
-  y.resize(n, out);
-  // Any tiling gives the same bits (tracer/linear.hpp); these tiles keep the panels in L2.
-  const Eigen::Index row_tile = 8 * kRows, col_tile = column_tile(w.cols());
-  const Eigen::Index row_tiles = (n + row_tile - 1) / row_tile, col_tiles = (out + col_tile - 1) / col_tile;
-  tbb::parallel_for(tbb::blocked_range2d<Eigen::Index>(0, row_tiles, 0, col_tiles),
+  y.resize(x.rows(), w.rows());
+  const Tiles t(x.rows(), w);
+  tbb::parallel_for(tbb::blocked_range2d<Eigen::Index>(0, t.row_tiles, 0, t.col_tiles),
                     [&](const tbb::blocked_range2d<Eigen::Index>& r) {
                       for (Eigen::Index i = r.rows().begin(); i < r.rows().end(); ++i)
-                        for (Eigen::Index j = r.cols().begin(); j < r.cols().end(); ++j) {
-                          const Eigen::Index r0 = i * row_tile, c0 = j * col_tile;
-                          linear_block(x.data() + r0 * x.outerStride(), x.outerStride(), w, w.cols(),
-                                       std::min(row_tile, n - r0), c0, std::min(col_tile, out - c0),
-                                       y.data() + r0 * out + c0, out);
-                        }
+                        for (Eigen::Index j = r.cols().begin(); j < r.cols().end(); ++j)
+                          t.run(i, j, x.data(), x.outerStride(), w, y.data(), t.out);
                     });
+}
+
+void linear_serial(const float* x, Eigen::Index ldx, Eigen::Index n, const PackedWeights& w, float* y, Eigen::Index ldy) {
+  const Tiles t(n, w);
+  for (Eigen::Index i = 0; i < t.row_tiles; ++i)
+    for (Eigen::Index j = 0; j < t.col_tiles; ++j) t.run(i, j, x, ldx, w, y, ldy);
 }
 
 void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y) { linear(x, PackedWeights(w), y); }

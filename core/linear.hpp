@@ -33,6 +33,10 @@ class PackedWeights {
 // block of rows of a larger row-major matrix.
 void linear(Eigen::Ref<const MatrixRM> x, const PackedWeights& w, MatrixRM& y);
 void linear(const MatrixRM& x, const MatrixRM& w, MatrixRM& y);
+// The same product on the calling thread only, the same tiles in order (and the same bits):
+// Y [n, w.rows()] (row stride ldy) = X [n, w.cols()] (row stride ldx) · Wᵀ, for callers that
+// already run one task per thread (the replay's W_O projection, one task per layer).
+void linear_serial(const float* x, Eigen::Index ldx, Eigen::Index n, const PackedWeights& w, float* y, Eigen::Index ldy);
 
 // nr rows of X (row stride ldx) times columns [c0, c0 + nc) of Wᵀ (c0 a multiple of kPanel),
 // summed over the first `inner` <= w.cols() of the inner dimension, into y (row stride ldy),
