@@ -174,6 +174,23 @@ TEST_CASE("linear: equals Eigen's product, and a row's bits do not depend on the
     check_product(n, out, in, rng, [](const MatrixRM& x, const MatrixRM& w, MatrixRM& y) { linear(x, w, y); });
 }
 
+TEST_CASE("linear_serial: the same bits as linear, into a strided output", "[forward]") {
+  Rng rng(12);
+  for (auto [n, out, in] : {std::array{13, 70, 37}, std::array{250, 1000, 96}, std::array{100, 64, 4096}}) {
+    MatrixRM x(n, in), w(out, in), y;
+    for (int i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(rng.normal());
+    for (int i = 0; i < w.size(); ++i) w.data()[i] = static_cast<float>(rng.normal());
+    const PackedWeights packed(w);
+    linear(x, packed, y);
+    MatrixRM wide = MatrixRM::Constant(n, out + 3, 7.0f);  // row stride out + 3: the 3 extra columns stay 7
+    linear_serial(x.data(), in, n, packed, wide.data(), out + 3);
+    INFO(n << " x " << in << " times " << out << " x " << in);
+    CHECK(wide.rightCols(3).cwiseEqual(7.0f).all());
+    const MatrixRM left = wide.leftCols(out);
+    CHECK(std::memcmp(left.data(), y.data(), sizeof(float) * y.size()) == 0);
+  }
+}
+
 TEST_CASE("linear_rowwise: equals Eigen's product, and a row's bits do not depend on the batch or threads",
           "[forward]") {
   Rng rng(9);
