@@ -15,7 +15,6 @@
 
 #include "core/error.hpp"
 #include "core/rng.hpp"
-#include "traces/trace_writer.hpp"
 #include "tracer/cuda_backend.hpp"
 #include "tracer/model.hpp"
 #include "tracer/recorder.hpp"
@@ -56,28 +55,6 @@ class NullSink : public PromptSink {
  public:
   void layer(int, const LayerView&) override {}
   void outputs(const PromptOutputs&) override {}
-};
-
-// Times the writer's own work inside the sink calls.
-class TimedWriterSink : public PromptSink {
- public:
-  explicit TimedWriterSink(TraceWriter& w) : w_(w) {}
-  void layer(int l, const LayerView& v) override {
-    const auto t0 = Clock::now();
-    w_.write_layer(l, v);
-    seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-    // fp16 on disk before compression: K, V, queries; column sums fp32.
-    bytes += 2.0 * (v.keys.size() + v.values.size() + v.q_window.size() + v.q_cont.size()) + 4.0 * v.attn_colsum.size();
-  }
-  void outputs(const PromptOutputs& o) override {
-    const auto t0 = Clock::now();
-    w_.end_prompt(o);
-    seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-  }
-  double seconds = 0, bytes = 0;
-
- private:
-  TraceWriter& w_;
 };
 
 double best_of(int repeats, const auto& fn) {
@@ -144,28 +121,25 @@ int main(int argc, char** argv) try {
   std::vector<int> tokens(n);
   Rng rng(8);
   for (auto& t : tokens) t = static_cast<int>(rng.below(c.vocab));
+  std::vector<PromptSpec> prompt(1);
+  prompt[0].tokens = tokens, prompt[0].n_prompt = n - kCont, prompt[0].truncated_from = n - kCont;
+  // fp16 on disk before compression: K, V, queries; column sums fp32.
+  const double bytes = c.n_layers * (2.0 * (2.0 * c.n_kv_heads * n * c.head_dim + c.n_heads * (kWindow + kCont) * c.head_dim) +
+                                     4.0 * c.n_heads * (n - kCont));
   for (int level : {0, 4}) {
     const auto path = std::filesystem::temp_directory_path() / "bench_cuda_prefill.h5";
     std::filesystem::remove(path);
-    WriterOptions wo;
-    wo.compression_level = level;
-    wo.overwrite = true;
-    TraceWriter w(path, trace_model_info(m), TraceProducer{"bench", "none", "cuda", ""}, trace_w_o(m), trace_final_norm(m), wo);
-    PromptMeta meta;
-    meta.id = "000000", meta.n_prompt = n - kCont, meta.n_cont = kCont, meta.window = kWindow, meta.topk = kTopK;
-    meta.truncated_from = n - kCont;
-    w.begin_prompt(meta, std::vector<std::int32_t>(tokens.begin(), tokens.end()));
-    TimedWriterSink sink(w);
-    RecordOptions ro;
-    ro.window = kWindow, ro.topk = kTopK;
-    const auto t0 = Clock::now();
-    record_prompt(*gpu, tokens, n - kCont, ro, sink);
-    const double wall = std::chrono::duration<double>(Clock::now() - t0).count();
-    w.finish();
+    TraceFileOptions to;
+    to.record.window = kWindow, to.record.topk = kTopK;
+    to.writer.compression_level = level;
+    to.writer.overwrite = true;
+    to.producer = TraceProducer{"bench", "none", "", ""};
+    to.logit_data = false;  // no 2 GB classifier: the file holds what the prompt adds
+    const TraceFileResult r = trace_prompts(*gpu, prompt, path, to);
     std::printf("trace write T=%d deflate %d: %.2f GB (fp16) in %.2f s inside the writer = %.2f GB/s; record+write "
                 "%.2f s wall (%.0f tok/s), file %.2f GB\n",
-                n, level, sink.bytes / 1e9, sink.seconds, sink.bytes / 1e9 / sink.seconds, wall, n / wall,
-                std::filesystem::file_size(path) / 1e9);
+                n, level, bytes / 1e9, r.writer_seconds, bytes / 1e9 / r.writer_seconds, r.record_seconds,
+                n / r.record_seconds, std::filesystem::file_size(path) / 1e9);
     std::filesystem::remove(path);
   }
   return 0;

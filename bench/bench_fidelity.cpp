@@ -19,9 +19,7 @@
 #include "sim/exact_decode.hpp"
 #include "sim/generate.hpp"
 #include "sim/replay.hpp"
-#include "traces/trace_writer.hpp"
 #include "tracer/inputs.hpp"
-#include "tracer/recorder.hpp"
 #include "tracer/tokenizer.hpp"
 #include "tracer/trace_output.hpp"
 
@@ -56,22 +54,10 @@ int main(int argc, char** argv) {
     const auto tok = load_tokenizer(ckpt.parent_path() / "tok512.bin");
     InputOptions io;
     io.prompt_len = T, io.cont_len = M, io.limit = n_prompts;
-    const auto prompts = load_prompts(text, *tok, io);
-    TraceWriter w(dir / "ts.h5", trace_model_info(model), TraceProducer{"bench", "", "cpu", ""}, trace_w_o(model),
-                  trace_final_norm(model));
-    const MatrixRM& cls = model.output_matrix();
-    w.write_classifier(std::span<const float>(cls.data(), static_cast<std::size_t>(cls.size())));
-    TraceWriterSink sink(w);
-    for (std::size_t p = 0; p < prompts.size(); ++p) {
-      PromptMeta meta;
-      meta.id = std::to_string(100000 + p), meta.n_prompt = T, meta.n_cont = M, meta.window = W, meta.topk = 64;
-      meta.truncated_from = T, meta.task = "tinystories";
-      w.begin_prompt(meta, std::vector<std::int32_t>(prompts[p].tokens.begin(), prompts[p].tokens.end()));
-      RecordOptions ro;
-      ro.window = W, ro.topk = 64;
-      record_prompt(fwd, prompts[p].tokens, T, ro, sink);
-    }
-    w.finish();
+    TraceFileOptions o;
+    o.record.window = W, o.record.topk = 64;
+    o.producer.version = "bench";
+    trace_prompts(fwd, load_prompts(text, *tok, io), dir / "ts.h5", o);
   }
   ReplayOptions ro;
   ro.traces = {dir / "ts.h5"};

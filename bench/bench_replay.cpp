@@ -23,9 +23,7 @@
 #include "core/rng.hpp"
 #include "sim/replay.hpp"
 #include "sim/synthetic.hpp"
-#include "traces/trace_writer.hpp"
 #include "tracer/cpu_forward.hpp"
-#include "tracer/recorder.hpp"
 #include "tracer/trace_output.hpp"
 
 using namespace kvsim;
@@ -243,23 +241,18 @@ int main(int argc, char** argv) {
   const CpuForward fwd(model);
   const int sT = 512, sM = 32, sN = 16;
   {
-    const ModelConfig& c = model.config;
-    TraceWriter w(dir / "stories.h5", trace_model_info(model), TraceProducer{"bench", "", "cpu", ""}, trace_w_o(model),
-                  trace_final_norm(model));
     Rng rng(3);
-    TraceWriterSink sink(w);
-    for (int p = 0; p < sN; ++p) {
-      std::vector<int> tokens(sT + sM);
-      for (auto& t : tokens) t = static_cast<int>(rng.below(c.vocab));
-      PromptMeta meta;
-      meta.id = std::to_string(100000 + p), meta.n_prompt = sT, meta.n_cont = sM, meta.window = 64, meta.topk = 8;
-      meta.truncated_from = sT;
-      w.begin_prompt(meta, std::vector<std::int32_t>(tokens.begin(), tokens.end()));
-      RecordOptions ro;
-      ro.window = 64, ro.topk = 8;
-      record_prompt(fwd, tokens, sT, ro, sink);
+    std::vector<PromptSpec> random_prompts(sN);
+    for (PromptSpec& p : random_prompts) {
+      p.tokens.resize(sT + sM);
+      for (auto& t : p.tokens) t = static_cast<int>(rng.below(model.config.vocab));
+      p.n_prompt = sT, p.truncated_from = sT;
     }
-    w.finish();
+    TraceFileOptions o;
+    o.record.window = 64, o.record.topk = 8;
+    o.producer.version = "bench";
+    o.logit_data = false;  // no classifier: the comparison times the replay without the logit-space estimate
+    trace_prompts(fwd, random_prompts, dir / "stories.h5", o);
   }
   const std::vector<int> sb = {16, 32, 64, 128, 256, 512};
   const ReplayTiming sr = time_replay(dir / "stories.h5", BudgetSweep::tokens(sb));

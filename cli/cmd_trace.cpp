@@ -7,22 +7,10 @@
 #include "cli/common.hpp"
 #include "core/error.hpp"
 #include "core/version.hpp"
-#include "traces/trace_writer.hpp"
 #include "tracer/inputs.hpp"
-#include "tracer/recorder.hpp"
 #include "tracer/trace_output.hpp"
 
 namespace kvsim::cli {
-
-namespace {
-
-std::string prompt_id(std::size_t index) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%06zu", index);
-  return buf;
-}
-
-}  // namespace
 
 int cmd_trace(const std::vector<std::string>& args) {
   std::string model_path, tokenizer_path, out_path, task, tmpl, device, precision, storage_text;
@@ -125,53 +113,24 @@ int cmd_trace(const std::vector<std::string>& args) {
     std::fprintf(stderr, "[trace] note: %zu prompts' continuations run past the model's context (%d tokens)\n",
                  past_context, context);
 
-  TraceProducer producer{kToolVersion, kGitSha, backend->name(), utc_now_iso8601()};
-  WriterOptions wo;
-  wo.compression_level = compression;
-  wo.storage = storage;
-  wo.overwrite = overwrite;
-  TraceWriter writer(out_path, trace_model_info(model), producer, trace_w_o(model), trace_final_norm(model), wo);
-  const MatrixRM& classifier = model.output_matrix();
-  writer.write_classifier(std::span<const float>(classifier.data(), static_cast<std::size_t>(classifier.size())));
-
-  RecordOptions record;
-  record.window = window;
-  record.topk = topk;
+  TraceFileOptions o;
+  o.record.window = window;
+  o.record.topk = topk;
+  o.writer.compression_level = compression;
+  o.writer.storage = storage;
+  o.writer.overwrite = overwrite;
+  o.producer = TraceProducer{kToolVersion, kGitSha, "", utc_now_iso8601()};
   Progress progress("trace", prompts.size());
-  std::size_t done_tokens = 0, resumed = 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (std::size_t i = 0; i < prompts.size(); ++i) {
-    const PromptSpec& p = prompts[i];
-    const std::string id = prompt_id(i);
-    if (writer.has_prompt(id)) {
-      ++resumed;
-      continue;
-    }
-    PromptMeta meta;
-    meta.id = id;
-    meta.n_prompt = p.n_prompt;
-    meta.n_cont = static_cast<int>(p.tokens.size()) - p.n_prompt;
-    meta.window = std::min(window, p.n_prompt);
-    meta.topk = topk;
-    meta.task = p.task;
-    meta.source = p.source;
-    meta.sample_id = p.sample_id;
-    meta.truncated_from = p.truncated_from;
-    meta.answers = p.answers;
-    meta.scorer = p.scorer;
-    writer.begin_prompt(meta, std::vector<std::int32_t>(p.tokens.begin(), p.tokens.end()));
-    TraceWriterSink sink(writer);
-    record_prompt(*backend, p.tokens, p.n_prompt, record, sink);
-    done_tokens += p.tokens.size();
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    char detail[96];
-    std::snprintf(detail, sizeof detail, "prompts, %.0f tok/s", secs > 0 ? done_tokens / secs : 0.0);
-    if (!quiet) progress.update(i + 1, detail);
-  }
-  writer.finish();
+  if (!quiet)
+    o.progress = [&](const TraceProgress& p) {
+      char detail[96];
+      std::snprintf(detail, sizeof detail, "prompts, %.0f tok/s", p.seconds > 0 ? p.tokens / p.seconds : 0.0);
+      progress.update(p.done, detail);
+    };
+  const TraceFileResult r = trace_prompts(*backend, prompts, out_path, o);
   char detail[160];
-  std::snprintf(detail, sizeof detail, "%zu prompts traced (%zu resumed from %s.partial) -> %s", prompts.size() - resumed,
-                resumed, out_path.c_str(), out_path.c_str());
+  std::snprintf(detail, sizeof detail, "%zu prompts traced (%zu resumed from %s.partial) -> %s", r.traced, r.resumed,
+                out_path.c_str(), out_path.c_str());
   if (!quiet) progress.finish(detail);
   return 0;
 }

@@ -12,6 +12,7 @@
 #include "core/version.hpp"
 #include "policies/prompt_tensors.hpp"
 #include "traces/trace_writer.hpp"
+#include "tracer/trace_output.hpp"
 
 namespace kvsim {
 
@@ -104,7 +105,9 @@ void write_synthetic_trace(const std::filesystem::path& path, const SyntheticSpe
   check_synthetic_spec(spec);
   const ModelInfo& m = spec.model;
   const int L = m.n_layers, H = m.n_heads, Hkv = m.n_kv_heads, G = H / Hkv, d = m.head_dim, D = m.hidden;
-  const int T = spec.T, M = spec.M, W = std::min(spec.W, spec.T), N = T + M;
+  RecordOptions record;
+  record.window = spec.W, record.topk = spec.topk;
+  const int T = spec.T, M = spec.M, W = record.window_for(T), N = T + M;
   const int stride = spec.colsum_stride > 0 ? spec.colsum_stride : (T <= 1024 ? 1 : 16);
   Rng wrng(derive_seed(spec.seed, 0xA11CEull));
   std::vector<float> w_o(static_cast<std::size_t>(L) * D * H * d);
@@ -118,82 +121,80 @@ void write_synthetic_trace(const std::filesystem::path& path, const SyntheticSpe
   std::vector<float> keys, values, q_window, q_cont, colsum;
   for (int p = 0; p < spec.n_prompts; ++p) {
     const std::uint64_t pseed = derive_seed(spec.seed, static_cast<std::uint64_t>(p) + 1);
-    PromptMeta meta;
-    char id[16];
-    std::snprintf(id, sizeof id, "%06d", p);
-    meta.id = id, meta.n_prompt = T, meta.n_cont = M, meta.window = W, meta.topk = spec.topk;
-    meta.task = "synthetic", meta.source = m.source, meta.sample_id = std::to_string(p), meta.truncated_from = T;
+    PromptSpec prompt;
+    prompt.n_prompt = T, prompt.truncated_from = T;
+    prompt.task = "synthetic", prompt.source = m.source, prompt.sample_id = std::to_string(p);
     Rng trng(derive_seed(pseed, 7));
-    std::vector<std::int32_t> tokens(N);
-    for (auto& t : tokens) t = static_cast<std::int32_t>(trng.below(static_cast<std::uint64_t>(m.vocab)));
-    writer.begin_prompt(meta, tokens);
-    // Heavy hitters: ~3% of prompt tokens, shared by the heads of a layer.
-    for (int l = 0; l < L; ++l) {
-      const std::uint64_t lseed = derive_seed(pseed, 1000 + static_cast<std::uint64_t>(l));
-      std::vector<float> weight(T, 0.0f);
-      {
-        Rng r(lseed);
-        for (int i = 0; i < T; ++i) weight[i] = i < 4 ? 6.0f : (r.uniform() < 0.03 ? static_cast<float>(2.0 + 2.0 * r.uniform()) : 0.0f);
-      }
-      keys.assign(static_cast<std::size_t>(Hkv) * N * d, 0.0f);
-      values.assign(keys.size(), 0.0f);
-      q_window.assign(static_cast<std::size_t>(H) * W * d, 0.0f);
-      q_cont.assign(static_cast<std::size_t>(H) * M * d, 0.0f);
-      colsum.assign(static_cast<std::size_t>(H) * T, 0.0f);
-      std::vector<HeadGen> gens;
-      for (int h = 0; h < H; ++h) gens.emplace_back(d, m.rope_theta, derive_seed(lseed, 100 + static_cast<std::uint64_t>(h / G) * 64 + h % G));
-      tbb::parallel_for(0, Hkv, [&](int g) {
-        Rng r(derive_seed(lseed, 5000 + static_cast<std::uint64_t>(g)));
-        const HeadGen& kg = gens[g * G];  // the group's key directions come from its first head
-        const float rd = std::pow(static_cast<float>(d), 0.25f), sl = 2.0f * rd;
-        for (int i = 0; i < N; ++i) {
-          float* k = keys.data() + (static_cast<std::size_t>(g) * N + i) * d;
-          float* v = values.data() + (static_cast<std::size_t>(g) * N + i) * d;
-          const float su = i < T ? weight[i] * rd : 0.0f;
-          for (int e = 0; e < d; ++e) {
-            k[e] = su * kg.u[e] + sl * kg.loc[e] + static_cast<float>(r.normal());
-            v[e] = static_cast<float>(r.normal());
+    prompt.tokens.resize(N);
+    for (auto& t : prompt.tokens) t = static_cast<int>(trng.below(static_cast<std::uint64_t>(m.vocab)));
+    trace_prompt(writer, prompt, static_cast<std::size_t>(p), record, [&](PromptSink& sink) {
+      // Heavy hitters: ~3% of prompt tokens, shared by the heads of a layer.
+      for (int l = 0; l < L; ++l) {
+        const std::uint64_t lseed = derive_seed(pseed, 1000 + static_cast<std::uint64_t>(l));
+        std::vector<float> weight(T, 0.0f);
+        {
+          Rng r(lseed);
+          for (int i = 0; i < T; ++i) weight[i] = i < 4 ? 6.0f : (r.uniform() < 0.03 ? static_cast<float>(2.0 + 2.0 * r.uniform()) : 0.0f);
+        }
+        keys.assign(static_cast<std::size_t>(Hkv) * N * d, 0.0f);
+        values.assign(keys.size(), 0.0f);
+        q_window.assign(static_cast<std::size_t>(H) * W * d, 0.0f);
+        q_cont.assign(static_cast<std::size_t>(H) * M * d, 0.0f);
+        colsum.assign(static_cast<std::size_t>(H) * T, 0.0f);
+        std::vector<HeadGen> gens;
+        for (int h = 0; h < H; ++h) gens.emplace_back(d, m.rope_theta, derive_seed(lseed, 100 + static_cast<std::uint64_t>(h / G) * 64 + h % G));
+        tbb::parallel_for(0, Hkv, [&](int g) {
+          Rng r(derive_seed(lseed, 5000 + static_cast<std::uint64_t>(g)));
+          const HeadGen& kg = gens[g * G];  // the group's key directions come from its first head
+          const float rd = std::pow(static_cast<float>(d), 0.25f), sl = 2.0f * rd;
+          for (int i = 0; i < N; ++i) {
+            float* k = keys.data() + (static_cast<std::size_t>(g) * N + i) * d;
+            float* v = values.data() + (static_cast<std::size_t>(g) * N + i) * d;
+            const float su = i < T ? weight[i] * rd : 0.0f;
+            for (int e = 0; e < d; ++e) {
+              k[e] = su * kg.u[e] + sl * kg.loc[e] + static_cast<float>(r.normal());
+              v[e] = static_cast<float>(r.normal());
+            }
+            rope(k, d, i, m.rope_theta);
           }
-          rope(k, d, i, m.rope_theta);
-        }
-      });
-      tbb::parallel_for(0, H, [&](int h) {
-        const HeadGen& qg = gens[h];
-        HeadGen mixed = gens[(h / G) * G];  // queries share the group's directions
-        mixed.seed = qg.seed;
-        for (int r = 0; r < W; ++r) mixed.query(T - W + r, q_window.data() + (static_cast<std::size_t>(h) * W + r) * d);
-        for (int t = 0; t < M; ++t) mixed.query(T + t, q_cont.data() + (static_cast<std::size_t>(h) * M + t) * d);
-        // Column sums from every stride-th prompt query (all of them when stride is 1).
-        const float* k = keys.data() + static_cast<std::size_t>(h / G) * N * d;
-        std::vector<float> q(d), row(T);
-        float* cs = colsum.data() + static_cast<std::size_t>(h) * T;
-        for (int pos = stride - 1; pos < T; pos += stride) {
-          mixed.query(pos, q.data());
-          causal_attention(q.data(), 1, pos, k, T, d, row.data());
-          for (int i = 0; i <= pos; ++i) cs[i] += static_cast<float>(stride) * row[i];
-        }
-      });
-      LayerView view{keys, values, q_window, q_cont, colsum, {}};  // value_wo_l1: the writer computes it
-      writer.write_layer(l, view);
-    }
-    PromptOutputs out;
-    out.tokens = tokens;
-    out.prompt_logprob.resize(T);
-    for (int i = 1; i < T; ++i) out.prompt_logprob[i] = -static_cast<float>(4.0 * trng.uniform());
-    out.cont_logprob.resize(M);
-    out.cont_logsumexp.resize(M);
-    out.cont_topk_ids.resize(static_cast<std::size_t>(M) * spec.topk);
-    out.cont_topk_logits.resize(out.cont_topk_ids.size());
-    for (int t = 0; t < M; ++t) {
-      float logit = 10.0f;
-      for (int k = 0; k < spec.topk; ++k) {
-        out.cont_topk_ids[static_cast<std::size_t>(t) * spec.topk + k] = static_cast<std::int32_t>(trng.below(m.vocab));
-        out.cont_topk_logits[static_cast<std::size_t>(t) * spec.topk + k] = (logit -= static_cast<float>(trng.uniform()));
+        });
+        tbb::parallel_for(0, H, [&](int h) {
+          const HeadGen& qg = gens[h];
+          HeadGen mixed = gens[(h / G) * G];  // queries share the group's directions
+          mixed.seed = qg.seed;
+          for (int r = 0; r < W; ++r) mixed.query(T - W + r, q_window.data() + (static_cast<std::size_t>(h) * W + r) * d);
+          for (int t = 0; t < M; ++t) mixed.query(T + t, q_cont.data() + (static_cast<std::size_t>(h) * M + t) * d);
+          // Column sums from every stride-th prompt query (all of them when stride is 1).
+          const float* k = keys.data() + static_cast<std::size_t>(h / G) * N * d;
+          std::vector<float> q(d), row(T);
+          float* cs = colsum.data() + static_cast<std::size_t>(h) * T;
+          for (int pos = stride - 1; pos < T; pos += stride) {
+            mixed.query(pos, q.data());
+            causal_attention(q.data(), 1, pos, k, T, d, row.data());
+            for (int i = 0; i <= pos; ++i) cs[i] += static_cast<float>(stride) * row[i];
+          }
+        });
+        LayerView view{keys, values, q_window, q_cont, colsum, {}};  // value_wo_l1: the writer computes it
+        sink.layer(l, view);
       }
-      out.cont_logsumexp[t] = 12.0f;
-      out.cont_logprob[t] = -static_cast<float>(3.0 * trng.uniform());
-    }
-    writer.end_prompt(out);
+      PromptOutputs out;  // tokens: those the prompt began with
+      out.prompt_logprob.resize(T);
+      for (int i = 1; i < T; ++i) out.prompt_logprob[i] = -static_cast<float>(4.0 * trng.uniform());
+      out.cont_logprob.resize(M);
+      out.cont_logsumexp.resize(M);
+      out.cont_topk_ids.resize(static_cast<std::size_t>(M) * spec.topk);
+      out.cont_topk_logits.resize(out.cont_topk_ids.size());
+      for (int t = 0; t < M; ++t) {
+        float logit = 10.0f;
+        for (int k = 0; k < spec.topk; ++k) {
+          out.cont_topk_ids[static_cast<std::size_t>(t) * spec.topk + k] = static_cast<std::int32_t>(trng.below(m.vocab));
+          out.cont_topk_logits[static_cast<std::size_t>(t) * spec.topk + k] = (logit -= static_cast<float>(trng.uniform()));
+        }
+        out.cont_logsumexp[t] = 12.0f;
+        out.cont_logprob[t] = -static_cast<float>(3.0 * trng.uniform());
+      }
+      sink.outputs(out);
+    });
     if (progress) progress(p + 1);
   }
   writer.finish();

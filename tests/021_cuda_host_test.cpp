@@ -1,13 +1,16 @@
 // The CUDA backend's host side, on the CPU (no GPU needed): the memory plan, --device and
-// --precision parsing, the error without a device, and the arithmetic the kernels share with
-// the host (tracer/cuda/kernel_math.hpp) against the CPU forward pass's own.
+// --precision parsing, the error without a device or without the CUDA module (and that no
+// executable links CUDA), and the arithmetic the kernels share with the host
+// (tracer/cuda/kernel_math.hpp) against the CPU forward pass's own.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
 #include <climits>
+#include <filesystem>
 #include <cmath>
 #include <fstream>
 #include <numeric>
+#include <string>
 #include <vector>
 
 #include "core/error.hpp"
@@ -113,6 +116,30 @@ TEST_CASE("without a CUDA device the backend and the CLI give one clear error", 
   const auto p = test::run_cli("generate -m " + (tmp / "nope.bin").string() + " --precision bf16");
   CHECK(p.status == 1);
   CHECK(p.output.find("fp32 only") != std::string::npos);
+}
+
+TEST_CASE("CUDA is a module loaded on demand: no executable links it, a missing module is one clear error",
+          "[cuda][errors]") {
+  // CPU work never loads the CUDA runtime or cuBLAS: only libkvsim_cuda.so links them.
+  for (const std::string& exe : {std::string(KVSIM_BINARY), std::filesystem::read_symlink("/proc/self/exe").string()}) {
+    const auto ldd = test::run_command("ldd " + exe);
+    INFO(exe << ":\n" << ldd.output);
+    REQUIRE(ldd.status == 0);
+    CHECK(ldd.output.find("libcudart") == std::string::npos);
+    CHECK(ldd.output.find("libcublas") == std::string::npos);
+  }
+  test::TempDir tmp;
+  std::ofstream(tmp / "in.txt") << "hello";
+  const auto r = test::run_command("KVSIM_CUDA_MODULE=" + (tmp / "no" / "libkvsim_cuda.so").string() + " " +
+                                   KVSIM_BINARY + " trace -m " + (tmp / "nope.bin").string() + " -i " +
+                                   (tmp / "in.txt").string() + " -o " + (tmp / "t.h5").string() + " --device cuda");
+  INFO(r.output);
+  CHECK(r.status == 1);
+  CHECK(std::count(r.output.begin(), r.output.end(), '\n') == 1);
+  CHECK(r.output.find("--device cuda") != std::string::npos);
+  // In a build with the backend the line names the module it could not load.
+  if (cuda_availability().built) CHECK(r.output.find("cannot load the CUDA backend: " + (tmp / "no").string()) != std::string::npos);
+  CHECK(!std::filesystem::exists(tmp / "t.h5"));
 }
 
 TEST_CASE("kernel math: RoPE pairs and the shared frequencies reproduce apply_rope", "[cuda][kernel-math]") {

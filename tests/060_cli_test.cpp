@@ -27,20 +27,11 @@ TEST_CASE("trace: keys/values read back equal the forward pass's cache within fp
   for (auto& t : tokens) t = static_cast<int>(rng.below(c.vocab));
   const int T = 170, M = 30;
   test::TempDir tmp;
-  ModelInfo info;
-  info.arch = "llama", info.n_layers = 3, info.n_heads = 6, info.n_kv_heads = 2, info.head_dim = 16;
-  info.hidden = 48, info.vocab = 97, info.rope_style = "rotate_half";
-  {
-    TraceWriter w(tmp / "t.h5", info, TraceProducer{"test", "none", "cpu", ""}, trace_w_o(m), trace_final_norm(m));
-    PromptMeta meta;
-    meta.id = "000000", meta.n_prompt = T, meta.n_cont = M, meta.window = 16, meta.topk = 8, meta.truncated_from = T;
-    w.begin_prompt(meta, std::vector<std::int32_t>(tokens.begin(), tokens.end()));
-    test::WriterSink sink(w);
-    RecordOptions ro;
-    ro.window = 16, ro.topk = 8;
-    record_prompt(CpuForward(m), tokens, T, ro, sink);
-    w.finish();
-  }
+  PromptSpec prompt;
+  prompt.tokens = tokens, prompt.n_prompt = T, prompt.truncated_from = T;
+  test::TraceSpec spec;
+  spec.W = 16, spec.topk = 8;
+  test::write_prompt_trace(tmp / "t.h5", m, {prompt}, spec);
   CpuForward fwd(m);
   KvCache cache(c, 200);
   fwd.forward(tokens, cache);

@@ -14,6 +14,7 @@
 #include "support/policy_fixture.hpp"
 #include "support/shared.hpp"
 #include "support/trace_fixture.hpp"
+#include "tracer/recorder.hpp"
 
 using namespace kvsim;
 

@@ -92,13 +92,6 @@ void linear_rowwise(const MatrixRM& x, const MatrixRM& w, MatrixRM& y) {
   });
 }
 
-std::vector<float> rope_frequencies(int head_dim, double theta) {
-  std::vector<float> freq(head_dim / 2);
-  for (int i = 0; i < head_dim / 2; ++i)
-    freq[i] = 1.0f / std::pow(static_cast<float>(theta), static_cast<float>(2 * i) / static_cast<float>(head_dim));
-  return freq;
-}
-
 void apply_rope(MatrixRM& x, int heads, int head_dim, int pos0, double theta, RopeStyle style, int pos_step) {
   RopeTable table;
   table.prepare(x.rows(), head_dim, pos0, theta, pos_step);

@@ -1,7 +1,10 @@
 #pragma once
 // The CUDA forward pass (docs/cuda.md), behind ForwardBackend. This header has no CUDA types:
-// it compiles in every build; a build without CUDA (-DKVSIM_CUDA=OFF, or no nvcc found)
-// links tracer/cuda/cuda_stub.cpp, whose factory throws one clear DeviceError.
+// it compiles in every build. The functions below are defined in tracer/cuda_backend.cpp, which
+// loads the backend, built as its own module libkvsim_cuda.so, on the first call; nothing else
+// loads the CUDA libraries. Without the module (a build without CUDA: -DKVSIM_CUDA=OFF or no
+// nvcc found; or a module that cannot be loaded) they report it: CudaAvailability::reason, or
+// one clear DeviceError.
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -18,8 +21,8 @@ struct CudaOptions {
   int max_topk = 64;    // largest top-K recorded
 };
 
-// Whether this build has the CUDA backend, and how many devices it sees (0 with a reason when
-// there is no driver or device).
+// Whether the CUDA backend's module is loaded, and how many devices it sees (0 with a reason
+// when there is no module, driver or device).
 struct CudaAvailability {
   bool built = false;
   int devices = 0;

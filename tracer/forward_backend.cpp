@@ -15,7 +15,7 @@ RecordShape record_shape(const ModelConfig& config, int n_tokens, int n_prompt, 
   if (options.window <= 0) fail<InputError>("record: window must be positive, got ", options.window);
   if (options.topk <= 0 || options.topk > config.vocab)
     fail<InputError>("record: topk must be in [1, ", config.vocab, "], got ", options.topk);
-  s.W = std::min(options.window, s.T);
+  s.W = options.window_for(s.T);
   s.K = options.topk;
   return s;
 }

@@ -3,6 +3,7 @@
 // (tracer/cpu_forward.hpp) or the CUDA backend (tracer/cuda_backend.hpp). Two operations:
 // record one prompt (a single batched prefill, handing the tensors of docs/trace-format.md to a sink) and
 // decode step by step (greedy generation, exact re-decode).
+#include <algorithm>
 #include <memory>
 #include <span>
 #include <vector>
@@ -15,6 +16,8 @@ namespace kvsim {
 struct RecordOptions {
   int window = 32;  // W: query rows T-W..T-1 recorded (clamped to T)
   int topk = 64;    // K logits kept per continuation position
+  // The window recorded for a prompt of n_prompt tokens.
+  int window_for(int n_prompt) const { return std::min(window, n_prompt); }
 };
 
 // Receives one prompt's recording: layer(l) for l = 0..L-1 in order, then outputs() once.

@@ -12,11 +12,9 @@
 #include <vector>
 
 #include "core/rng.hpp"
-#include "traces/trace_writer.hpp"
 #include "tracer/cpu_forward.hpp"
 #include "tracer/inputs.hpp"
 #include "tracer/tokenizer.hpp"
-#include "tracer/recorder.hpp"
 #include "tracer/trace_output.hpp"
 #include "shared.hpp"
 
@@ -48,28 +46,6 @@ inline int count_occurrences(const std::string& text, const std::string& needle)
   return n;
 }
 
-class WriterSink : public PromptSink {
- public:
-  explicit WriterSink(TraceWriter& w, bool residual = true) : w_(w), residual_(residual) {}
-  void layer(int l, const LayerView& v) override { w_.write_layer(l, v); }
-  void outputs(const PromptOutputs& o) override {
-    if (residual_) return w_.end_prompt(o);
-    PromptOutputs without = o;
-    without.cont_residual.clear();
-    w_.end_prompt(without);
-  }
-
- private:
-  TraceWriter& w_;
-  bool residual_;
-};
-
-inline ModelInfo model_info(const Model& m) {
-  ModelInfo info = trace_model_info(m);
-  info.source = "random";
-  return info;
-}
-
 struct TraceSpec {
   int n_prompts = 3, T = 48, M = 8, W = 16, topk = 8;
   std::uint64_t seed = 1;
@@ -82,30 +58,18 @@ struct TraceSpec {
 };
 
 // `prompts` through `m`, one trace file.
-inline void write_prompt_trace(const std::filesystem::path& path, const Model& m, const std::vector<PromptSpec>& prompts,
+inline void write_prompt_trace(const std::filesystem::path& path, const Model& m, std::vector<PromptSpec> prompts,
                                const TraceSpec& s) {
-  TraceWriter w(path, model_info(m), TraceProducer{"test", "none", "cpu", ""}, trace_w_o(m), trace_final_norm(m),
-                WriterOptions{.storage = s.storage, .value_norms = s.value_norms});
-  const MatrixRM& cls = m.output_matrix();
-  if (s.logit_data) w.write_classifier(std::span<const float>(cls.data(), static_cast<std::size_t>(cls.size())));
-  const CpuForward fwd(m);
-  for (int p = 0; p < static_cast<int>(prompts.size()); ++p) {
-    const PromptSpec& ps = prompts[p];
-    PromptMeta meta;
-    char id[16];
-    std::snprintf(id, sizeof id, "%06d", p);
-    meta.id = id, meta.n_prompt = ps.n_prompt, meta.n_cont = static_cast<int>(ps.tokens.size()) - ps.n_prompt;
-    meta.window = s.W, meta.topk = s.topk, meta.truncated_from = ps.truncated_from;
-    meta.task = ps.task, meta.source = ps.source, meta.sample_id = ps.sample_id;
-    meta.answers = ps.answers.empty() ? s.answers : ps.answers;
-    meta.scorer = ps.scorer.empty() ? s.scorer : ps.scorer;
-    w.begin_prompt(meta, std::vector<std::int32_t>(ps.tokens.begin(), ps.tokens.end()));
-    WriterSink sink(w, s.logit_data);
-    RecordOptions ro;
-    ro.window = s.W, ro.topk = s.topk;
-    record_prompt(fwd, ps.tokens, ps.n_prompt, ro, sink);
+  for (PromptSpec& ps : prompts) {
+    if (ps.answers.empty()) ps.answers = s.answers;
+    if (ps.scorer.empty()) ps.scorer = s.scorer;
   }
-  w.finish();
+  TraceFileOptions o;
+  o.record.window = s.W, o.record.topk = s.topk;
+  o.writer.storage = s.storage, o.writer.value_norms = s.value_norms;
+  o.producer = TraceProducer{"test", "none", "", ""};
+  o.logit_data = s.logit_data;
+  trace_prompts(CpuForward(m), prompts, path, o);
 }
 
 // Random token prompts through `m`, one trace file.

@@ -13,10 +13,11 @@
 
 #include "core/error.hpp"
 #include "core/half.hpp"
+#include "core/version.hpp"
 #include "tracer/cpu_forward.hpp"
+#include "tracer/cuda/cuda_module.hpp"
 #include "tracer/cuda/kernel_math.hpp"
 #include "tracer/cuda/kernels.cuh"
-#include "tracer/cuda_backend.hpp"
 
 namespace kvsim {
 
@@ -509,16 +510,15 @@ CudaSequence::CudaSequence(const CudaForward& fwd, int cap) : capacity(cap), fwd
 
 std::vector<float> CudaSequence::append(std::span<const int> tokens) { return fwd_.decode_step(tokens, *this); }
 
-}  // namespace
-
-CudaAvailability cuda_availability() {
+// The module's table (tracer/cuda/cuda_module.hpp).
+CudaAvailability availability() {
   CudaAvailability a;
   a.built = true;
   a.devices = device_count(&a.reason);
   return a;
 }
 
-CudaDeviceInfo cuda_device_info(int device) {
+CudaDeviceInfo device_info(int device) {
   std::string reason;
   const int n = device_count(&reason);
   if (device < 0 || device >= n)
@@ -537,9 +537,19 @@ CudaDeviceInfo cuda_device_info(int device) {
   return info;
 }
 
-std::unique_ptr<ForwardBackend> make_cuda_backend(const Model& model, const CudaOptions& options) {
-  cuda_device_info(options.device);  // one clear error when there is no such device
+std::unique_ptr<ForwardBackend> make_backend(const Model& model, const CudaOptions& options) {
+  device_info(options.device);  // one clear error when there is no such device
   return std::make_unique<CudaForward>(model, options);
 }
 
+}  // namespace
+
 }  // namespace kvsim
+
+// The module's one exported symbol: the loader (tracer/cuda_backend.cpp) reaches the backend
+// through this table only.
+extern "C" __attribute__((visibility("default"))) const kvsim::CudaModule* kvsim_cuda_module() {
+  static const kvsim::CudaModule m{kvsim::kCudaModuleAbi, kvsim::kToolVersion, kvsim::kGitSha, &kvsim::availability,
+                                   &kvsim::device_info, &kvsim::make_backend};
+  return &m;
+}
