@@ -216,7 +216,7 @@ def budget_curves(rep, res, per_prompt, metrics):
         fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False)
         fig.suptitle(f"{res.name}: {scope_title} (bands: 95% CI over prompts)", fontsize=11)
         fig.tight_layout()
-        rep.figure("sec-budget", fig, f"{res.kind} {res.path}: metrics against budget, {scope_title}",
+        rep.figure("sec-budget", fig, f"{res.path} ({res.kind}): metrics against budget, {scope_title}",
                    {"kind": "budget_curves", "source": res.path, "source_kind": res.kind, "scope": scope,
                     "series": series})
 
