@@ -23,7 +23,9 @@ int cmd_run(const std::vector<std::string>& args) {
   auto tbb_limit = limit_threads(ra.threads);
   if (!dump_kept.empty()) check_output_file(dump_kept, "--dump-kept", true);  // RunOutput refuses an existing one
   ReplayOptions ro = ra.replay_options();
-  ro.keep_selections = !dump_kept.empty();
+  // The kept sets reach RunOutput for kept.csv (per KV head counts) and --dump-kept; they are
+  // the replay's own selections, moved, not copied: no extra work or peak memory.
+  ro.keep_selections = true;
   // Everything is checked here, before any work and before any output exists.
   const Replay replay(std::move(ro));
   RunOutput output(replay, out_dir, ra.overwrite, dump_kept);
@@ -38,7 +40,7 @@ int cmd_run(const std::vector<std::string>& args) {
   });
   if (!ra.quiet) progress.finish(std::to_string(total) + " prompts");
 
-  const nlohmann::json m = replay_manifest(replay, args, ra.threads, ra.seed);
+  const nlohmann::json m = replay_manifest("run", replay, args, ra.threads, ra.seed);
   output.finish(m);
   std::printf("mean output error (W_O space, mean over layers and prompts), %zu prompts:\n\n%s\nresults in %s\n", total,
               output.comparison_table().c_str(), out_dir.c_str());

@@ -1,6 +1,7 @@
 // kvsim compile / diff / transfer: CompilerKV decision tables (docs/tables.md).
 #include <cmath>
 #include <cstdio>
+#include <fstream>
 #include <optional>
 #include <sstream>
 #include <utility>
@@ -8,6 +9,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "core/version.hpp"
 #include "sim/budget.hpp"
 #include "sim/output_files.hpp"
@@ -65,6 +67,34 @@ void write_diff_csv(const DiffReport& rep, const std::string& path) {
                  fmt_g9(r.ci_lo).c_str(), fmt_g9(r.ci_hi).c_str(), r.regression ? 1 : 0);
   close_checked(f, tmp);
   std::filesystem::rename(tmp, path);
+}
+
+// A table named on the command line, for a manifest: path, XXH3 of the file and the table's own
+// provenance (its compile command, calibration traces); "default" is the built-in default table.
+nlohmann::json table_provenance(const std::string& name, const DecisionTable& t) {
+  if (name == "default") return {{"path", "default"}};
+  return {{"path", name}, {"xxh3", hex64(hash_file(name))}, {"provenance", t.provenance}};
+}
+
+nlohmann::json traces_provenance(const std::vector<std::string>& traces) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& t : traces) out.push_back(trace_provenance(TraceReader(t)));
+  return out;
+}
+
+void write_correlations_csv(const std::vector<TransferCorrelation>& rows, const std::filesystem::path& path) {
+  std::FILE* f = open_write(path);
+  std::fputs("part,layer,n,rho\n", f);
+  for (const auto& c : rows)
+    std::fprintf(f, "%s,%s,%d,%s\n", c.part.c_str(), c.layer < 0 ? "all" : std::to_string(c.layer).c_str(), c.n,
+                 fmt_g9(c.rho).c_str());
+  close_checked(f, path);
+}
+
+void write_manifest(const nlohmann::json& m, const std::filesystem::path& path) {
+  std::ofstream f(path);
+  f << m.dump(2) << "\n";
+  if (!f) fail<InputError>(path.string(), ": write failed");
 }
 
 // The command line as recorded in a table: without -t/--threads, which does not change it.
@@ -197,11 +227,12 @@ int cmd_compile(const std::vector<std::string>& args) {
 
 int cmd_diff(const std::vector<std::string>& args) {
   std::vector<std::string> tables, traces;
-  std::string budgets, csv;
+  std::string budgets, csv, out_dir;
   double tolerance;
   int bootstrap, threads;
   std::uint64_t seed;
   long long cache_mb;
+  bool overwrite = false;
   po::options_description opts("diff options");
   opts.add_options()("tables", po::value(&tables)->multitoken()->required(), "OLD NEW table files ('default' for one: the default table of the other's shape)")
       ("traces", po::value(&traces)->multitoken()->required(), "evaluation trace files")
@@ -210,6 +241,8 @@ int cmd_diff(const std::vector<std::string>& args) {
       ("bootstrap", po::value(&bootstrap)->default_value(1000), "bootstrap resamples for the 95% CI")
       ("seed", po::value(&seed)->default_value(0), "bootstrap seed")
       ("csv", po::value(&csv), "also write the summary rows to this CSV")
+      ("out,o", po::value(&out_dir), "also write a results directory: diff.csv and manifest.json (provenance, verdict; kvsim report)")
+      ("overwrite", po::bool_switch(&overwrite), "replace an existing --out directory")
       ("cache-mb", po::value(&cache_mb)->default_value(4096), "memory for cached prompt tensors")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)");
   po::positional_options_description pos;
@@ -230,26 +263,43 @@ int cmd_diff(const std::vector<std::string>& args) {
   const auto [old_t, new_t] = read_table_pair(tables[0], tables[1]);
   if (old_t.window != new_t.window) fail<InputError>("the tables were compiled with different windows (", old_t.window, ", ", new_t.window, ")");
   if (old_t.sink != new_t.sink) fail<InputError>("the tables were compiled with different sinks (", old_t.sink, ", ", new_t.sink, ")");
+  std::optional<PartialDir> dir;  // created before the work, committed after it: complete or absent
+  if (!out_dir.empty()) dir.emplace(out_dir, overwrite);
   const EvalSet set(paths_of(traces), old_t.window, cache_bytes(cache_mb), {}, nullptr, old_t.sink);
   const DiffReport rep = diff_tables(set, old_t, new_t, budget_list, tolerance, bootstrap, seed);
   std::printf("%s", diff_table_text(rep, tables[0], tables[1]).c_str());
   if (!csv.empty()) write_diff_csv(rep, csv);
+  if (dir) {
+    write_diff_csv(rep, (*dir / "diff.csv").string());
+    nlohmann::json m = results_manifest("diff", args);
+    m["tables"] = {{"old", table_provenance(tables[0], old_t)}, {"new", table_provenance(tables[1], new_t)}};
+    m["traces"] = traces_provenance(traces);
+    m["budgets"] = budget_list;
+    m["reward"] = "-estimated delta-NLL (nats/token)";
+    m["tolerance"] = tolerance, m["bootstrap"] = bootstrap, m["seed"] = seed;
+    m["verdict"] = rep.regression ? "WORSE" : "not worse";
+    write_manifest(m, *dir / "manifest.json");
+    dir->commit();
+  }
   std::printf("\n%s\n", rep.regression ? "NEW is worse than OLD beyond the tolerance (exit 3)" : "NEW is not worse than OLD");
   return rep.regression ? 3 : 0;
 }
 
 int cmd_transfer(const std::vector<std::string>& args) {
   std::vector<std::string> tables, traces;
-  std::string budgets;
+  std::string budgets, out_dir;
   int bootstrap, threads;
   std::uint64_t seed;
   long long cache_mb;
+  bool overwrite = false;
   po::options_description opts("transfer options");
   opts.add_options()("tables", po::value(&tables)->multitoken()->required(), "A B: source and target tables")
       ("traces", po::value(&traces)->multitoken(), "target traces: reward (-estimated delta-NLL) with A's table (mapped) vs B's own")
       ("budget,b", po::value(&budgets), "budgets for --traces (default: B's budgets)")
       ("bootstrap", po::value(&bootstrap)->default_value(1000), "bootstrap resamples for the 95% CI")
       ("seed", po::value(&seed)->default_value(0), "bootstrap seed")
+      ("out,o", po::value(&out_dir), "also write a results directory: correlations.csv, diff.csv (with --traces), manifest.json")
+      ("overwrite", po::bool_switch(&overwrite), "replace an existing --out directory")
       ("cache-mb", po::value(&cache_mb)->default_value(4096), "memory for cached prompt tensors")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)");
   po::positional_options_description pos;
@@ -263,6 +313,8 @@ int cmd_transfer(const std::vector<std::string>& args) {
   cache_bytes(cache_mb);
   const std::vector<int> budget_list = budgets.empty() ? std::vector<int>{} : parse_budgets(budgets);
   const DecisionTable a = read_table_noted(tables[0]), b = read_table_noted(tables[1]);
+  std::optional<PartialDir> dir;
+  if (!out_dir.empty()) dir.emplace(out_dir, overwrite);
   std::printf("A %s: L=%d H=%d, budgets", tables[0].c_str(), a.model.n_layers, a.model.n_heads);
   for (int x : a.budgets) std::printf(" %d", x);
   std::printf("\nB %s: L=%d H=%d, budgets", tables[1].c_str(), b.model.n_layers, b.model.n_heads);
@@ -276,7 +328,8 @@ int cmd_transfer(const std::vector<std::string>& args) {
     }
   }
   std::printf("\nSpearman rank correlation (A mapped to B's depth vs B):\n%-5s %-7s %6s %8s\n", "part", "layer", "n", "rho");
-  for (const auto& c : table_correlations(a, b))
+  const std::vector<TransferCorrelation> correlations = table_correlations(a, b);
+  for (const auto& c : correlations)
     std::printf("%-5s %-7s %6d %8s\n", c.part.c_str(), c.layer < 0 ? "overall" : std::to_string(c.layer).c_str(), c.n,
                 num(c.rho, "%.3f").c_str());
   if (!traces.empty()) {
@@ -285,6 +338,15 @@ int cmd_transfer(const std::vector<std::string>& args) {
     const DiffReport rep = diff_tables(set, b, a, bs, 0.0, bootstrap, seed);
     std::printf("\ntransfer cost on %zu target prompts (OLD = B's own table, NEW = A's table mapped):\n\n%s", set.size(),
                 diff_table_text(rep, tables[1], tables[0]).c_str());
+    if (dir) write_diff_csv(rep, (*dir / "diff.csv").string());
+  }
+  if (dir) {
+    write_correlations_csv(correlations, *dir / "correlations.csv");
+    nlohmann::json m = results_manifest("transfer", args);
+    m["tables"] = {{"a", table_provenance(tables[0], a)}, {"b", table_provenance(tables[1], b)}};
+    m["traces"] = traces_provenance(traces);
+    write_manifest(m, *dir / "manifest.json");
+    dir->commit();
   }
   return 0;
 }

@@ -58,7 +58,7 @@ int cmd_validate(const std::vector<std::string>& args) {
   });
   if (!ra.quiet) progress.finish(std::to_string(total) + " prompts");
 
-  nlohmann::json m = replay_manifest(validation.replay(), args, ra.threads, ra.seed);
+  nlohmann::json m = replay_manifest("validate", validation.replay(), args, ra.threads, ra.seed);
   m["model"] = model.source;
   validation.write(out_dir, ra.overwrite, m);
   std::printf("estimated vs exact Δ-NLL, %zu prompts, %zu (prompt, policy, budget) points:\n\n%s\nresults in %s\n", total,

@@ -15,4 +15,5 @@ int cmd_diff(const std::vector<std::string>& args);
 int cmd_transfer(const std::vector<std::string>& args);
 int cmd_validate(const std::vector<std::string>& args);
 int cmd_tasks(const std::vector<std::string>& args);
+int cmd_report(const std::vector<std::string>& args);  // execs python3 -m kvsim_report
 }  // namespace kvsim::cli

@@ -160,24 +160,33 @@ ReplayOptions ReplayArgs::replay_options() const {
   return ro;
 }
 
-nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::string>& args, int threads,
-                               std::uint64_t seed) {
+nlohmann::json results_manifest(const std::string& kind, const std::vector<std::string>& args) {
   nlohmann::json m;
+  m["format"] = "kvsim-results";
+  m["format_version"] = kResultsFormatVersion;
+  m["kind"] = kind;
   m["tool"] = "kvsim";
   m["version"] = kToolVersion;
   m["git_sha"] = kGitSha;
   m["created_utc"] = utc_now_iso8601();
   m["command"] = args;
+  return m;
+}
+
+nlohmann::json trace_provenance(const TraceReader& r) {
+  return {{"path", r.path().string()},
+          {"xxh3", hex64(hash_file(r.path()))},
+          {"model_source", r.model().source},
+          {"prompts", r.prompts().size()}};
+}
+
+nlohmann::json replay_manifest(const std::string& kind, const Replay& replay, const std::vector<std::string>& args,
+                               int threads, std::uint64_t seed) {
+  nlohmann::json m = results_manifest(kind, args);
   m["threads"] = threads;
   m["seed"] = seed;
   m["projection"] = projection_name(replay.options().projection);
-  for (std::size_t i = 0; i < replay.options().traces.size(); ++i) {
-    const TraceReader& r = replay.trace(i);
-    m["traces"].push_back({{"path", r.path().string()},
-                           {"xxh3", hex64(hash_file(r.path()))},
-                           {"model_source", r.model().source},
-                           {"prompts", r.prompts().size()}});
-  }
+  for (std::size_t i = 0; i < replay.options().traces.size(); ++i) m["traces"].push_back(trace_provenance(replay.trace(i)));
   for (const auto& p : replay.policies()) m["policies"].push_back(p->spec());
   m["budgets"] = {{"kind", replay.options().budgets.is_ratio() ? "ratio" : "tokens_per_kv_head"},
                   {"labels", replay.options().budgets.labels()}};

@@ -85,8 +85,16 @@ struct ReplayArgs {
 
 // Provenance of a replay's results (STYLE.md habit 10): tool, version, git sha, time,
 // command, threads, seed, every trace with its XXH3 hash, canonical policy specs, budgets.
-nlohmann::json replay_manifest(const Replay& replay, const std::vector<std::string>& args, int threads,
-                               std::uint64_t seed);
+// The head of every results directory's manifest.json (docs/report.md): format "kvsim-results",
+// format_version (kResultsFormatVersion), kind (run, validate, diff, transfer), tool version,
+// git sha, time and the command line.
+inline constexpr int kResultsFormatVersion = 1;
+nlohmann::json results_manifest(const std::string& kind, const std::vector<std::string>& args);
+// results_manifest plus the replay's inputs: traces with their hashes, policies, budgets, threads, seed.
+nlohmann::json replay_manifest(const std::string& kind, const Replay& replay, const std::vector<std::string>& args,
+                               int threads, std::uint64_t seed);
+// A trace named in a manifest: path, XXH3 of the file, model source, prompt count.
+nlohmann::json trace_provenance(const TraceReader& r);
 
 // Writes a C-order array as a NumPy .npy file (format 1.0, little-endian), for checks in
 // Python; throws InputError naming the file when it cannot be written.

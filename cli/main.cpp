@@ -34,6 +34,7 @@ const Command kCommands[] = {
     {"diff", kvsim::cli::cmd_diff, "compare two decision tables on traces; exit 3 when NEW is worse"},
     {"transfer", kvsim::cli::cmd_transfer, "rank correlation and transfer cost between two decision tables"},
     {"tasks", kvsim::cli::cmd_tasks, "write RULER-style synthetic long-context tasks (JSONL) sized in a model's tokens"},
+    {"report", kvsim::cli::cmd_report, "one self-contained HTML report (plots) of run/validate/compile/diff/transfer outputs"},
     {"generate", kvsim::cli::cmd_generate, "greedy decoding from a prompt (checks a model loads and runs)"},
 };
 

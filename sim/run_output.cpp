@@ -94,6 +94,13 @@ void RunOutput::add(const PromptResult& r) {
                                fmt(s.out_err) + "," + fmt(s.out_err_value) + "," + fmt(s.recall) + "," +
                                fmt(s.dnll_est_sum) + "," + fmt(s.dnll_est_logit) + "\n";
       std::fputs(prow.c_str(), prompt_rows_);
+      if (!r.selections.empty())
+        for (int l = 0; l < L; ++l)
+          for (int g = 0; g < r.n_kv_heads; ++g) {
+            auto& [sum, n] = kept_per_head_[{p, b, l, g}];
+            sum += static_cast<long long>(r.selections[p].kept(b, l, g).size());
+            ++n;
+          }
       if (kept_ && !r.selections.empty()) {
         const Selection& sel = r.selections[p];
         std::string line;
@@ -148,6 +155,18 @@ void RunOutput::finish(const nlohmann::json& manifest) {
   for (int p = 0; p < P; ++p)
     for (int b = 0; b < B; ++b) write_summary_row(f, "all", "all", p, b, overall_[static_cast<std::size_t>(p) * B + b]);
   close_checked(f, partial_ / "summary.csv");
+  if (!kept_per_head_.empty()) {
+    std::FILE* k = open_write(partial_ / "kept.csv");
+    std::fputs("policy,budget,layer,kv_head,n_prompts,kept_mean\n", k);
+    const auto& labels = replay_.options().budgets.labels();
+    for (const auto& [key, v] : kept_per_head_) {
+      const std::string row = "\"" + replay_.policies()[key[0]]->spec() + "\"," + labels[key[1]] + "," +
+                              std::to_string(key[2]) + "," + std::to_string(key[3]) + "," + std::to_string(v.second) +
+                              "," + fmt(static_cast<double>(v.first) / v.second) + "\n";
+      std::fputs(row.c_str(), k);
+    }
+    close_checked(k, partial_ / "kept.csv");
+  }
   {
     std::ofstream m(partial_ / "manifest.json");
     m << manifest.dump(2) << "\n";

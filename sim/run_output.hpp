@@ -4,9 +4,12 @@
 //   layers.csv    one row per (trace, prompt, policy, budget, layer)
 //   summary.csv   aggregates per prompt, per task and overall (scope column)
 //   manifest.json tool version, git sha, inputs and their hashes, policy specs, budgets, threads
+//   kept.csv      mean kept tokens per (policy, budget, layer, KV head) over prompts (when the
+//                 replay keeps its selections: `kvsim run` always does)
 // and optionally the kept sets (--dump-kept FILE). Numbers are printed with %.9g, rows in a
 // fixed order, so the same run gives the same bytes at any thread count. docs/metrics.md
 // describes every column.
+#include <array>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -49,6 +52,8 @@ class RunOutput {
   std::FILE* prompt_rows_ = nullptr;                     // summary rows of scope "prompt", streamed to a side file
   std::map<std::string, std::vector<Sums>> per_task_;    // task -> [P*B]
   std::vector<Sums> overall_;                            // [P*B]
+  // (policy, budget, layer, KV head) -> Σ kept tokens over prompts, number of prompts
+  std::map<std::array<int, 4>, std::pair<long long, int>> kept_per_head_;
   bool finished_ = false;
 };
 
