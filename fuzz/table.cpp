@@ -1,10 +1,10 @@
-// JSON decision tables (tables/format): read_table on a scratch file, then written back.
+// JSON decision tables (policies/decision_table): read_table on a scratch file, then written back.
 #include <cstddef>
 #include <cstdint>
 
 #include "core/error.hpp"
 #include "fuzz/fuzz_util.hpp"
-#include "tables/format/decision_table.hpp"
+#include "policies/decision_table.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const auto path = kvsim::fuzz::write_scratch("table.json", data, size);

@@ -8,7 +8,7 @@
 
 #include "core/error.hpp"
 #include "policies/score_utils.hpp"
-#include "tables/format/decision_table.hpp"
+#include "policies/decision_table.hpp"
 
 namespace kvsim {
 

@@ -36,7 +36,7 @@
 #include <vector>
 
 #include "policies/policy.hpp"
-#include "tables/format/decision_table.hpp"
+#include "policies/decision_table.hpp"
 
 namespace kvsim {
 

@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "tables/eval_set.hpp"
-#include "tables/format/decision_table.hpp"
+#include "policies/decision_table.hpp"
 
 namespace kvsim {
 

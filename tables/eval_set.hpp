@@ -34,7 +34,7 @@
 #include "policies/compilerkv.hpp"
 #include "policies/prompt_tensors.hpp"
 #include "sim/exact_decode.hpp"
-#include "tables/format/decision_table.hpp"
+#include "policies/decision_table.hpp"
 #include "traces/trace_reader.hpp"
 
 namespace kvsim {

@@ -13,7 +13,7 @@
 #include "support/shared.hpp"
 #include "support/trace_fixture.hpp"
 #include "sim/synthetic.hpp"
-#include "tables/format/decision_table.hpp"
+#include "policies/decision_table.hpp"
 
 using namespace kvsim;
 

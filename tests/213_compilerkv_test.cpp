@@ -6,7 +6,7 @@
 #include "support/policy_fixture.hpp"
 #include "support/shared.hpp"
 #include "policies/compilerkv.hpp"
-#include "tables/format/decision_table.hpp"
+#include "policies/decision_table.hpp"
 
 using namespace kvsim;
 

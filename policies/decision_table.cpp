@@ -1,4 +1,4 @@
-#include "tables/format/decision_table.hpp"
+#include "policies/decision_table.hpp"
 
 #include <algorithm>
 #include <cmath>
