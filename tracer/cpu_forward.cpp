@@ -117,7 +117,7 @@ void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const
   // Query rows that contribute to the column sums: absolute position < colsum_len.
   const int colsum_rows = std::clamp(colsum_len - pos0, 0, n);
   const int colsum_blocks = (colsum_rows + kQueryBlock - 1) / kQueryBlock;
-  std::vector<float> partial(static_cast<std::size_t>(H) * colsum_blocks * std::max(colsum_len, 0), 0.0f);
+  std::vector<float> partial(static_cast<std::size_t>(H) * colsum_blocks * std::max(colsum_len, 0), 0.0f);  // [H, blocks, colsum_len]
 
   // Keys and values of every KV head packed once for linear_block: keys as the weights of
   // Q·Kᵀ [pos0 + n keys, d], values as those of P·V (Vᵀ [d, pos0 + n]).
@@ -131,7 +131,7 @@ void attention(const ModelConfig& c, const MatrixRM& q, const float* keys, const
     kv_packed[i].assign(ConstMapMatrixRM(src, pos0 + n, d), v);
   });
   tbb::parallel_for(tbb::blocked_range<int>(0, H * n_blocks), [&](const tbb::blocked_range<int>& range) {
-    MatrixRM scores;
+    MatrixRM scores;  // [rows of the query block, visible keys]
     for (int job = range.begin(); job < range.end(); ++job) {
       const int h = job / n_blocks, b = job % n_blocks, g = h / G;
       const int r0 = b * kQueryBlock, nr = std::min(kQueryBlock, n - r0);
@@ -203,7 +203,7 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
     fail<InputError>("forward: keep mask of ", options.keep.size(), " flags, expected [", c.n_layers, ", ", Hkv, ", ",
                      options.keep_len, "] with keep_len <= ", pos0 + n);
 
-  MatrixRM x(n, D);
+  MatrixRM x(n, D);  // the residual stream [n, D]
   for (int t = 0; t < n; ++t) {
     if (tokens[t] < 0 || tokens[t] >= c.vocab)
       fail<InputError>("forward: token id ", tokens[t], " at position ", pos0 + t, " is outside the vocabulary [0, ",
@@ -212,8 +212,8 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
   }
   LayerScratch s;
   const LinearFn product = [this](const MatrixRM& in, const MatrixRM& w, MatrixRM& out) { linear(in, packed(w), out); };
-  std::vector<float> colsum;
-  std::vector<PackedWeights> kv_packed;
+  std::vector<float> colsum;                // [H, colsum_len] of the current layer
+  std::vector<PackedWeights> kv_packed;     // [2 Hkv]: keys, then values, of the current layer
   for (int l = 0; l < c.n_layers; ++l) {
     const LayerWeights& w = model_.layers[l];
     layer_qkv(c, w, x, pos0, 1, s, product);
@@ -243,7 +243,7 @@ MatrixRM CpuForward::forward(std::span<const int> tokens, KvCache& cache, const 
   }
   cache.set_length(pos0 + n);
   if (options.final_residual) *options.final_residual = x;
-  MatrixRM out;
+  MatrixRM out;  // [n, D] after the final norm
   rms_norm(x, model_.final_norm, c.norm_eps, out);
   return out;
 }

@@ -54,7 +54,9 @@ struct GpuLayout {
   std::size_t w_qkv = 0, w_o = 0, w_gate_up = 0, w_down = 0;
   std::size_t layer_f32 = 0;  // attn_norm, ffn_norm, stacked qkv bias (fp32)
   std::size_t classifier = 0; // [V, D]
-  // Activations (one layer).
+  // Activations (one layer): x residual [N, D] fp32, xn normed [N, D], qkv [N, (H + 2 Hkv) d]
+  // fp32, att attention output [N, H d], row_lse softmax log-sum-exp [H, N] fp32, gate_up
+  // [N, 2F] fp32, mlp [N, F].
   std::size_t x = 0, xn = 0, qkv = 0, att = 0, row_lse = 0, gate_up = 0, mlp = 0;
   // K or V of one layer [Hkv, N, d]; queries of one layer [H, N, d]; column sums [H, N].
   std::size_t kv_one = 0, q_one = 0, colsum_one = 0;

@@ -216,8 +216,13 @@ class CudaForward final : public ForwardBackend {
   std::string label_;
   std::vector<LayerDevice> layers_;
   DeviceBuffer final_norm_, classifier_;
-  // Workspace for one pass (GpuLayout); q_, kv_, colsum_ are two sets (double buffering).
+  // Workspace for one pass, shapes in GpuLayout (N = max_tokens): x_ [N, D] fp32, xn_ [N, D],
+  // qkv_ [N, (H + 2 Hkv) d] fp32, att_ [N, H d], row_lse_ [H, N] fp32, gate_up_ [N, 2F] fp32,
+  // mlp_ [N, F]; two sets (double buffering) of q_ [H, N, d], k_/v_ [Hkv, N, d], colsum_ [H, N]
+  // fp32. Storage type where no type is given.
   DeviceBuffer x_, xn_, qkv_, att_, row_lse_, gate_up_, mlp_, q_[2], k_[2], v_[2], colsum_[2];
+  // logits_ [min(N, kLogitRowBlock), V] fp32; row_logprob_, row_lse_out_, target_ [N];
+  // topk_ids_/topk_vals_ [N, K]; rope_ cos and sin [N, d/2] each; cublas_ws_ cuBLAS's workspace.
   DeviceBuffer logits_, row_logprob_, row_lse_out_, target_, topk_ids_, topk_vals_, rope_, cublas_ws_;
   PinnedBuffer x_host_;
   HostSet host_[2];
