@@ -34,6 +34,7 @@
 #include "policies/compilerkv.hpp"
 #include "policies/prompt_tensors.hpp"
 #include "sim/exact_decode.hpp"
+#include "sim/trace_set.hpp"
 #include "tables/format/decision_table.hpp"
 #include "traces/trace_reader.hpp"
 
@@ -115,11 +116,7 @@ class EvalSet {
   std::shared_ptr<PromptEvalData> load(std::size_t trace, std::size_t index, CompilerKvState* state) const;
 
   std::vector<std::filesystem::path> paths_;
-  std::vector<std::unique_ptr<TraceReader>> readers_;
-  std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_;
-  std::vector<std::shared_ptr<const std::vector<float>>> classifier_;
-  std::vector<std::vector<float>> final_norm_;
-  std::vector<std::string> hashes_;
+  std::unique_ptr<TraceSet> traces_;  // readers, W_O, classifier, final norm and file hash per trace
   ModelShape model_;
   int window_ = 0, sink_ = 0;
   const CpuForward* exact_ = nullptr;
