@@ -98,6 +98,7 @@ class EvalSet {
   std::size_t size() const { return prompts_.size(); }
   const EvalPrompt& prompt(std::size_t p) const { return prompts_[p]; }
   const std::vector<std::filesystem::path>& traces() const { return paths_; }
+  const TraceSet& trace_set() const { return *traces_; }
   std::size_t cached_prompts() const;
   // True when every prompt has the logit-space estimator (reward in nats per token).
   bool logit_rewards() const { return logit_rewards_; }
