@@ -76,12 +76,6 @@ nlohmann::json table_provenance(const std::string& name, const DecisionTable& t)
   return {{"path", name}, {"xxh3", hex64(hash_file(name))}, {"provenance", t.provenance}};
 }
 
-nlohmann::json traces_provenance(const std::vector<std::string>& traces) {
-  nlohmann::json out = nlohmann::json::array();
-  for (const auto& t : traces) out.push_back(trace_provenance(TraceReader(t)));
-  return out;
-}
-
 void write_correlations_csv(const std::vector<TransferCorrelation>& rows, const std::filesystem::path& path) {
   std::FILE* f = open_write(path);
   std::fputs("part,layer,n,rho\n", f);
@@ -273,7 +267,7 @@ int cmd_diff(const std::vector<std::string>& args) {
     write_diff_csv(rep, (*dir / "diff.csv").string());
     nlohmann::json m = results_manifest("diff", args);
     m["tables"] = {{"old", table_provenance(tables[0], old_t)}, {"new", table_provenance(tables[1], new_t)}};
-    m["traces"] = traces_provenance(traces);
+    m["traces"] = trace_provenance(set.trace_set());  // the hashes the set took, the files not reopened
     m["budgets"] = budget_list;
     m["reward"] = "-estimated delta-NLL (nats/token)";
     m["tolerance"] = tolerance, m["bootstrap"] = bootstrap, m["seed"] = seed;
@@ -332,6 +326,7 @@ int cmd_transfer(const std::vector<std::string>& args) {
   for (const auto& c : correlations)
     std::printf("%-5s %-7s %6d %8s\n", c.part.c_str(), c.layer < 0 ? "overall" : std::to_string(c.layer).c_str(), c.n,
                 num(c.rho, "%.3f").c_str());
+  nlohmann::json traces_prov = nlohmann::json::array();
   if (!traces.empty()) {
     const EvalSet set(paths_of(traces), b.window, cache_bytes(cache_mb), {}, nullptr, b.sink);
     const std::vector<int> bs = budgets.empty() ? b.budgets : budget_list;
@@ -339,12 +334,13 @@ int cmd_transfer(const std::vector<std::string>& args) {
     std::printf("\ntransfer cost on %zu target prompts (OLD = B's own table, NEW = A's table mapped):\n\n%s", set.size(),
                 diff_table_text(rep, tables[1], tables[0]).c_str());
     if (dir) write_diff_csv(rep, (*dir / "diff.csv").string());
+    traces_prov = trace_provenance(set.trace_set());  // the hashes the set took, the files not reopened
   }
   if (dir) {
     write_correlations_csv(correlations, *dir / "correlations.csv");
     nlohmann::json m = results_manifest("transfer", args);
     m["tables"] = {{"a", table_provenance(tables[0], a)}, {"b", table_provenance(tables[1], b)}};
-    m["traces"] = traces_provenance(traces);
+    m["traces"] = traces_prov;
     write_manifest(m, *dir / "manifest.json");
     dir->commit();
   }

@@ -173,11 +173,21 @@ nlohmann::json results_manifest(const std::string& kind, const std::vector<std::
   return m;
 }
 
-nlohmann::json trace_provenance(const TraceReader& r) {
-  return {{"path", r.path().string()},
-          {"xxh3", hex64(hash_file(r.path()))},
-          {"model_source", r.model().source},
-          {"prompts", r.prompts().size()}};
+namespace {
+
+nlohmann::json trace_provenance(const TraceReader& r, const std::string& xxh3) {
+  return {{"path", r.path().string()}, {"xxh3", xxh3}, {"model_source", r.model().source}, {"prompts", r.prompts().size()}};
+}
+
+}  // namespace
+
+nlohmann::json trace_provenance(const TraceReader& r) { return trace_provenance(r, hex64(hash_file(r.path()))); }
+
+nlohmann::json trace_provenance(const TraceSet& set) {
+  nlohmann::json a = nlohmann::json::array();
+  for (std::size_t t = 0; t < set.size(); ++t)
+    a.push_back(set.hashed() ? trace_provenance(set.reader(t), set.hash(t)) : trace_provenance(set.reader(t)));
+  return a;
 }
 
 nlohmann::json replay_manifest(const std::string& kind, const Replay& replay, const std::vector<std::string>& args,
@@ -186,7 +196,7 @@ nlohmann::json replay_manifest(const std::string& kind, const Replay& replay, co
   m["threads"] = threads;
   m["seed"] = seed;
   m["projection"] = projection_name(replay.options().projection);
-  for (std::size_t i = 0; i < replay.options().traces.size(); ++i) m["traces"].push_back(trace_provenance(replay.trace(i)));
+  m["traces"] = trace_provenance(replay.traces());
   for (const auto& p : replay.policies()) m["policies"].push_back(p->spec());
   m["budgets"] = {{"kind", replay.options().budgets.is_ratio() ? "ratio" : "tokens_per_kv_head"},
                   {"labels", replay.options().budgets.labels()}};

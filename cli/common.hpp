@@ -95,6 +95,8 @@ nlohmann::json replay_manifest(const std::string& kind, const Replay& replay, co
                                int threads, std::uint64_t seed);
 // A trace named in a manifest: path, XXH3 of the file, model source, prompt count.
 nlohmann::json trace_provenance(const TraceReader& r);
+// [trace_provenance of each trace of the set], the file hashes the set took when it has them.
+nlohmann::json trace_provenance(const TraceSet& set);
 
 // Writes a C-order array as a NumPy .npy file (format 1.0, little-endian), for checks in
 // Python; throws InputError naming the file when it cannot be written.

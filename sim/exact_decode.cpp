@@ -128,6 +128,11 @@ std::vector<std::uint8_t> keep_mask(const Selection& s, int b) {
 }
 
 void check_model_matches(const Model& model, const TraceReader& reader) {
+  check_model_shape(model, reader);
+  check_model_weights(model, reader, reader.read_w_o(0));
+}
+
+void check_model_shape(const Model& model, const TraceReader& reader) {
   const ModelConfig& c = model.config;
   const ModelInfo& m = reader.model();
   const std::string file = reader.path().string();
@@ -138,26 +143,35 @@ void check_model_matches(const Model& model, const TraceReader& reader) {
                      m.n_kv_heads, " heads, head_dim ", m.head_dim, ", hidden ", m.hidden, ", vocab ", m.vocab,
                      "; model ", model.source, ": ", c.n_layers, " layers, ", c.n_heads, "/", c.n_kv_heads,
                      " heads, head_dim ", c.head_dim, ", hidden ", c.hidden, ", vocab ", c.vocab, ")");
-  const std::vector<float> w_o = reader.read_w_o(0);
+}
+
+void check_model_weights(const Model& model, const TraceReader& reader, const std::vector<float>& w_o) {
+  const std::string file = reader.path().string();
   const MatrixRM& wo = model.layers[0].wo;
   if (w_o.size() != static_cast<std::size_t>(wo.size()) || !std::equal(w_o.begin(), w_o.end(), wo.data()))
     fail<InputError>(file, ": recorded with other weights than ", model.source, " (/model/w_o of layer 0 differs)");
 }
 
 ExactDecoder exact_decoder(const CpuForward& fwd, const TraceReader& reader, std::size_t prompt) {
-  const PromptMeta& meta = reader.prompts()[prompt];
   const int L = reader.model().n_layers;
+  std::vector<std::vector<float>> keys(L), values(L);
+  tbb::parallel_for(0, L, [&](int l) {
+    LayerRecord rec = reader.read_layer(prompt, l);
+    keys[l] = std::move(rec.keys);
+    values[l] = std::move(rec.values);
+  });
+  return exact_decoder(fwd, reader, prompt, std::move(keys), std::move(values), reader.read_outputs(prompt));
+}
+
+ExactDecoder exact_decoder(const CpuForward& fwd, const TraceReader& reader, std::size_t prompt,
+                           std::vector<std::vector<float>> keys, std::vector<std::vector<float>> values,
+                           const PromptOutputs& outs) {
+  const PromptMeta& meta = reader.prompts()[prompt];
   PromptCache cache;
   cache.T = meta.n_prompt;
   cache.stride = meta.n_prompt + meta.n_cont;
-  cache.keys.resize(L);
-  cache.values.resize(L);
-  tbb::parallel_for(0, L, [&](int l) {
-    LayerRecord rec = reader.read_layer(prompt, l);
-    cache.keys[l] = std::move(rec.keys);
-    cache.values[l] = std::move(rec.values);
-  });
-  const PromptOutputs outs = reader.read_outputs(prompt);
+  cache.keys = std::move(keys);
+  cache.values = std::move(values);
   std::vector<int> cont(outs.tokens.begin() + meta.n_prompt, outs.tokens.end());
   if (cont.size() < 2)
     fail<InputError>(reader.path().string(), ": prompt ", meta.id, " has ", cont.size(),

@@ -80,10 +80,19 @@ std::vector<std::uint8_t> keep_mask(const Selection& selection, int b);
 // Throws InputError when `model` is not the model the trace was recorded with (shape, RoPE,
 // or the output projection W_O of layer 0 differs bit for bit).
 void check_model_matches(const Model& model, const TraceReader& reader);
+// Its two halves, for callers that hold the trace's W_O already (TraceSet): the shape and RoPE,
+// and the weights against layer 0's W_O as read from the trace ([hidden, n_heads*head_dim]).
+void check_model_shape(const Model& model, const TraceReader& reader);
+void check_model_weights(const Model& model, const TraceReader& reader, const std::vector<float>& trace_w_o_layer0);
 
 // The decoder of one prompt of a trace: its prompt K/V (fp16 → fp32) and continuation tokens.
 // Needs n_cont >= 2.
 ExactDecoder exact_decoder(const CpuForward& fwd, const TraceReader& reader, std::size_t prompt);
+// The same from the prompt as already read (TraceSet::read_prompt): keys and values [L][Hkv,
+// T+M, d] and its outputs, so the prompt is not read again.
+ExactDecoder exact_decoder(const CpuForward& fwd, const TraceReader& reader, std::size_t prompt,
+                           std::vector<std::vector<float>> keys, std::vector<std::vector<float>> values,
+                           const PromptOutputs& outputs);
 
 // Exact Δ-NLL (nats per scored token) of budget b of a selection: the reward a compiler can
 // use per (prompt, policy, budget) — decoder from exact_decoder() for the prompt.

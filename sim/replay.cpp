@@ -25,10 +25,9 @@ Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
     policies_.push_back(make_policy(spec));
     needs_ = merge(needs_, policies_.back()->needs());
   }
-  for (const auto& path : options_.traces) {
-    readers_.push_back(std::make_unique<TraceReader>(path));
-    const TraceReader& r = *readers_.back();
-    const std::string file = path.string();
+  TraceSet::Checks checks;
+  checks.opened = [&](std::size_t t, const TraceReader& r) {
+    const std::string file = options_.traces[t].string();
     if (r.prompts().empty()) fail<InputError>(file, ": the trace holds no complete prompt");
     const ModelInfo& mi = r.model();
     for (const auto& pol : policies_) {
@@ -55,25 +54,27 @@ Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
     // Datasets every prompt has in a v1 trace, but that a foreign or damaged file may lack.
     if (needs_.colsum && !r.has_dataset(0, "layers/0/attn_colsum"))
       fail<InputError>(file, ": dataset /prompts/", r.prompts()[0].id, "/layers/0/attn_colsum is missing (needed by h2o)");
-    w_o_.push_back(read_all_w_o(r));
+  };
+  // Weights derived once per trace from its W_O: packed for the projection, grams for LaProx.
+  checks.loaded = [&](std::size_t, const TraceReader& r, const TraceWO& w_o) {
+    const ModelInfo& mi = r.model();
     if (options_.projection == ProjectionPrecision::kBf16) {
       auto packed = std::make_shared<std::vector<PackedBf16>>();
-      packed->reserve(w_o_.back()->size());
-      for (const auto& w : *w_o_.back()) packed->emplace_back(w.data(), mi.hidden, mi.n_heads * mi.head_dim);
+      packed->reserve(w_o.size());
+      for (const auto& w : w_o) packed->emplace_back(w.data(), mi.hidden, mi.n_heads * mi.head_dim);
       w_o_bf16_.push_back(std::move(packed));
       w_o_packed_.push_back(nullptr);
     } else {
       auto packed = std::make_shared<std::vector<PackedWeights>>();
-      packed->reserve(w_o_.back()->size());
-      for (const auto& w : *w_o_.back())
+      packed->reserve(w_o.size());
+      for (const auto& w : w_o)
         packed->emplace_back(ConstMapMatrixRM(w.data(), mi.hidden, static_cast<Eigen::Index>(mi.n_heads) * mi.head_dim));
       w_o_bf16_.push_back(nullptr);
       w_o_packed_.push_back(std::move(packed));
     }
-    w_o_gram_.push_back(needs_.w_o_gram ? head_output_grams_all(*w_o_.back(), mi) : nullptr);
-    classifier_.push_back(r.has_classifier() ? std::make_shared<const std::vector<float>>(r.read_classifier()) : nullptr);
-    final_norm_.push_back(r.read_final_norm());
-  }
+    w_o_gram_.push_back(needs_.w_o_gram ? head_output_grams_all(w_o, mi) : nullptr);
+  };
+  traces_ = std::make_unique<TraceSet>(options_.traces, checks);
 }
 
 Replay::~Replay() = default;
@@ -84,18 +85,6 @@ ProjectionPrecision parse_projection(const std::string& text, const std::string&
   if (text == "fp32") return ProjectionPrecision::kFp32;
   if (text == "bf16") return ProjectionPrecision::kBf16;
   fail<InputError>(option, ": '", text, "' is not a precision (fp32 or bf16)");
-}
-
-std::size_t Replay::total_prompts() const {
-  std::size_t n = 0;
-  for (const auto& r : readers_) n += r->prompts().size();
-  return n;
-}
-
-std::shared_ptr<const std::vector<std::vector<float>>> read_all_w_o(const TraceReader& reader) {
-  auto w_o = std::make_shared<std::vector<std::vector<float>>>();
-  for (int l = 0; l < reader.model().n_layers; ++l) w_o->push_back(reader.read_w_o(l));
-  return w_o;
 }
 
 std::shared_ptr<const std::vector<std::vector<float>>> head_output_grams_all(const std::vector<std::vector<float>>& w_o,
@@ -110,31 +99,6 @@ std::uint64_t prompt_seed(std::uint64_t seed, const std::filesystem::path& trace
   // The seed depends on the file name and prompt id, not on the order of the command line.
   const std::string key = trace.filename().string() + "/" + prompt_id;
   return derive_seed(seed, hash_bytes(std::as_bytes(std::span(key.data(), key.size()))));
-}
-
-ReadPrompt read_prompt(const TraceReader& reader, std::size_t prompt, const PolicyNeeds& needs,
-                       std::shared_ptr<const std::vector<std::vector<float>>> w_o, std::uint64_t seed) {
-  const PromptMeta& meta = reader.prompts()[prompt];
-  const ModelInfo& model = reader.model();
-  ReadPrompt out;
-  PromptTensors& pt = out.tensors;
-  pt.id = meta.id, pt.task = meta.task;
-  pt.n_layers = model.n_layers, pt.n_heads = model.n_heads, pt.n_kv_heads = model.n_kv_heads;
-  pt.head_dim = model.head_dim, pt.hidden = model.hidden;
-  pt.T = meta.n_prompt, pt.M = meta.n_cont, pt.W = meta.window;
-  pt.seed = seed;
-  pt.w_o = std::move(w_o);
-  pt.layers.resize(model.n_layers);
-  tbb::parallel_for(0, model.n_layers, [&](int l) {
-    LayerRecord rec = reader.read_layer(prompt, l);
-    LayerTensors& ly = pt.layers[l];
-    ly.keys = std::move(rec.keys), ly.values = std::move(rec.values);
-    ly.q_window = std::move(rec.q_window), ly.q_cont = std::move(rec.q_cont);
-    ly.attn_colsum = std::move(rec.attn_colsum), ly.value_wo_l1 = std::move(rec.value_wo_l1);
-  });
-  out.outputs = reader.read_outputs(prompt);
-  if (needs.prompt_logprob) pt.prompt_logprob = out.outputs.prompt_logprob;
-  return out;
 }
 
 void derive_prompt_attention(PromptTensors& tensors, const PolicyNeeds& needs) {
@@ -163,9 +127,8 @@ std::unique_ptr<LogitEstimator> make_logit_estimator(const TraceReader& reader, 
 }
 
 ReadPrompt Replay::read(std::size_t trace, std::size_t prompt) const {
-  const TraceReader& reader = *readers_[trace];
-  ReadPrompt data = read_prompt(reader, prompt, needs_, w_o_[trace],
-                                prompt_seed(options_.seed, options_.traces[trace], reader.prompts()[prompt].id));
+  ReadPrompt data = traces_->read_prompt(
+      trace, prompt, needs_, prompt_seed(options_.seed, options_.traces[trace], traces_->reader(trace).prompts()[prompt].id));
   data.tensors.w_o_bf16 = w_o_bf16_[trace];
   data.tensors.w_o_packed = w_o_packed_[trace];
   data.tensors.w_o_gram = w_o_gram_[trace];
@@ -192,16 +155,21 @@ class PhaseClock {
 }  // namespace
 
 PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt) const {
-  PhaseClock clock;
-  ReadPrompt data = read(trace, prompt);
-  double wall = 0, cpu = 0;
-  clock.lap(wall, cpu);
-  return replay_read(trace, prompt, std::move(data), wall, cpu);
+  ReadPrompt data;
+  return replay_prompt(trace, prompt, data);
 }
 
-PromptResult Replay::replay_read(std::size_t trace, std::size_t prompt, ReadPrompt data, double read_wall,
+PromptResult Replay::replay_prompt(std::size_t trace, std::size_t prompt, ReadPrompt& data) const {
+  PhaseClock clock;
+  data = read(trace, prompt);
+  double wall = 0, cpu = 0;
+  clock.lap(wall, cpu);
+  return replay_read(trace, prompt, data, wall, cpu);
+}
+
+PromptResult Replay::replay_read(std::size_t trace, std::size_t prompt, ReadPrompt& data, double read_wall,
                                  double read_cpu) const {
-  const TraceReader& reader = *readers_[trace];
+  const TraceReader& reader = traces_->reader(trace);
   const PromptMeta& meta = reader.prompts()[prompt];
   const ModelInfo& model = reader.model();
   const std::string file = options_.traces[trace].string();
@@ -230,7 +198,7 @@ PromptResult Replay::replay_read(std::size_t trace, std::size_t prompt, ReadProm
   clock.lap(result.seconds.reference, result.cpu_seconds.reference);
 
   const std::unique_ptr<LogitEstimator> logit =
-      make_logit_estimator(reader, prompt, data.outputs, classifier_[trace].get(), final_norm_[trace]);
+      make_logit_estimator(reader, prompt, data.outputs, traces_->classifier(trace), traces_->final_norm(trace));
   const std::size_t md = static_cast<std::size_t>(meta.n_cont) * model.hidden;
   // [L, P, B, M, D], every element written by layer_metrics_stacked: not zeroed first (1.3 GB at
   // an 8B shape, 4k tokens and 78 points).
@@ -325,11 +293,9 @@ void Replay::run(const std::function<void(const PromptResult&)>& on_prompt) cons
   // The next prompt is read (HDF5, decompression, conversion) on its own thread while this one is
   // replayed: reading is mostly serial (libhdf5's lock), the replay mostly parallel, so the read
   // fills cores the replay leaves idle. One prompt ahead at most (memory: two prompts' raw tensors).
-  std::vector<std::pair<std::size_t, std::size_t>> order;
-  for (std::size_t t = 0; t < readers_.size(); ++t)
-    for (std::size_t i = 0; i < readers_[t]->prompts().size(); ++i) order.emplace_back(t, i);
+  const std::vector<TraceItem> order = traces_->items();
   auto read_async = [&](std::size_t k) {
-    return std::async(std::launch::async, [this, t = order[k].first, i = order[k].second] { return read(t, i); });
+    return std::async(std::launch::async, [this, t = order[k].trace, i = order[k].prompt] { return read(t, i); });
   };
   std::future<ReadPrompt> next;
   if (!order.empty()) next = read_async(0);
@@ -339,7 +305,7 @@ void Replay::run(const std::function<void(const PromptResult&)>& on_prompt) cons
     double wait = 0, wait_cpu = 0;
     clock.lap(wait, wait_cpu);
     if (k + 1 < order.size()) next = read_async(k + 1);
-    on_prompt(replay_read(order[k].first, order[k].second, std::move(data), wait, wait_cpu));
+    on_prompt(replay_read(order[k].trace, order[k].prompt, data, wait, wait_cpu));
   }
 }
 

@@ -17,6 +17,7 @@
 #include "policies/policy.hpp"
 #include "policies/prompt_tensors.hpp"
 #include "sim/budget.hpp"
+#include "sim/trace_set.hpp"
 #include "traces/trace_reader.hpp"
 
 namespace kvsim {
@@ -75,8 +76,6 @@ struct PromptResult {
 // recorded without /model/classifier and cont_residual it falls back to dnll_est_sum, which
 // is in other units (comparable within such traces only). 0 for the full cache.
 double estimated_delta_nll(const PromptResult& result, int p, int b);
-// W_O of every layer of a trace's model: [L][D, H*d].
-std::shared_ptr<const std::vector<std::vector<float>>> read_all_w_o(const TraceReader& reader);
 // head_output_grams of every layer's W_O [L][H, d, d]: once per trace, for the policies whose
 // needs().w_o_gram is set (LaProx), instead of once per prompt.
 std::shared_ptr<const std::vector<std::vector<float>>> head_output_grams_all(const std::vector<std::vector<float>>& w_o,
@@ -84,15 +83,7 @@ std::shared_ptr<const std::vector<std::vector<float>>> head_output_grams_all(con
 // A prompt's seed from the job seed, the trace's file name and the prompt id (not from the
 // order of the command line).
 std::uint64_t prompt_seed(std::uint64_t seed, const std::filesystem::path& trace, const std::string& prompt_id);
-// One prompt as read from its trace, each dataset once: every layer (parallel over layers) and
-// the per-prompt outputs (prompt_logprob also into the tensors when `needs` asks for it). No
-// attention derived yet.
-struct ReadPrompt {
-  PromptTensors tensors;
-  PromptOutputs outputs;
-};
-ReadPrompt read_prompt(const TraceReader& reader, std::size_t prompt, const PolicyNeeds& needs,
-                       std::shared_ptr<const std::vector<std::vector<float>>> w_o, std::uint64_t seed);
+// read_all_w_o, ReadPrompt and read_prompt: sim/trace_set.hpp.
 // Derives what policies and metrics read: the window attention when a policy reads it and the
 // continuation attention always (the metrics read it).
 void derive_prompt_attention(PromptTensors& tensors, const PolicyNeeds& needs);
@@ -116,8 +107,9 @@ class Replay {
 
   const ReplayOptions& options() const { return options_; }
   const std::vector<std::unique_ptr<Policy>>& policies() const { return policies_; }
-  const TraceReader& trace(std::size_t i) const { return *readers_[i]; }
-  std::size_t total_prompts() const;
+  const TraceReader& trace(std::size_t i) const { return traces_->reader(i); }
+  const TraceSet& traces() const { return *traces_; }
+  std::size_t total_prompts() const { return traces_->total_prompts(); }
 
   // Calls `on_prompt` for each prompt in order (trace order, then prompt order), from the
   // calling thread.
@@ -126,24 +118,23 @@ class Replay {
   // policy, budget and layer if any metric or estimate is not finite (NaN never reaches an
   // output; dnll_est_logit/_kl are NaN, by design, on traces without their datasets).
   PromptResult replay_prompt(std::size_t trace, std::size_t prompt) const;
+  // The same, handing back the prompt as read (keys and values as in the trace, the outputs) so
+  // that a caller needing them too (`kvsim validate`'s exact decode) reads the prompt once.
+  PromptResult replay_prompt(std::size_t trace, std::size_t prompt, ReadPrompt& read) const;
 
  private:
   ReadPrompt read(std::size_t trace, std::size_t prompt) const;
   // The replay of a prompt already read; `read_wall`, `read_cpu`: what reading it cost (or, read
   // ahead, what waiting for it cost).
-  PromptResult replay_read(std::size_t trace, std::size_t prompt, ReadPrompt data, double read_wall, double read_cpu) const;
+  PromptResult replay_read(std::size_t trace, std::size_t prompt, ReadPrompt& data, double read_wall, double read_cpu) const;
   void check_finite(const PromptResult& r, const std::string& file, bool has_logit) const;
   ReplayOptions options_;
   std::vector<std::unique_ptr<Policy>> policies_;
   PolicyNeeds needs_;
-  std::vector<std::unique_ptr<TraceReader>> readers_;
-  std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_;  // per trace [L][D, H*d]
+  std::unique_ptr<TraceSet> traces_;  // readers, W_O [L][D, H*d], classifier, final norm per trace
   std::vector<std::shared_ptr<const std::vector<PackedBf16>>> w_o_bf16_;  // per trace [L], with ProjectionPrecision::kBf16
   std::vector<std::shared_ptr<const std::vector<PackedWeights>>> w_o_packed_;  // per trace [L], with ProjectionPrecision::kFp32
   std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_gram_;  // per trace [L][H, d, d], when a policy needs them
-  // Per trace, for the logit-space estimate; null when the trace lacks /model/classifier.
-  std::vector<std::shared_ptr<const std::vector<float>>> classifier_;  // [V, D]
-  std::vector<std::vector<float>> final_norm_;                         // [D]
 };
 
 }  // namespace kvsim

@@ -58,7 +58,8 @@ Validation::Validation(ReplayOptions options, const Model& model, GenerationOpti
   }
   for (std::size_t t = 0; t < replay_.options().traces.size(); ++t) {
     const TraceReader& r = replay_.trace(t);
-    check_model_matches(model, r);
+    check_model_shape(model, r);
+    check_model_weights(model, r, replay_.traces().w_o(t)->at(0));  // the replay's copy, not read again
     for (const PromptMeta& m : r.prompts()) {
       if (m.n_cont < 2)
         fail<InputError>(r.path().string(), ": prompt ", m.id, " has ", m.n_cont,
@@ -79,12 +80,11 @@ Scorer Validation::prompt_scorer(const PromptMeta& m, const std::string& where) 
   return m.answers.empty() ? Scorer::kRougeL : default_scorer(m.task);
 }
 
-void Validation::generate_prompt(std::size_t t, std::size_t i, const PromptResult& r, const ExactDecoder& decoder,
-                                 std::size_t first_point) {
+void Validation::generate_prompt(std::size_t t, const PromptResult& r, const PromptOutputs& outs,
+                                 const ExactDecoder& decoder, std::size_t first_point) {
   const TraceReader& reader = replay_.trace(t);
   const PromptMeta& meta = *r.meta;
   const std::string where = reader.path().string() + ": prompt " + meta.id;
-  const PromptOutputs outs = reader.read_outputs(i);
   const int T = meta.n_prompt;
   // Gold answers: the trace's (RULER outputs, LongBench answers; checked by the constructor),
   // else the continuation text, checked here where it is first decoded.
@@ -144,10 +144,16 @@ void Validation::run(const std::function<void(std::size_t, const std::string&)>&
     const TraceReader& reader = replay_.trace(t);
     for (std::size_t i = 0; i < reader.prompts().size(); ++i) {
       auto t0 = std::chrono::steady_clock::now();
-      const PromptResult r = replay_.replay_prompt(t, i);
+      // The prompt is read once: the replay's keys, values and outputs feed the exact decode
+      // and the generation.
+      ReadPrompt read;
+      const PromptResult r = replay_.replay_prompt(t, i, read);
       seconds_estimates_ += seconds_since(t0);
       t0 = std::chrono::steady_clock::now();
-      const ExactDecoder decoder = exact_decoder(fwd_, reader, i);
+      std::vector<std::vector<float>> keys, values;
+      for (LayerTensors& ly : read.tensors.layers) keys.push_back(std::move(ly.keys)), values.push_back(std::move(ly.values));
+      read.tensors = {};  // the rest (queries, derived attention) is not needed any more
+      const ExactDecoder decoder = exact_decoder(fwd_, reader, i, std::move(keys), std::move(values), read.outputs);
       const std::vector<ExactResult> exact = exact_sweep(decoder, r.selections);
       seconds_exact_ += seconds_since(t0);
       const int B = static_cast<int>(r.budget_tokens.size()), L = r.n_layers;
@@ -168,7 +174,7 @@ void Validation::run(const std::function<void(std::size_t, const std::string&)>&
         }
       if (gen_.max_new > 0) {
         t0 = std::chrono::steady_clock::now();
-        generate_prompt(t, i, r, decoder, first_point);
+        generate_prompt(t, r, read.outputs, decoder, first_point);
         seconds_generate_ += seconds_since(t0);
       }
       ++done;

@@ -140,7 +140,7 @@ class Validation {
   std::size_t generation_jobs_ = 0;
 
   Scorer prompt_scorer(const PromptMeta& m, const std::string& where) const;
-  void generate_prompt(std::size_t t, std::size_t i, const PromptResult& r, const ExactDecoder& decoder,
+  void generate_prompt(std::size_t t, const PromptResult& r, const PromptOutputs& outputs, const ExactDecoder& decoder,
                        std::size_t first_point);
 };
 

@@ -25,9 +25,8 @@ EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::siz
   if (sink < 0) fail<InputError>("sink must be >= 0, got ", sink);
   if (paths_.empty()) fail<InputError>("no trace files given");
   if (window < 1) fail<InputError>("window must be >= 1, got ", window);
-  for (std::size_t t = 0; t < paths_.size(); ++t) {
-    readers_.push_back(std::make_unique<TraceReader>(paths_[t]));
-    const TraceReader& r = *readers_.back();
+  TraceSet::Checks checks;
+  checks.opened = [&](std::size_t t, const TraceReader& r) {
     const std::string file = paths_[t].string();
     const ModelInfo& m = r.model();
     const ModelShape shape{m.n_layers, m.n_heads, m.n_kv_heads, m.head_dim, m.hidden};
@@ -38,22 +37,24 @@ EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::siz
       fail<InputError>(file, ": model shape differs from ", paths_[0].string(), " (one table is for one model)");
     }
     if (r.prompts().empty()) fail<InputError>(file, ": the trace holds no complete prompt");
-    if (exact_) check_model_matches(exact_->model(), r);  // names the file and both models
+    if (exact_) check_model_shape(exact_->model(), r);  // names the file and both models
     for (const PromptMeta& pm : r.prompts()) {
       if (pm.n_cont < 2) fail<InputError>(file, ": prompt ", pm.id, ": needs at least 2 continuation tokens, has ", pm.n_cont);
       if (pm.window < window)
         fail<InputError>(file, ": prompt ", pm.id, ": records a window of ", pm.window, " queries, compilerkv needs ", window);
     }
-    w_o_.push_back(read_all_w_o(r));
-    classifier_.push_back(r.has_classifier() ? std::make_shared<const std::vector<float>>(r.read_classifier()) : nullptr);
-    final_norm_.push_back(r.read_final_norm());
-    hashes_.push_back(hex64(hash_file(paths_[t])));
-  }
+  };
+  // The weights against the set's own copy of W_O (not read again).
+  if (exact_)
+    checks.loaded = [&](std::size_t, const TraceReader& r, const TraceWO& w_o) {
+      check_model_weights(exact_->model(), r, w_o[0]);
+    };
+  traces_ = std::make_unique<TraceSet>(paths_, checks, /*hash_files=*/true);
   std::size_t used = 0;
-  for (std::size_t t = 0; t < readers_.size(); ++t) {
-    for (std::size_t i = 0; i < readers_[t]->prompts().size(); ++i) {
+  for (std::size_t t = 0; t < traces_->size(); ++t) {
+    for (std::size_t i = 0; i < traces_->reader(t).prompts().size(); ++i) {
       EvalPrompt ep;
-      ep.trace = t, ep.index = i, ep.meta = &readers_[t]->prompts()[i];
+      ep.trace = t, ep.index = i, ep.meta = &traces_->reader(t).prompts()[i];
       std::shared_ptr<PromptEvalData> data = load(t, i, &ep.state);
       if (!data->logit) logit_rewards_ = false;
       if (used + data->bytes() <= cache_bytes) {
@@ -63,7 +64,7 @@ EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::siz
       prompts_.push_back(std::move(ep));
     }
     if (progress)
-      progress(paths_[t].filename().string() + ": " + std::to_string(readers_[t]->prompts().size()) + " prompts loaded, " +
+      progress(paths_[t].filename().string() + ": " + std::to_string(traces_->reader(t).prompts().size()) + " prompts loaded, " +
                std::to_string(cached_prompts()) + " cached (" + std::to_string(used >> 20) + " MiB)");
   }
 }
@@ -85,9 +86,9 @@ std::string EvalSet::reward_description() const {
 nlohmann::json EvalSet::trace_provenance() const {
   nlohmann::json a = nlohmann::json::array();
   for (std::size_t t = 0; t < paths_.size(); ++t) {
-    const auto& r = *readers_[t];
+    const auto& r = traces_->reader(t);
     a.push_back({{"path", paths_[t].string()},
-                 {"xxh3", hashes_[t]},
+                 {"xxh3", traces_->hash(t)},
                  {"prompts", r.prompts().size()},
                  {"task", r.prompts().empty() ? "" : r.prompts()[0].task},
                  {"model_source", r.model().source}});
@@ -96,7 +97,8 @@ nlohmann::json EvalSet::trace_provenance() const {
 }
 
 std::string EvalSet::trace_set_hash() const {
-  std::vector<std::string> h = hashes_;
+  std::vector<std::string> h;
+  for (std::size_t t = 0; t < traces_->size(); ++t) h.push_back(traces_->hash(t));
   std::sort(h.begin(), h.end());
   std::string all;
   for (const auto& x : h) all += x;
@@ -104,16 +106,20 @@ std::string EvalSet::trace_set_hash() const {
 }
 
 std::shared_ptr<PromptEvalData> EvalSet::load(std::size_t t, std::size_t i, CompilerKvState* state) const {
-  const TraceReader& r = *readers_[t];
+  const TraceReader& r = traces_->reader(t);
   auto data = std::make_shared<PromptEvalData>();
   PolicyNeeds needs;
   needs.window = state ? window_ : 0;
   needs.prompt_logprob = state != nullptr;
-  ReadPrompt read = read_prompt(r, i, needs, w_o_[t], 0);
+  ReadPrompt read = traces_->read_prompt(t, i, needs, 0);
   data->tensors = std::move(read.tensors);
   PromptTensors& pt = data->tensors;
   derive_prompt_attention(pt, needs);
   if (state) *state = compilerkv_state(pt.view(), window_, sink_);
+  // The exact decoder's prompt cache: the keys/values just read (values stay for the measurements).
+  std::vector<std::vector<float>> prompt_keys, prompt_values;
+  if (exact_)
+    for (auto& ly : pt.layers) prompt_keys.push_back(std::move(ly.keys)), prompt_values.push_back(ly.values);
   // Keep what measuring kept sets reads: values, continuation attention, W_O.
   for (auto& ly : pt.layers) {
     ly.keys = {}, ly.q_window = {}, ly.q_cont = {}, ly.attn_colsum = {}, ly.window_attn = {};
@@ -128,8 +134,10 @@ std::shared_ptr<PromptEvalData> EvalSet::load(std::size_t t, std::size_t i, Comp
     data->layer_views[l] = std::move(v);
     data->refs[l] = layer_reference(data->layer_views[l], 0);
   });
-  data->logit = make_logit_estimator(r, i, read.outputs, classifier_[t].get(), final_norm_[t]);
-  if (exact_) data->exact = std::make_unique<ExactDecoder>(exact_decoder(*exact_, r, i));
+  data->logit = make_logit_estimator(r, i, read.outputs, traces_->classifier(t), traces_->final_norm(t));
+  // The exact decoder takes the prompt's keys/values as read above (not read again); they are
+  // not part of what measuring kept sets keeps.
+  if (exact_) data->exact = std::make_unique<ExactDecoder>(exact_decoder(*exact_, r, i, std::move(prompt_keys), std::move(prompt_values), read.outputs));
   return data;
 }
 

@@ -35,6 +35,7 @@
 #include "policies/prompt_tensors.hpp"
 #include "sim/exact_decode.hpp"
 #include "policies/decision_table.hpp"
+#include "sim/trace_set.hpp"
 #include "traces/trace_reader.hpp"
 
 namespace kvsim {
@@ -97,6 +98,7 @@ class EvalSet {
   std::size_t size() const { return prompts_.size(); }
   const EvalPrompt& prompt(std::size_t p) const { return prompts_[p]; }
   const std::vector<std::filesystem::path>& traces() const { return paths_; }
+  const TraceSet& trace_set() const { return *traces_; }
   std::size_t cached_prompts() const;
   // True when every prompt has the logit-space estimator (reward in nats per token).
   bool logit_rewards() const { return logit_rewards_; }
@@ -115,11 +117,7 @@ class EvalSet {
   std::shared_ptr<PromptEvalData> load(std::size_t trace, std::size_t index, CompilerKvState* state) const;
 
   std::vector<std::filesystem::path> paths_;
-  std::vector<std::unique_ptr<TraceReader>> readers_;
-  std::vector<std::shared_ptr<const std::vector<std::vector<float>>>> w_o_;
-  std::vector<std::shared_ptr<const std::vector<float>>> classifier_;
-  std::vector<std::vector<float>> final_norm_;
-  std::vector<std::string> hashes_;
+  std::unique_ptr<TraceSet> traces_;  // readers, W_O, classifier, final norm and file hash per trace
   ModelShape model_;
   int window_ = 0, sink_ = 0;
   const CpuForward* exact_ = nullptr;

@@ -8,9 +8,12 @@
 #include <limits>
 #include <sstream>
 
+#include "core/error.hpp"
+#include "core/hash.hpp"
 #include "sim/budget.hpp"
 #include "sim/replay.hpp"
 #include "sim/synthetic.hpp"
+#include "sim/trace_set.hpp"
 #include "support/policy_fixture.hpp"
 #include "support/shared.hpp"
 #include "support/trace_fixture.hpp"
@@ -511,4 +514,76 @@ TEST_CASE("kvsim run --projection bf16: same bytes at 1 and 2 threads, and a bad
   CHECK(bad.status != 0);
   CHECK(bad.output.find("--projection: 'fp8' is not a precision (fp32 or bf16)") != std::string::npos);
   CHECK_FALSE(std::filesystem::exists(tmp / "bad"));
+}
+
+TEST_CASE("trace set: shared state read once per trace, items in order, checks in order, prompts as read_prompt reads them", "[sim]") {
+  test::TempDir tmp;
+  const Model m = random_model(test::small_config(), 3);
+  test::TraceSpec spec;
+  test::write_model_trace(tmp / "a.h5", m, spec);
+  spec.n_prompts = 2, spec.seed = 2;
+  test::write_model_trace(tmp / "b.h5", m, spec);
+  std::vector<std::string> calls;
+  TraceSet::Checks checks;
+  checks.opened = [&](std::size_t t, const TraceReader& r) { calls.push_back("opened " + std::to_string(t) + " " + r.path().filename().string()); };
+  checks.loaded = [&](std::size_t t, const TraceReader&, const TraceWO& w_o) {
+    calls.push_back("loaded " + std::to_string(t) + " " + std::to_string(w_o.size()));
+  };
+  const TraceSet set({tmp / "a.h5", tmp / "b.h5"}, checks, true);
+  const int L = test::small_config().n_layers;
+  CHECK(calls == std::vector<std::string>{"opened 0 a.h5", "loaded 0 " + std::to_string(L), "opened 1 b.h5",
+                                          "loaded 1 " + std::to_string(L)});
+  REQUIRE(set.size() == 2);
+  CHECK(set.total_prompts() == 5);
+  const std::vector<TraceItem> items = set.items();
+  REQUIRE(items.size() == 5);
+  for (std::size_t k = 0; k < items.size(); ++k) {
+    CHECK(items[k].trace == (k < 3 ? 0u : 1u));
+    CHECK(items[k].prompt == (k < 3 ? k : k - 3));
+  }
+  for (std::size_t t = 0; t < 2; ++t) {
+    const TraceReader& r = set.reader(t);
+    CHECK(set.hash(t) == hex64(hash_file(set.paths()[t])));
+    CHECK(*set.w_o(t) == *read_all_w_o(r));
+    CHECK(set.final_norm(t) == r.read_final_norm());
+    CHECK((set.classifier(t) != nullptr) == r.has_classifier());
+    if (set.classifier(t)) CHECK(*set.classifier(t) == r.read_classifier());
+  }
+  PolicyNeeds needs;
+  needs.prompt_logprob = true;
+  const ReadPrompt a = set.read_prompt(1, 1, needs, 7);
+  const ReadPrompt b = read_prompt(set.reader(1), 1, needs, read_all_w_o(set.reader(1)), 7);
+  CHECK(a.tensors.w_o == set.w_o(1));  // shared, not copied
+  REQUIRE(a.tensors.layers.size() == b.tensors.layers.size());
+  for (std::size_t l = 0; l < a.tensors.layers.size(); ++l) {
+    CHECK(a.tensors.layers[l].keys == b.tensors.layers[l].keys);
+    CHECK(a.tensors.layers[l].values == b.tensors.layers[l].values);
+    CHECK(a.tensors.layers[l].q_cont == b.tensors.layers[l].q_cont);
+  }
+  CHECK(a.tensors.prompt_logprob == b.tensors.prompt_logprob);
+  CHECK(a.outputs.tokens == b.outputs.tokens);
+  CHECK(a.tensors.seed == 7);
+
+  // A check that fails stops the set at that trace, its error as thrown.
+  checks.opened = [](std::size_t t, const TraceReader& r) {
+    if (t == 1) fail<InputError>(r.path().string(), ": refused");
+  };
+  checks.loaded = {};
+  CHECK_THROWS_WITH(TraceSet({tmp / "a.h5", tmp / "b.h5"}, checks), Catch::Contains("b.h5: refused"));
+  CHECK_THROWS_AS(TraceSet({tmp / "a.h5", tmp / "missing.h5"}), TraceError);
+
+  // Replay hands back the prompt it read: the same tensors, the same result.
+  ReplayOptions ro;
+  ro.traces = {tmp / "a.h5", tmp / "b.h5"};
+  ro.policies = {"streamingllm", "snapkv:window=8"};
+  ro.budgets = BudgetSweep::tokens({8, 16});
+  const Replay replay(ro);
+  CHECK(replay.traces().total_prompts() == 5);
+  ReadPrompt read;
+  const PromptResult r1 = replay.replay_prompt(1, 0, read);
+  const PromptResult r2 = replay.replay_prompt(1, 0);
+  CHECK(read.outputs.tokens == set.read_prompt(1, 0, needs, 0).outputs.tokens);
+  CHECK(read.tensors.layers[0].keys == set.read_prompt(1, 0, needs, 0).tensors.layers[0].keys);
+  REQUIRE(r1.metrics.size() == r2.metrics.size());
+  for (std::size_t k = 0; k < r1.metrics.size(); ++k) CHECK(r1.metrics[k].out_err == r2.metrics[k].out_err);
 }

@@ -1,0 +1,81 @@
+#include "sim/trace_set.hpp"
+
+#include <tbb/parallel_for.h>
+
+#include "core/error.hpp"
+#include "core/hash.hpp"
+
+namespace kvsim {
+
+TraceSet::TraceSet(std::vector<std::filesystem::path> paths, const Checks& checks, bool hash_files)
+    : paths_(std::move(paths)) {
+  for (std::size_t t = 0; t < paths_.size(); ++t) {
+    readers_.push_back(std::make_unique<TraceReader>(paths_[t]));
+    const TraceReader& r = *readers_.back();
+    if (checks.opened) checks.opened(t, r);
+    w_o_.push_back(read_all_w_o(r));
+    classifier_.push_back(r.has_classifier() ? std::make_shared<const std::vector<float>>(r.read_classifier()) : nullptr);
+    final_norm_.push_back(r.read_final_norm());
+    if (hash_files) hashes_.push_back(hex64(hash_file(paths_[t])));
+    if (checks.loaded) checks.loaded(t, r, *w_o_.back());
+  }
+}
+
+TraceSet::~TraceSet() = default;
+
+const std::string& TraceSet::hash(std::size_t t) const {
+  KVSIM_CHECK(t < hashes_.size(), "TraceSet::hash: the set was opened without hash_files");
+  return hashes_[t];
+}
+
+std::size_t TraceSet::total_prompts() const {
+  std::size_t n = 0;
+  for (const auto& r : readers_) n += r->prompts().size();
+  return n;
+}
+
+std::vector<TraceItem> TraceSet::items() const {
+  std::vector<TraceItem> out;
+  out.reserve(total_prompts());
+  for (std::size_t t = 0; t < readers_.size(); ++t)
+    for (std::size_t i = 0; i < readers_[t]->prompts().size(); ++i) out.push_back({t, i});
+  return out;
+}
+
+ReadPrompt TraceSet::read_prompt(std::size_t trace, std::size_t prompt, const PolicyNeeds& needs,
+                                 std::uint64_t seed) const {
+  return kvsim::read_prompt(*readers_[trace], prompt, needs, w_o_[trace], seed);
+}
+
+std::shared_ptr<const TraceWO> read_all_w_o(const TraceReader& reader) {
+  auto w_o = std::make_shared<TraceWO>();
+  for (int l = 0; l < reader.model().n_layers; ++l) w_o->push_back(reader.read_w_o(l));
+  return w_o;
+}
+
+ReadPrompt read_prompt(const TraceReader& reader, std::size_t prompt, const PolicyNeeds& needs,
+                       std::shared_ptr<const TraceWO> w_o, std::uint64_t seed) {
+  const PromptMeta& meta = reader.prompts()[prompt];
+  const ModelInfo& model = reader.model();
+  ReadPrompt out;
+  PromptTensors& pt = out.tensors;
+  pt.id = meta.id, pt.task = meta.task;
+  pt.n_layers = model.n_layers, pt.n_heads = model.n_heads, pt.n_kv_heads = model.n_kv_heads;
+  pt.head_dim = model.head_dim, pt.hidden = model.hidden;
+  pt.T = meta.n_prompt, pt.M = meta.n_cont, pt.W = meta.window;
+  pt.seed = seed;
+  pt.w_o = std::move(w_o);
+  pt.layers.resize(model.n_layers);
+  tbb::parallel_for(0, model.n_layers, [&](int l) {
+    LayerRecord rec = reader.read_layer(prompt, l);
+    LayerTensors& ly = pt.layers[l];
+    ly.keys = std::move(rec.keys), ly.values = std::move(rec.values);
+    ly.q_window = std::move(rec.q_window), ly.q_cont = std::move(rec.q_cont);
+    ly.attn_colsum = std::move(rec.attn_colsum), ly.value_wo_l1 = std::move(rec.value_wo_l1);
+  });
+  out.outputs = reader.read_outputs(prompt);
+  if (needs.prompt_logprob) pt.prompt_logprob = out.outputs.prompt_logprob;
+  return out;
+}
+
+}  // namespace kvsim
