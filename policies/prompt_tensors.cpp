@@ -106,8 +106,8 @@ PromptView PromptTensors::view() const {
   for (std::size_t l = 0; l < layers.size(); ++l) {
     const LayerTensors& s = layers[l];
     LayerData& o = v.layers[l];
-    o.keys = s.keys, o.values = s.values, o.q_window = s.q_window, o.q_cont = s.q_cont;
-    o.attn_colsum = s.attn_colsum, o.value_wo_l1 = s.value_wo_l1, o.window_attn = s.window_attn, o.cont_attn = s.cont_attn;
+    static_cast<LayerView&>(o) = layer_view(s);
+    o.window_attn = s.window_attn, o.cont_attn = s.cont_attn;
     if (w_o && l < w_o->size()) o.w_o = (*w_o)[l];
     if (w_o_bf16 && l < w_o_bf16->size()) o.w_o_bf16 = &(*w_o_bf16)[l];
     if (w_o_packed && l < w_o_packed->size()) o.w_o_packed = &(*w_o_packed)[l];

@@ -5,18 +5,14 @@
 #include <vector>
 
 #include "core/gemm_bf16.hpp"
+#include "core/layer_tensors.hpp"
 #include "core/linear.hpp"
 #include "policies/prompt_view.hpp"
 
 namespace kvsim {
 
-struct LayerTensors {
-  std::vector<float> keys;         // [Hkv, T+M, d]
-  std::vector<float> values;       // [Hkv, T+M, d]
-  std::vector<float> q_window;     // [H, W, d]
-  std::vector<float> q_cont;       // [H, M, d]
-  std::vector<float> attn_colsum;  // [H, T]
-  std::vector<float> value_wo_l1;  // [H, T] or empty (not recorded)
+// A layer as read (LayerRecord), plus the attention derived from it once per prompt.
+struct LayerTensors : LayerRecord {
   std::vector<float> window_attn;  // [H, W, T] derived
   std::vector<float> cont_attn;    // [H, M, T+M] derived
 };

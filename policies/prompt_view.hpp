@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/layer_tensors.hpp"
 #include "core/model_shape.hpp"
 
 namespace kvsim {
@@ -15,17 +16,13 @@ namespace kvsim {
 class PackedBf16;     // core/gemm_bf16.hpp
 class PackedWeights;  // core/linear.hpp
 
-struct LayerData {
-  std::span<const float> keys;         // [Hkv, T+M, d] post-RoPE
-  std::span<const float> values;       // [Hkv, T+M, d]
-  std::span<const float> q_window;     // [H, W, d]
-  std::span<const float> q_cont;       // [H, M, d]
-  std::span<const float> attn_colsum;  // [H, T] Σ over prompt queries
+// A layer's recorded tensors as views (LayerView: keys, values, q_window, q_cont, attn_colsum,
+// value_wo_l1), plus the weights and the attention the simulator shares with every policy.
+struct LayerData : LayerView {
   std::span<const float> w_o;          // [D, H*d] this layer's output projection
   const PackedBf16* w_o_bf16 = nullptr;  // w_o rounded to bf16 and packed, when the replay projects in bf16
   const PackedWeights* w_o_packed = nullptr;  // w_o packed for linear_serial, when the replay projects in fp32
   std::span<const float> w_o_gram;     // [H, d, d] W_O^hᵀ W_O^h (head_output_grams) when the simulator shares them, else empty
-  std::span<const float> value_wo_l1;  // [H, T] ‖W_O^h v_i‖₁ when the trace records it, else empty
   // Derived by the simulator:
   std::span<const float> window_attn;  // [H, W, T] softmax of window queries over prompt keys (causal)
   std::span<const float> cont_attn;    // [H, M, T+M] softmax of continuation queries (causal)

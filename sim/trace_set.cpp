@@ -67,11 +67,7 @@ ReadPrompt read_prompt(const TraceReader& reader, std::size_t prompt, const Poli
   pt.w_o = std::move(w_o);
   pt.layers.resize(model.n_layers);
   tbb::parallel_for(0, model.n_layers, [&](int l) {
-    LayerRecord rec = reader.read_layer(prompt, l);
-    LayerTensors& ly = pt.layers[l];
-    ly.keys = std::move(rec.keys), ly.values = std::move(rec.values);
-    ly.q_window = std::move(rec.q_window), ly.q_cont = std::move(rec.q_cont);
-    ly.attn_colsum = std::move(rec.attn_colsum), ly.value_wo_l1 = std::move(rec.value_wo_l1);
+    static_cast<LayerRecord&>(pt.layers[l]) = reader.read_layer(prompt, l);
   });
   out.outputs = reader.read_outputs(prompt);
   if (needs.prompt_logprob) pt.prompt_logprob = out.outputs.prompt_logprob;

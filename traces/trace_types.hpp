@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "core/layer_tensors.hpp"
+
 namespace kvsim {
 
 inline constexpr const char* kTraceFormatName = "kvsim-trace";
@@ -74,28 +76,9 @@ struct PromptMeta {
   std::string scorer;
 };
 
-// Read-only views of one (prompt, layer), as the tracer hands them to the writer (fp32;
-// the writer stores K/V/Q in WriterOptions::storage, IEEE half by default).
-struct LayerView {
-  std::span<const float> keys;         // [n_kv_heads, T+M, d] post-RoPE
-  std::span<const float> values;       // [n_kv_heads, T+M, d]
-  std::span<const float> q_window;     // [n_heads, W, d] post-RoPE, prompt rows T-W..T-1
-  std::span<const float> q_cont;       // [n_heads, M, d] post-RoPE, rows T..T+M-1
-  std::span<const float> attn_colsum;  // [n_heads, T] Σ_{q<T} A_h[q, i] over prompt queries
-  // [n_heads, T] ‖W_O^h v_i‖₁ (core/value_norm.hpp), optional: when empty, the writer computes
-  // it itself (WriterOptions::value_norms).
-  std::span<const float> value_wo_l1;
-};
-
-// One (prompt, layer) read back from a trace, converted to fp32.
-struct LayerRecord {
-  std::vector<float> keys;         // [n_kv_heads, T+M, d]
-  std::vector<float> values;       // [n_kv_heads, T+M, d]
-  std::vector<float> q_window;     // [n_heads, W, d]
-  std::vector<float> q_cont;       // [n_heads, M, d]
-  std::vector<float> attn_colsum;  // [n_heads, T]
-  std::vector<float> value_wo_l1;  // [n_heads, T], empty when the trace does not record it
-};
+// One (prompt, layer)'s tensors: LayerView as the tracer hands them to the writer (fp32; the
+// writer stores K/V/Q in WriterOptions::storage, IEEE half by default), LayerRecord as read back
+// (converted to fp32): core/layer_tensors.hpp.
 
 // Per-prompt vectors that are not per layer.
 struct PromptOutputs {
