@@ -99,7 +99,7 @@ void PromptTensors::derive_attention(bool window, bool cont) {
 PromptView PromptTensors::view() const {
   PromptView v;
   v.id = id, v.task = task;
-  v.n_layers = n_layers, v.n_heads = n_heads, v.n_kv_heads = n_kv_heads, v.head_dim = head_dim, v.hidden = hidden;
+  static_cast<ModelShape&>(v) = *this;
   v.T = T, v.M = M, v.W = W, v.seed = seed;
   v.prompt_logprob = prompt_logprob;
   v.layers.resize(layers.size());

@@ -17,9 +17,8 @@ struct LayerTensors : LayerRecord {
   std::vector<float> cont_attn;    // [H, M, T+M] derived
 };
 
-struct PromptTensors {
+struct PromptTensors : ModelShape {  // the model's shape fields are ModelShape's
   std::string id, task;
-  int n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, hidden = 0;
   int T = 0, M = 0, W = 0;
   std::uint64_t seed = 0;
   std::vector<LayerTensors> layers;                          // [L]

@@ -28,10 +28,10 @@ struct LayerData : LayerView {
   std::span<const float> cont_attn;    // [H, M, T+M] softmax of continuation queries (causal)
 };
 
-struct PromptView {
+// The model's shape fields (n_layers, n_heads, n_kv_heads, head_dim, hidden) are ModelShape's.
+struct PromptView : ModelShape {
   std::string id;
   std::string task;
-  int n_layers = 0, n_heads = 0, n_kv_heads = 0, head_dim = 0, hidden = 0;
   int T = 0;  // prompt tokens
   int M = 0;  // continuation tokens
   int W = 0;  // recorded window (queries T-W..T-1)
@@ -40,7 +40,7 @@ struct PromptView {
   std::uint64_t seed = 0;                 // per prompt; policies derive theirs from it
 
   int group_size() const { return n_heads / n_kv_heads; }
-  ModelShape shape() const { return {n_layers, n_heads, n_kv_heads, head_dim, hidden}; }
+  const ModelShape& shape() const { return *this; }
 };
 
 }  // namespace kvsim

@@ -32,7 +32,7 @@ Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
     const ModelInfo& mi = r.model();
     for (const auto& pol : policies_) {
       try {
-        pol->check_model({mi.n_layers, mi.n_heads, mi.n_kv_heads, mi.head_dim, mi.hidden});
+        pol->check_model(mi);
       } catch (const InputError& e) {
         fail<InputError>(file, ": ", e.what());
       }

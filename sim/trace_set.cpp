@@ -60,8 +60,7 @@ ReadPrompt read_prompt(const TraceReader& reader, std::size_t prompt, const Poli
   ReadPrompt out;
   PromptTensors& pt = out.tensors;
   pt.id = meta.id, pt.task = meta.task;
-  pt.n_layers = model.n_layers, pt.n_heads = model.n_heads, pt.n_kv_heads = model.n_kv_heads;
-  pt.head_dim = model.head_dim, pt.hidden = model.hidden;
+  static_cast<ModelShape&>(pt) = model;
   pt.T = meta.n_prompt, pt.M = meta.n_cont, pt.W = meta.window;
   pt.seed = seed;
   pt.w_o = std::move(w_o);

@@ -29,7 +29,7 @@ EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::siz
   checks.opened = [&](std::size_t t, const TraceReader& r) {
     const std::string file = paths_[t].string();
     const ModelInfo& m = r.model();
-    const ModelShape shape{m.n_layers, m.n_heads, m.n_kv_heads, m.head_dim, m.hidden};
+    const ModelShape& shape = m;
     if (t == 0) {
       model_ = shape;
     } else if (shape.n_layers != model_.n_layers || shape.n_heads != model_.n_heads ||

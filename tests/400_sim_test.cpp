@@ -145,8 +145,8 @@ TEST_CASE("kvsim run on an fp32 trace keeps the sets computed from the fp32 tens
   for (std::size_t p = 0; p < reader.prompts().size(); ++p) {
     const PromptMeta& meta = reader.prompts()[p];
     PromptTensors pt;
-    pt.id = meta.id, pt.task = meta.task, pt.n_layers = m.config.n_layers, pt.n_heads = m.config.n_heads;
-    pt.n_kv_heads = m.config.n_kv_heads, pt.head_dim = m.config.head_dim, pt.hidden = m.config.hidden;
+    pt.id = meta.id, pt.task = meta.task;
+    static_cast<ModelShape&>(pt) = m.config;
     pt.T = meta.n_prompt, pt.M = meta.n_cont, pt.W = meta.window, pt.w_o = w_o;
     pt.layers.resize(m.config.n_layers);
     const std::vector<std::int32_t> tokens = reader.read_outputs(p).tokens;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/matrix.hpp"
+#include "core/model_shape.hpp"
 
 namespace kvsim {
 
@@ -17,13 +18,9 @@ enum class RopeStyle {
 };
 const char* rope_style_name(RopeStyle s);
 
-struct ModelConfig {
+// The shape fields (n_layers, n_heads, n_kv_heads, head_dim, hidden = D) are ModelShape's.
+struct ModelConfig : ModelShape {
   std::string arch = "llama";  // family name recorded in traces
-  int n_layers = 0;
-  int n_heads = 0;
-  int n_kv_heads = 0;
-  int head_dim = 0;
-  int hidden = 0;       // D
   int ffn_hidden = 0;   // F
   int vocab = 0;        // V
   int max_seq_len = 0;  // trained context length

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/layer_tensors.hpp"
+#include "core/model_shape.hpp"
 
 namespace kvsim {
 
@@ -36,13 +37,9 @@ inline std::uint16_t nonfinite_exponent(KvStorage s) { return s == KvStorage::kF
 void check_value_norms_non_negative(std::span<const float> norms, const std::string& file, const std::string& object);
 
 // What the model looks like; stored once per trace under /model.
-struct ModelInfo {
+// The shape fields (n_layers, n_heads, n_kv_heads, head_dim, hidden) are ModelShape's.
+struct ModelInfo : ModelShape {
   std::string arch;        // "llama" (Llama, Mistral, Qwen2 share the computation)
-  int n_layers = 0;
-  int n_heads = 0;
-  int n_kv_heads = 0;
-  int head_dim = 0;
-  int hidden = 0;
   int vocab = 0;
   double rope_theta = 10000.0;
   std::string rope_style;  // "interleaved" (llama2.c, GPT-J) | "rotate_half" (HF Llama)
