@@ -404,10 +404,11 @@ double layer_metrics_stacked(const PromptView& view, const LayerReference& ref, 
   } else {
     projected.noalias() = delta * wo.transpose();
   }
-  flops += 2.0 * static_cast<double>(rows) * Hd * s.D;
+  const double projection_flops = 2.0 * static_cast<double>(rows) * Hd * s.D;
+  flops += projection_flops;
   if (projection) {
     projection->cpu_seconds += thread_cpu_seconds() - cpu0;
-    projection->flops += 2.0 * static_cast<double>(rows) * Hd * s.D;
+    projection->flops += projection_flops;
   }
   const std::size_t md = static_cast<std::size_t>(s.M) * s.D;
   std::vector<double> block_recall(plan.n_blocks, 0.0);
