@@ -4,6 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "core/dist.hpp"
 #include "sim/replay.hpp"
 #include "sim/run_output.hpp"
 
@@ -26,8 +27,15 @@ int cmd_run(const std::vector<std::string>& args) {
   // The kept sets reach RunOutput for kept.csv (per KV head counts) and --dump-kept; they are
   // the replay's own selections, moved, not copied: no extra work or peak memory.
   ro.keep_selections = true;
+  // From the other ranks of an MPI job, the kept tokens only when they are dumped.
+  ro.selection_tokens = !dump_kept.empty();
   // Everything is checked here, before any work and before any output exists.
   const Replay replay(std::move(ro));
+  // In an MPI job every rank replays prompts; rank 0 alone writes (core/dist.hpp).
+  if (!dist::is_root()) {
+    replay.run([](const PromptResult&) {});
+    return 0;
+  }
   RunOutput output(replay, out_dir, ra.overwrite, dump_kept);
 
   const std::size_t total = replay.total_prompts();
@@ -38,7 +46,7 @@ int cmd_run(const std::vector<std::string>& args) {
     ++done;
     if (!ra.quiet) progress.update(done, r.meta->id);
   });
-  if (!ra.quiet) progress.finish(std::to_string(total) + " prompts");
+  if (!ra.quiet) progress.finish(std::to_string(total) + " prompts" + ranks_note());
 
   const nlohmann::json m = replay_manifest("run", replay, args, ra.threads, ra.seed);
   output.finish(m);

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cli/commands.hpp"
+#include "core/dist.hpp"
 #include "core/error.hpp"
 #include "core/version.hpp"
 
@@ -47,7 +48,44 @@ void usage(std::FILE* out) {
 
 }  // namespace
 
+namespace {
+
+// Runs one command; errors become one line on stderr (prefixed by the rank in an MPI job) and
+// the exit code above.
+int run_command(const Command& c, const std::vector<std::string>& args) {
+  const std::string who = kvsim::dist::rank_prefix() + "kvsim " + c.name;
+  try {
+    return c.run(args);
+  } catch (const kvsim::dist::RankError& e) {
+    if (!e.reported()) std::fprintf(stderr, "%s: error: %s\n", who.c_str(), e.what());
+    return 1;
+  } catch (const kvsim::Error& e) {
+    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), e.what());
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // "filesystem error: cannot create directories: Permission denied [out.partial]"
+    std::string what = e.what();
+    if (what.rfind("filesystem error: ", 0) == 0) what.erase(0, 18);
+    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), what.c_str());
+    return 1;
+  } catch (const std::ios_base::failure& e) {
+    // A stream read or write failed (e.g. a directory read as a file).
+    std::fprintf(stderr, "%s: error: file read or write failed: %s\n", who.c_str(), e.what());
+    return 1;
+  } catch (const boost::program_options::error& e) {
+    std::fprintf(stderr, "%s: %s (see 'kvsim %s --help')\n", who.c_str(), e.what(), c.name);
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s: internal error: %s\n", who.c_str(), e.what());
+    return 4;  // 3 is `kvsim diff`'s verdict "NEW is worse", not an error
+  }
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+  // MPI starts here when an MPI launcher started this process (core/dist.hpp).
+  kvsim::dist::init(&argc, &argv);
   if (argc < 2) {
     usage(stderr);
     return 2;
@@ -64,28 +102,12 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 2, argv + argc);
   for (const auto& c : kCommands) {
     if (name != c.name) continue;
-    try {
-      return c.run(args);
-    } catch (const kvsim::Error& e) {
-      std::fprintf(stderr, "kvsim %s: error: %s\n", c.name, e.what());
-      return 1;
-    } catch (const std::filesystem::filesystem_error& e) {
-      // "filesystem error: cannot create directories: Permission denied [out.partial]"
-      std::string what = e.what();
-      if (what.rfind("filesystem error: ", 0) == 0) what.erase(0, 18);
-      std::fprintf(stderr, "kvsim %s: error: %s\n", c.name, what.c_str());
-      return 1;
-    } catch (const std::ios_base::failure& e) {
-      // A stream read or write failed (e.g. a directory read as a file).
-      std::fprintf(stderr, "kvsim %s: error: file read or write failed: %s\n", c.name, e.what());
-      return 1;
-    } catch (const boost::program_options::error& e) {
-      std::fprintf(stderr, "kvsim %s: %s (see 'kvsim %s --help')\n", c.name, e.what(), c.name);
-      return 2;
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "kvsim %s: internal error: %s\n", c.name, e.what());
-      return 4;  // 3 is `kvsim diff`'s verdict "NEW is worse", not an error
-    }
+    const int code = run_command(c, args);
+    // A failed rank ends the whole job (the other ranks may be waiting for it); `kvsim diff`'s
+    // verdict (3) is not a failure: every rank returns it.
+    if (code != 0 && code != 3 && kvsim::dist::size() > 1) kvsim::dist::abort_job(code);
+    kvsim::dist::finalize();
+    return code;
   }
   std::fprintf(stderr, "kvsim: unknown command '%s'\n\n", name.c_str());
   usage(stderr);

@@ -1,6 +1,7 @@
 #include "cli/manifest.hpp"
 
 #include "cli/progress.hpp"
+#include "core/dist.hpp"
 #include "core/hash.hpp"
 #include "core/version.hpp"
 
@@ -40,6 +41,7 @@ nlohmann::json replay_manifest(const std::string& kind, const Replay& replay, co
                                int threads, std::uint64_t seed) {
   nlohmann::json m = results_manifest(kind, args);
   m["threads"] = threads;
+  m["ranks"] = dist::size();  // MPI ranks (docs/scale-out.md); 1 for a single process
   m["seed"] = seed;
   m["projection"] = projection_name(replay.options().projection);
   m["traces"] = trace_provenance(replay.traces());

@@ -1,8 +1,11 @@
 #include "cli/options.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <iostream>
+#include <thread>
 
+#include "core/dist.hpp"
 #include "core/error.hpp"
 #include "policies/policy.hpp"
 #include "policies/spec.hpp"
@@ -55,7 +58,12 @@ void check_output_file(const std::filesystem::path& path, const std::string& opt
 
 std::unique_ptr<tbb::global_control> limit_threads(int threads) {
   require_at_least("--threads", threads, 0);
-  if (threads == 0) return nullptr;
+  if (threads == 0) {
+    // Several ranks of an MPI job on one node share its cores (docs/scale-out.md).
+    const int local = dist::local_size();
+    if (local <= 1) return nullptr;
+    threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local);
+  }
   return std::make_unique<tbb::global_control>(tbb::global_control::max_allowed_parallelism, threads);
 }
 

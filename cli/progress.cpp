@@ -5,6 +5,8 @@
 #include <cstdio>
 #include <ctime>
 
+#include "core/dist.hpp"
+
 namespace kvsim::cli {
 
 Progress::Progress(std::string label, std::size_t total)
@@ -38,6 +40,10 @@ std::string utc_now_iso8601() {
   char buf[32];
   std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
   return buf;
+}
+
+std::string ranks_note() {
+  return dist::size() > 1 ? " on " + std::to_string(dist::size()) + " MPI ranks" : "";
 }
 
 }  // namespace kvsim::cli

@@ -23,4 +23,7 @@ class Progress {
 
 std::string utc_now_iso8601();
 
+// " on N MPI ranks" in an MPI job of N > 1 ranks, else "": for the last progress line.
+std::string ranks_note();
+
 }  // namespace kvsim::cli

@@ -8,6 +8,8 @@ packages=(
   build-essential cmake ninja-build pkg-config
   libhdf5-dev libeigen3-dev libtbb-dev libboost-program-options-dev
   catch2 nlohmann-json3-dev libpcre2-dev libxxhash-dev
+  # MPI scale-out (docs/scale-out.md): the library, and mpirun for its tests
+  libopenmpi-dev openmpi-bin
   python3-h5py python3-numpy
   # kvsim report (python/kvsim_report, docs/report.md) and its browser test
   python3-matplotlib python3-pandas python3-scipy chromium

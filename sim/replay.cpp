@@ -9,12 +9,14 @@
 #include <cmath>
 #include <limits>
 
+#include "core/dist.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/rng.hpp"
 #include "metrics/logit_estimate.hpp"
 #include "policies/prompt_tensors.hpp"
 #include "policies/score_utils.hpp"
+#include "sim/result_codec.hpp"
 
 namespace kvsim {
 
@@ -290,6 +292,20 @@ double estimated_delta_nll(const PromptResult& result, int p, int b) {
 }
 
 void Replay::run(const std::function<void(const PromptResult&)>& on_prompt) const {
+  if (dist::size() > 1) {
+    const std::vector<TraceItem> items = traces_->items();
+    dist::Job job;
+    job.items = items.size();
+    job.compute = [&](std::size_t k) {
+      return encode_prompt_result(replay_prompt(items[k].trace, items[k].prompt), options_.selection_tokens);
+    };
+    job.deliver = [&](std::size_t k, std::string&& bytes) {
+      on_prompt(decode_prompt_result(bytes, &traces_->reader(items[k].trace).prompts()[items[k].prompt]));
+    };
+    job.label = [&](std::size_t k) { return item_label(*traces_, items[k]); };
+    dist::run_job(job);
+    return;
+  }
   // The next prompt is read (HDF5, decompression, conversion) on its own thread while this one is
   // replayed: reading is mostly serial (libhdf5's lock), the replay mostly parallel, so the read
   // fills cores the replay leaves idle. One prompt ahead at most (memory: two prompts' raw tensors).

@@ -32,6 +32,9 @@ struct ReplayOptions {
   BudgetSweep budgets = BudgetSweep::tokens({64});
   std::uint64_t seed = 0;             // mixed into every prompt's seed (random policy)
   bool keep_selections = false;       // hand kept sets to the sink (--dump-kept)
+  // In an MPI job (core/dist.hpp), whether the kept sets come back from the other ranks with
+  // their token indices (--dump-kept, validate) or with their counts only (kept.csv).
+  bool selection_tokens = true;
   // Precision of the W_O projection of the output errors (the replay's largest GEMM): fp32, or
   // bf16 inputs with fp32 accumulation (core/gemm_bf16.hpp; ~2.8x faster where the CPU has
   // AVX512-BF16, metrics within ~1e-4 relative of fp32: docs/metrics.md, "Projection precision").
@@ -112,7 +115,9 @@ class Replay {
   std::size_t total_prompts() const { return traces_->total_prompts(); }
 
   // Calls `on_prompt` for each prompt in order (trace order, then prompt order), from the
-  // calling thread.
+  // calling thread. In an MPI job every rank calls it: the prompts are replayed across the
+  // ranks (core/dist.hpp) and `on_prompt` runs on rank 0 only, with the same results in the
+  // same order.
   void run(const std::function<void(const PromptResult&)>& on_prompt) const;
   // One prompt (exposed for tests and benchmarks). Throws TraceError naming the trace, prompt,
   // policy, budget and layer if any metric or estimate is not finite (NaN never reaches an

@@ -47,6 +47,10 @@ ReadPrompt TraceSet::read_prompt(std::size_t trace, std::size_t prompt, const Po
   return kvsim::read_prompt(*readers_[trace], prompt, needs, w_o_[trace], seed);
 }
 
+std::string item_label(const TraceSet& set, const TraceItem& item) {
+  return set.paths()[item.trace].string() + " prompt " + set.reader(item.trace).prompts()[item.prompt].id;
+}
+
 std::shared_ptr<const TraceWO> read_all_w_o(const TraceReader& reader) {
   auto w_o = std::make_shared<TraceWO>();
   for (int l = 0; l < reader.model().n_layers; ++l) w_o->push_back(reader.read_w_o(l));

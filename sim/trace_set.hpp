@@ -77,6 +77,9 @@ class TraceSet {
   std::vector<std::string> hashes_;
 };
 
+// How messages name an item: "path/trace.h5 prompt 000004".
+std::string item_label(const TraceSet& set, const TraceItem& item);
+
 // The shared state of one trace, read from the file (TraceSet reads it once per trace).
 std::shared_ptr<const TraceWO> read_all_w_o(const TraceReader& reader);
 // One prompt read from a trace (TraceSet::read_prompt without a set).

@@ -1,0 +1,346 @@
+#include "core/dist.hpp"
+
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "core/bytes.hpp"
+
+#ifdef KVSIM_HAVE_MPI
+// The C API only (Open MPI and MPICH otherwise pull in their deprecated C++ bindings).
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
+#include <mpi.h>
+#endif
+
+namespace kvsim::dist {
+
+namespace {
+
+int g_rank = 0, g_size = 1, g_local_size = 1;
+bool g_mpi = false;  // MPI started by init()
+
+// Set by SIGTERM on rank 0 while run_job serves the other ranks: the launcher is stopping the
+// job (another rank died), and rank 0 says which items were in flight before it goes.
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
+
+const char* env(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : nullptr;
+}
+
+#ifdef KVSIM_HAVE_MPI
+enum Tag : int { kReady = 1, kResult = 2, kError = 3, kAssign = 4 };
+constexpr std::uint64_t kStop = ~std::uint64_t{0};
+
+void check_mpi(int rc, const char* what) {
+  if (rc != MPI_SUCCESS) fail<RankError>("MPI ", what, " failed (error ", rc, ")");
+}
+
+int message_count(std::size_t bytes, const std::string& label) {
+  if (bytes > static_cast<std::size_t>(INT32_MAX))
+    fail<RankError>(label, ": a result of ", bytes, " bytes is larger than one MPI message can carry (2 GiB)");
+  return static_cast<int>(bytes);
+}
+
+void send(const std::string& bytes, int dest, int tag, const std::string& label) {
+  check_mpi(MPI_Send(bytes.data(), message_count(bytes.size(), label), MPI_BYTE, dest, tag, MPI_COMM_WORLD), "send");
+}
+
+std::string item_message(std::uint64_t k, const std::string& payload) {
+  std::string m(sizeof k, '\0');
+  std::memcpy(m.data(), &k, sizeof k);
+  return m + payload;
+}
+
+std::uint64_t item_of(const std::string& m) {
+  std::uint64_t k = 0;
+  KVSIM_CHECK(m.size() >= sizeof k, "dist: short message");
+  std::memcpy(&k, m.data(), sizeof k);
+  return k;
+}
+#endif
+
+}  // namespace
+
+bool built_with_mpi() {
+#ifdef KVSIM_HAVE_MPI
+  return true;
+#else
+  return false;
+#endif
+}
+
+bool launched_by_mpi() {
+  if (const char* v = env("KVSIM_MPI")) return std::strcmp(v, "0") != 0;  // explicit override
+  return env("OMPI_COMM_WORLD_SIZE") || env("PMIX_RANK") || env("PMI_SIZE") || env("PMI_RANK") ||
+         env("MPI_LOCALNRANKS");
+}
+
+void init(int* argc, char*** argv) {
+  if (!launched_by_mpi()) return;
+#ifdef KVSIM_HAVE_MPI
+  int provided = 0;
+  if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+    std::fprintf(stderr, "kvsim: error: MPI_Init_thread failed\n");
+    std::exit(1);
+  }
+  g_mpi = true;
+  MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+  // Errors come back as codes (check_mpi), so that a failure is reported with its context.
+  MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+  MPI_Comm node;
+  if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node) == MPI_SUCCESS) {
+    MPI_Comm_size(node, &g_local_size);
+    MPI_Comm_free(&node);
+  }
+#else
+  (void)argc, (void)argv;
+  // Without MPI every rank would run the whole job and write the same outputs.
+  const char* n = env("OMPI_COMM_WORLD_SIZE") ? env("OMPI_COMM_WORLD_SIZE") : env("PMI_SIZE");
+  if (!n || std::strcmp(n, "1") != 0) {
+    std::fprintf(stderr,
+                 "kvsim: error: started by an MPI launcher, but this kvsim was built without MPI "
+                 "(install libopenmpi-dev and rebuild: docs/scale-out.md)\n");
+    std::exit(1);
+  }
+#endif
+}
+
+void finalize() {
+#ifdef KVSIM_HAVE_MPI
+  if (g_mpi) {
+    MPI_Finalize();
+    g_mpi = false;
+  }
+#endif
+}
+
+void abort_job(int code) {
+  std::fflush(stdout);
+  std::fflush(stderr);
+#ifdef KVSIM_HAVE_MPI
+  if (g_mpi && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+  std::exit(code);
+}
+
+int rank() { return g_rank; }
+int size() { return g_size; }
+int local_size() { return g_local_size; }
+bool is_root() { return g_rank == 0; }
+
+std::string rank_prefix() {
+  if (g_size <= 1) return "";
+  return "[rank " + std::to_string(g_rank) + "/" + std::to_string(g_size) + "] ";
+}
+
+void barrier() {
+#ifdef KVSIM_HAVE_MPI
+  if (g_mpi) check_mpi(MPI_Barrier(MPI_COMM_WORLD), "barrier");
+#endif
+}
+
+std::string broadcast(const std::string& bytes) {
+#ifdef KVSIM_HAVE_MPI
+  if (g_mpi && g_size > 1) {
+    std::uint64_t n = bytes.size();
+    check_mpi(MPI_Bcast(&n, 1, MPI_UINT64_T, 0, MPI_COMM_WORLD), "broadcast");
+    std::string out = g_rank == 0 ? bytes : std::string(n, '\0');
+    check_mpi(MPI_Bcast(out.data(), message_count(n, "broadcast"), MPI_BYTE, 0, MPI_COMM_WORLD), "broadcast");
+    return out;
+  }
+#endif
+  return bytes;
+}
+
+std::vector<std::string> gather(const std::string& bytes) {
+#ifdef KVSIM_HAVE_MPI
+  if (g_mpi && g_size > 1) {
+    const int mine = message_count(bytes.size(), "gather");
+    std::vector<int> counts(g_rank == 0 ? g_size : 0), offsets(counts.size());
+    check_mpi(MPI_Gather(&mine, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, MPI_COMM_WORLD), "gather");
+    std::string all;
+    if (g_rank == 0) {
+      std::size_t total = 0;
+      for (int r = 0; r < g_size; ++r) offsets[r] = static_cast<int>(total), total += counts[r];
+      message_count(total, "gather");
+      all.resize(total);
+    }
+    check_mpi(MPI_Gatherv(bytes.data(), mine, MPI_BYTE, all.data(), counts.data(), offsets.data(), MPI_BYTE, 0,
+                          MPI_COMM_WORLD),
+              "gather");
+    std::vector<std::string> out;
+    for (int r = 0; r < static_cast<int>(counts.size()); ++r) out.push_back(all.substr(offsets[r], counts[r]));
+    return out;
+  }
+#endif
+  return {bytes};
+}
+
+namespace {
+
+void run_local(const Job& job) {
+  for (std::size_t k = 0; k < job.items; ++k) job.deliver(k, job.compute(k));
+}
+
+#ifdef KVSIM_HAVE_MPI
+// Ranks 1..N-1: ask, compute, send the result (which asks for the next), until told to stop.
+void run_worker(const Job& job) {
+  send(std::string(), 0, kReady, "ready");
+  for (;;) {
+    std::uint64_t k = 0;
+    check_mpi(MPI_Recv(&k, 1, MPI_UINT64_T, 0, kAssign, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "receive");
+    if (k == kStop) return;
+    std::string result;
+    try {
+      result = job.compute(k);
+    } catch (const std::exception& e) {
+      // Rank 0 reports it and ends the job; this rank waits for that end.
+      send(item_message(k, e.what()), 0, kError, job.label(k));
+      std::uint64_t never = 0;
+      MPI_Recv(&never, 1, MPI_UINT64_T, 0, kAssign, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      fail<RankError>("rank ", g_rank, ": ", job.label(k), ": ", e.what());
+    }
+    send(item_message(k, result), 0, kResult, job.label(k));
+  }
+}
+
+// Rank 0: a thread computes items like any other rank while this one hands items out, collects
+// results and delivers them in order.
+void run_root(const Job& job) {
+  std::mutex mu;
+  std::size_t next = 0;                       // next item to hand out
+  std::map<std::size_t, std::string> ready;   // results waiting for their turn
+  std::exception_ptr local_error;
+  std::optional<std::size_t> local_error_item, local_item;
+  bool cancel = false;
+  auto take = [&]() -> std::optional<std::size_t> {
+    std::lock_guard lock(mu);
+    if (cancel || next >= job.items) return std::nullopt;
+    return next++;
+  };
+  std::thread local([&] {
+    for (;;) {
+      std::optional<std::size_t> k = take();
+      if (!k) return;
+      { std::lock_guard lock(mu); local_item = *k; }
+      try {
+        std::string r = job.compute(*k);
+        std::lock_guard lock(mu);
+        ready.emplace(*k, std::move(r));
+        local_item.reset();
+      } catch (...) {
+        std::lock_guard lock(mu);
+        local_error = std::current_exception(), local_error_item = *k, cancel = true;
+        return;
+      }
+    }
+  });
+  std::vector<std::optional<std::size_t>> in_flight(g_size);  // per rank
+  int stopped = 0;
+  std::size_t delivered = 0;
+  struct sigaction old_term {};
+  struct sigaction on_term {};
+  on_term.sa_handler = on_stop_signal;
+  sigemptyset(&on_term.sa_mask);
+  sigaction(SIGTERM, &on_term, &old_term);
+  auto in_flight_text = [&] {
+    std::string s;
+    std::lock_guard lock(mu);
+    if (local_item) s += "rank 0: " + job.label(*local_item);
+    for (int r = 1; r < g_size; ++r)
+      if (in_flight[r]) s += (s.empty() ? "" : "; ") + ("rank " + std::to_string(r) + ": " + job.label(*in_flight[r]));
+    return s.empty() ? std::string("none") : s;
+  };
+  std::string failure;
+  try {
+    while (delivered < job.items || stopped < g_size - 1) {
+      bool busy = false;
+      int flag = 0;
+      MPI_Status st;
+      check_mpi(MPI_Iprobe(MPI_ANY_SOURCE, MPI_ANY_TAG, MPI_COMM_WORLD, &flag, &st), "probe");
+      if (flag) {
+        busy = true;
+        int count = 0;
+        MPI_Get_count(&st, MPI_BYTE, &count);
+        std::string m(static_cast<std::size_t>(count), '\0');
+        check_mpi(MPI_Recv(m.data(), count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
+                  "receive");
+        const int r = st.MPI_SOURCE;
+        if (st.MPI_TAG == kError) {
+          const std::uint64_t k = item_of(m);
+          fail<RankError>("rank ", r, " failed on ", job.label(k), ": ", m.substr(sizeof k));
+        }
+        if (st.MPI_TAG == kResult) {
+          const std::uint64_t k = item_of(m);
+          std::lock_guard lock(mu);
+          ready.emplace(k, m.substr(sizeof k));
+          in_flight[r].reset();
+        }
+        std::optional<std::size_t> k = take();
+        std::uint64_t assign = k ? *k : kStop;
+        if (k) in_flight[r] = *k;
+        else ++stopped;
+        check_mpi(MPI_Send(&assign, 1, MPI_UINT64_T, r, kAssign, MPI_COMM_WORLD), "send");
+      }
+      for (;;) {
+        std::string r;
+        {
+          std::lock_guard lock(mu);
+          if (local_error) std::rethrow_exception(local_error);
+          auto it = ready.find(delivered);
+          if (it == ready.end()) break;
+          r = std::move(it->second);
+          ready.erase(it);
+        }
+        busy = true;
+        job.deliver(delivered, std::move(r));
+        ++delivered;
+      }
+      if (const int sig = g_stop_signal.load())
+        fail<RankError>("stopped by the launcher (signal ", sig, "): another rank ended; mpirun's message names it. ",
+                        "In flight: ", in_flight_text());
+      if (!busy) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  } catch (const std::exception& e) {
+    failure = e.what();
+    if (local_error_item) failure = "rank 0 failed on " + job.label(*local_error_item) + ": " + failure;
+  }
+  { std::lock_guard lock(mu); cancel = true; }
+  if (!failure.empty()) {
+    // Said now: the launcher may kill this rank before the item in flight here is done.
+    std::fprintf(stderr, "kvsim: error: %s\n", failure.c_str());
+    std::fflush(stderr);
+  }
+  local.join();
+  sigaction(SIGTERM, &old_term, nullptr);
+  if (!failure.empty()) throw RankError(failure, /*reported=*/true);
+}
+#endif
+
+}  // namespace
+
+void run_job(const Job& job) {
+#ifdef KVSIM_HAVE_MPI
+  if (g_mpi && g_size > 1) {
+    if (g_rank == 0) run_root(job);
+    else run_worker(job);
+    return;
+  }
+#endif
+  run_local(job);
+}
+
+}  // namespace kvsim::dist
