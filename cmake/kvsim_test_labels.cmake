@@ -1,7 +1,7 @@
 # Run after each build of kvsim_tests (POST_BUILD, CMakeLists.txt): writes OUT, a ctest script that
 # gives every Catch2 test case ctest labels from its tags (README "Tests"):
 #   [gpu] -> gpu, [slow] -> slow, [real] -> real-model, [shared] -> shared,
-#   none of these four -> fast (the quick loop).
+#   [mpi] -> mpi (mpirun jobs, docs/scale-out.md), none of these five -> fast (the quick loop).
 # Catch2 v2's catch_discover_tests has no labels; this asks the executable for the test names of
 # each tag expression instead. Hidden tests ([.]) are not registered, so they get no labels.
 # Usage: cmake -D TEST_EXECUTABLE=<kvsim_tests> -D OUT=<file> -P kvsim_test_labels.cmake
@@ -13,7 +13,8 @@ set(groups
     "slow=[slow]~[.]"
     "real-model=[real]~[.]"
     "shared=[shared]~[.]"
-    "fast=~[gpu]~[slow]~[real]~[shared]")
+    "mpi=[mpi]~[.]"
+    "fast=~[gpu]~[slow]~[real]~[shared]~[mpi]")
 
 include(${CMAKE_CURRENT_LIST_DIR}/kvsim_catch_names.cmake)
 set(keys "")

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
@@ -12,6 +13,9 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+
+#include <signal.h>
+#include <unistd.h>
 
 #include "core/bytes.hpp"
 
@@ -37,6 +41,15 @@ extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
 const char* env(const char* name) {
   const char* v = std::getenv(name);
   return v && *v ? v : nullptr;
+}
+
+// The fault-injection hook of the tests (docs/scale-out.md, "Failures"): KVSIM_FAULT_KILL=R:K
+// kills rank R with SIGKILL as it begins its K-th item (counting from 1), as a crash would.
+void maybe_fault(int items_begun) {
+  static const char* spec = env("KVSIM_FAULT_KILL");
+  if (!spec) return;
+  int r = -1, k = -1;
+  if (std::sscanf(spec, "%d:%d", &r, &k) == 2 && r == g_rank && k == items_begun) std::raise(SIGKILL);
 }
 
 #ifdef KVSIM_HAVE_MPI
@@ -192,17 +205,30 @@ std::vector<std::string> gather(const std::string& bytes) {
 namespace {
 
 void run_local(const Job& job) {
-  for (std::size_t k = 0; k < job.items; ++k) job.deliver(k, job.compute(k));
+  for (std::size_t k = 0; k < job.items; ++k) {
+    maybe_fault(static_cast<int>(k) + 1);
+    job.deliver(k, job.compute(k));
+  }
 }
 
 #ifdef KVSIM_HAVE_MPI
 // Ranks 1..N-1: ask, compute, send the result (which asks for the next), until told to stop.
 void run_worker(const Job& job) {
-  send(std::string(), 0, kReady, "ready");
-  for (;;) {
+  // Rank 0 names a rank that died by checking whether its process is gone (on its own node):
+  // this rank tells it where it runs, and outlives the launcher's SIGTERM (its SIGKILL follows)
+  // so that only the dead rank is gone when rank 0 looks.
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
+  struct sigaction ignore {};
+  ignore.sa_handler = SIG_IGN;
+  sigemptyset(&ignore.sa_mask);
+  sigaction(SIGTERM, &ignore, nullptr);
+  send(std::string(host) + "\n" + std::to_string(getpid()), 0, kReady, "ready");
+  for (int begun = 1;; ++begun) {
     std::uint64_t k = 0;
     check_mpi(MPI_Recv(&k, 1, MPI_UINT64_T, 0, kAssign, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "receive");
     if (k == kStop) return;
+    maybe_fault(begun);
     std::string result;
     try {
       result = job.compute(k);
@@ -232,9 +258,10 @@ void run_root(const Job& job) {
     return next++;
   };
   std::thread local([&] {
-    for (;;) {
+    for (int begun = 1;; ++begun) {
       std::optional<std::size_t> k = take();
       if (!k) return;
+      maybe_fault(begun);
       { std::lock_guard lock(mu); local_item = *k; }
       try {
         std::string r = job.compute(*k);
@@ -249,6 +276,9 @@ void run_root(const Job& job) {
     }
   });
   std::vector<std::optional<std::size_t>> in_flight(g_size);  // per rank
+  std::vector<std::pair<std::string, long>> where(g_size);       // per rank: host, pid
+  char host[256] = {};
+  gethostname(host, sizeof host - 1);
   int stopped = 0;
   std::size_t delivered = 0;
   struct sigaction old_term {};
@@ -283,6 +313,10 @@ void run_root(const Job& job) {
           const std::uint64_t k = item_of(m);
           fail<RankError>("rank ", r, " failed on ", job.label(k), ": ", m.substr(sizeof k));
         }
+        if (st.MPI_TAG == kReady) {
+          const std::size_t nl = m.find('\n');
+          if (nl != std::string::npos) where[r] = {m.substr(0, nl), std::atol(m.c_str() + nl + 1)};
+        }
         if (st.MPI_TAG == kResult) {
           const std::uint64_t k = item_of(m);
           std::lock_guard lock(mu);
@@ -309,9 +343,18 @@ void run_root(const Job& job) {
         job.deliver(delivered, std::move(r));
         ++delivered;
       }
-      if (const int sig = g_stop_signal.load())
-        fail<RankError>("stopped by the launcher (signal ", sig, "): another rank ended; mpirun's message names it. ",
-                        "In flight: ", in_flight_text());
+      if (const int sig = g_stop_signal.load()) {
+        // The ranks on this node whose process is gone: the ones that died.
+        std::string dead;
+        for (int r = 1; r < g_size; ++r)
+          if (where[r].first == host && where[r].second > 0 && ::kill(static_cast<pid_t>(where[r].second), 0) != 0 &&
+              errno == ESRCH)
+            dead += (dead.empty() ? "" : "; ") + ("rank " + std::to_string(r) + " (pid " + std::to_string(where[r].second) +
+                                                   ") died" + (in_flight[r] ? " while on " + job.label(*in_flight[r]) : ""));
+        if (!dead.empty()) fail<RankError>(dead, "; the job stops (signal ", sig, " from the launcher)");
+        fail<RankError>("stopped by the launcher (signal ", sig, "): a rank on another node ended (the launcher's message ",
+                        "names it); in flight: ", in_flight_text());
+      }
       if (!busy) std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   } catch (const std::exception& e) {

@@ -1,0 +1,26 @@
+#pragma once
+// MPI jobs in tests (tag [mpi]): `mpirun -np N kvsim …` on this machine, oversubscribed (CI
+// machines have 2 cores) and allowed as root (CI runs as root). Tests skip when this kvsim was
+// built without MPI or mpirun is not installed.
+#include <string>
+
+#include "core/dist.hpp"
+#include "trace_fixture.hpp"
+
+namespace kvsim::test {
+
+// "" when MPI jobs can run here, else why not (the skip message).
+inline std::string mpi_unavailable() {
+  if (!dist::built_with_mpi()) return "this kvsim was built without MPI (KVSIM_MPI=OFF or no libopenmpi-dev)";
+  if (run_command("command -v mpirun").status != 0) return "mpirun is not installed (Debian: openmpi-bin)";
+  return "";
+}
+
+// The command line of an N-rank kvsim job, up to its arguments.
+inline std::string mpirun_kvsim(int ranks) {
+  return "mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(ranks) + " " + std::string(KVSIM_BINARY);
+}
+
+inline CliResult run_mpi(int ranks, const std::string& args) { return run_command(mpirun_kvsim(ranks) + " " + args); }
+
+}  // namespace kvsim::test
