@@ -4,6 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "core/dist.hpp"
 #include "core/error.hpp"
 #include "sim/validation.hpp"
 
@@ -48,6 +49,11 @@ int cmd_validate(const std::vector<std::string>& args) {
   // Everything is checked here (policies, traces, budgets, model vs traces, scorers and gold
   // answers), before any work.
   Validation validation(std::move(ro), model, go);
+  // In an MPI job every rank evaluates prompts; rank 0 alone writes (core/dist.hpp).
+  if (!dist::is_root()) {
+    validation.run();
+    return 0;
+  }
   if (std::filesystem::exists(out_dir) && !ra.overwrite)
     fail<InputError>(out_dir, ": already exists (pass --overwrite to replace it)");
 
@@ -56,7 +62,7 @@ int cmd_validate(const std::vector<std::string>& args) {
   validation.run([&](std::size_t done, const std::string& id) {
     if (!ra.quiet) progress.update(done, id);
   });
-  if (!ra.quiet) progress.finish(std::to_string(total) + " prompts");
+  if (!ra.quiet) progress.finish(std::to_string(total) + " prompts" + ranks_note());
 
   nlohmann::json m = replay_manifest("validate", validation.replay(), args, ra.threads, ra.seed);
   m["model"] = model.source;

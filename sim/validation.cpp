@@ -6,6 +6,8 @@
 #include <fstream>
 #include <map>
 
+#include "core/bytes.hpp"
+#include "core/dist.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "metrics/bootstrap.hpp"
@@ -81,7 +83,7 @@ Scorer Validation::prompt_scorer(const PromptMeta& m, const std::string& where) 
 }
 
 void Validation::generate_prompt(std::size_t t, const PromptResult& r, const PromptOutputs& outs,
-                                 const ExactDecoder& decoder, std::size_t first_point) {
+                                 const ExactDecoder& decoder, PromptValidation& out) const {
   const TraceReader& reader = replay_.trace(t);
   const PromptMeta& meta = *r.meta;
   const std::string where = reader.path().string() + ": prompt " + meta.id;
@@ -102,7 +104,7 @@ void Validation::generate_prompt(std::size_t t, const PromptResult& r, const Pro
   std::map<std::uint64_t, std::vector<int>> by_hash;
   for (int p = 0; p < P; ++p)
     for (int b = 0; b < B; ++b) {
-      const FidelityPoint& pt = points_[first_point + static_cast<std::size_t>(p) * B + b];
+      const FidelityPoint& pt = out.points[static_cast<std::size_t>(p) * B + b];
       if (pt.keeps_all) continue;  // job 0
       std::vector<std::uint8_t> keep = keep_mask(r.selections[p], b);
       const std::uint64_t h = hash_bytes(std::as_bytes(std::span(keep)));
@@ -119,7 +121,7 @@ void Validation::generate_prompt(std::size_t t, const PromptResult& r, const Pro
   if (outs.cont_topk_ids.empty()) fail<InputError>(where, ": no cont_topk_ids (top-K 0); generation needs the prefill's argmax");
   const GreedyGenerator generator(fwd_, decoder.cache(), outs.cont_topk_ids[0], gen_.stop);
   const std::vector<std::vector<int>> tokens = generator.generate(jobs, gen_.max_new);
-  generation_jobs_ += jobs.size();
+  out.generation_jobs += jobs.size();
   std::vector<std::string> texts(jobs.size());
   std::vector<double> scores(jobs.size());
   for (std::size_t j = 0; j < jobs.size(); ++j) {
@@ -128,59 +130,139 @@ void Validation::generate_prompt(std::size_t t, const PromptResult& r, const Pro
   }
   for (int p = 0; p < P; ++p)
     for (int b = 0; b < B; ++b) {
-      FidelityPoint& pt = points_[first_point + static_cast<std::size_t>(p) * B + b];
+      FidelityPoint& pt = out.points[static_cast<std::size_t>(p) * B + b];
       const int j = job_of[static_cast<std::size_t>(p) * B + b];
       pt.score = scores[j], pt.score_full = scores[0], pt.text = texts[j];
       pt.generated_tokens = static_cast<int>(tokens[j].size());
     }
-  generations_.push_back({t, meta.id, meta.task, std::string(scorer_name(scorer)), std::move(gold), texts[0], scores[0],
+  out.generation.push_back({t, meta.id, meta.task, std::string(scorer_name(scorer)), std::move(gold), texts[0], scores[0],
                           static_cast<int>(tokens[0].size())});
 }
 
-void Validation::run(const std::function<void(std::size_t, const std::string&)>& progress) {
+PromptValidation Validation::evaluate_prompt(std::size_t t, std::size_t i) const {
   const auto& policies = replay_.policies();
-  std::size_t done = 0;
-  for (std::size_t t = 0; t < replay_.options().traces.size(); ++t) {
-    const TraceReader& reader = replay_.trace(t);
-    for (std::size_t i = 0; i < reader.prompts().size(); ++i) {
-      auto t0 = std::chrono::steady_clock::now();
-      // The prompt is read once: the replay's keys, values and outputs feed the exact decode
-      // and the generation.
-      ReadPrompt read;
-      const PromptResult r = replay_.replay_prompt(t, i, read);
-      seconds_estimates_ += seconds_since(t0);
-      t0 = std::chrono::steady_clock::now();
-      std::vector<std::vector<float>> keys, values;
-      for (LayerTensors& ly : read.tensors.layers) keys.push_back(std::move(ly.keys)), values.push_back(std::move(ly.values));
-      read.tensors = {};  // the rest (queries, derived attention) is not needed any more
-      const ExactDecoder decoder = exact_decoder(fwd_, reader, i, std::move(keys), std::move(values), read.outputs);
-      const std::vector<ExactResult> exact = exact_sweep(decoder, r.selections);
-      seconds_exact_ += seconds_since(t0);
-      const int B = static_cast<int>(r.budget_tokens.size()), L = r.n_layers;
-      const std::size_t first_point = points_.size();
-      for (int p = 0; p < static_cast<int>(policies.size()); ++p)
-        for (int b = 0; b < B; ++b) {
-          FidelityPoint pt;
-          pt.trace = t, pt.prompt = r.meta->id, pt.task = r.meta->task;
-          pt.policy = p, pt.budget = b, pt.budget_tokens = r.budget_tokens[b];
-          const long kept = r.selections[p].total_kept(b);
-          pt.kept_per_head = static_cast<double>(kept) / (static_cast<double>(L) * r.n_kv_heads);
-          pt.keeps_all = kept == static_cast<long>(L) * r.n_kv_heads * r.meta->n_prompt;
-          for (int l = 0; l < L; ++l) pt.out_err += r.at(p, l, b).out_err / L;
-          pt.est_sum = r.est_sum(p, b), pt.est_logit = r.est_logit(p, b), pt.est_kl = r.est_kl(p, b);
-          const ExactResult& e = exact[static_cast<std::size_t>(p) * B + b];
-          pt.exact_nll = e.nll, pt.exact_dnll = e.delta_nll, pt.exact_kl = e.kl;
-          points_.push_back(std::move(pt));
-        }
-      if (gen_.max_new > 0) {
-        t0 = std::chrono::steady_clock::now();
-        generate_prompt(t, r, read.outputs, decoder, first_point);
-        seconds_generate_ += seconds_since(t0);
-      }
-      ++done;
-      if (progress) progress(done, r.meta->id);
+  const TraceReader& reader = replay_.trace(t);
+  PromptValidation out;
+  auto t0 = std::chrono::steady_clock::now();
+  // The prompt is read once: the replay's keys, values and outputs feed the exact decode and
+  // the generation.
+  ReadPrompt read;
+  const PromptResult r = replay_.replay_prompt(t, i, read);
+  out.seconds_estimates = seconds_since(t0);
+  t0 = std::chrono::steady_clock::now();
+  std::vector<std::vector<float>> keys, values;
+  for (LayerTensors& ly : read.tensors.layers) keys.push_back(std::move(ly.keys)), values.push_back(std::move(ly.values));
+  read.tensors = {};  // the rest (queries, derived attention) is not needed any more
+  const ExactDecoder decoder = exact_decoder(fwd_, reader, i, std::move(keys), std::move(values), read.outputs);
+  const std::vector<ExactResult> exact = exact_sweep(decoder, r.selections);
+  out.seconds_exact = seconds_since(t0);
+  const int B = static_cast<int>(r.budget_tokens.size()), L = r.n_layers;
+  for (int p = 0; p < static_cast<int>(policies.size()); ++p)
+    for (int b = 0; b < B; ++b) {
+      FidelityPoint pt;
+      pt.trace = t, pt.prompt = r.meta->id, pt.task = r.meta->task;
+      pt.policy = p, pt.budget = b, pt.budget_tokens = r.budget_tokens[b];
+      const long kept = r.selections[p].total_kept(b);
+      pt.kept_per_head = static_cast<double>(kept) / (static_cast<double>(L) * r.n_kv_heads);
+      pt.keeps_all = kept == static_cast<long>(L) * r.n_kv_heads * r.meta->n_prompt;
+      for (int l = 0; l < L; ++l) pt.out_err += r.at(p, l, b).out_err / L;
+      pt.est_sum = r.est_sum(p, b), pt.est_logit = r.est_logit(p, b), pt.est_kl = r.est_kl(p, b);
+      const ExactResult& e = exact[static_cast<std::size_t>(p) * B + b];
+      pt.exact_nll = e.nll, pt.exact_dnll = e.delta_nll, pt.exact_kl = e.kl;
+      out.points.push_back(std::move(pt));
     }
+  if (gen_.max_new > 0) {
+    t0 = std::chrono::steady_clock::now();
+    generate_prompt(t, r, read.outputs, decoder, out);
+    out.seconds_generate = seconds_since(t0);
   }
+  return out;
+}
+
+void Validation::add(PromptValidation&& v) {
+  for (FidelityPoint& p : v.points) points_.push_back(std::move(p));
+  for (PromptGeneration& g : v.generation) generations_.push_back(std::move(g));
+  seconds_estimates_ += v.seconds_estimates, seconds_exact_ += v.seconds_exact, seconds_generate_ += v.seconds_generate;
+  generation_jobs_ += v.generation_jobs;
+}
+
+void Validation::run(const std::function<void(std::size_t, const std::string&)>& progress) {
+  // Through core/dist's job in a single process too (compute then deliver, in order), so that
+  // the results every rank sends travel through the same encoding here.
+  const std::vector<TraceItem> items = replay_.traces().items();
+  dist::Job job;
+  job.items = items.size();
+  job.compute = [&](std::size_t k) { return encode_prompt_validation(evaluate_prompt(items[k].trace, items[k].prompt)); };
+  job.deliver = [&](std::size_t k, std::string&& bytes) {
+    add(decode_prompt_validation(bytes));
+    if (progress) progress(k + 1, replay_.trace(items[k].trace).prompts()[items[k].prompt].id);
+  };
+  job.label = [&](std::size_t k) { return item_label(replay_.traces(), items[k]); };
+  dist::run_job(job);
+}
+
+namespace {
+
+void put(ByteWriter& w, const FidelityPoint& p) {
+  w.put<std::uint64_t>(p.trace);
+  w.put(p.prompt), w.put(p.task);
+  w.put(p.policy), w.put(p.budget), w.put(p.budget_tokens);
+  w.put(p.kept_per_head);
+  w.put<std::uint8_t>(p.keeps_all);
+  w.put(p.out_err), w.put(p.est_sum), w.put(p.est_logit), w.put(p.est_kl);
+  w.put(p.exact_nll), w.put(p.exact_dnll), w.put(p.exact_kl);
+  w.put(p.score), w.put(p.score_full), w.put(p.generated_tokens);
+  w.put(p.text);
+}
+
+void get(ByteReader& r, FidelityPoint& p) {
+  p.trace = r.get<std::uint64_t>();
+  r.get(p.prompt), r.get(p.task);
+  r.get(p.policy), r.get(p.budget), r.get(p.budget_tokens);
+  r.get(p.kept_per_head);
+  p.keeps_all = r.get<std::uint8_t>() != 0;
+  r.get(p.out_err), r.get(p.est_sum), r.get(p.est_logit), r.get(p.est_kl);
+  r.get(p.exact_nll), r.get(p.exact_dnll), r.get(p.exact_kl);
+  r.get(p.score), r.get(p.score_full), r.get(p.generated_tokens);
+  r.get(p.text);
+}
+
+}  // namespace
+
+std::string encode_prompt_validation(const PromptValidation& v) {
+  ByteWriter w;
+  w.put<std::uint64_t>(v.points.size());
+  for (const FidelityPoint& p : v.points) put(w, p);
+  w.put<std::uint64_t>(v.generation.size());
+  for (const PromptGeneration& g : v.generation) {
+    w.put<std::uint64_t>(g.trace);
+    w.put(g.prompt), w.put(g.task), w.put(g.scorer);
+    w.put(g.gold);
+    w.put(g.text_full);
+    w.put(g.score_full), w.put(g.generated_tokens);
+  }
+  w.put(v.seconds_estimates), w.put(v.seconds_exact), w.put(v.seconds_generate);
+  w.put<std::uint64_t>(v.generation_jobs);
+  return w.take();
+}
+
+PromptValidation decode_prompt_validation(std::string_view bytes) {
+  ByteReader r(bytes);
+  PromptValidation v;
+  v.points.resize(r.get<std::uint64_t>());
+  for (FidelityPoint& p : v.points) get(r, p);
+  v.generation.resize(r.get<std::uint64_t>());
+  for (PromptGeneration& g : v.generation) {
+    g.trace = r.get<std::uint64_t>();
+    r.get(g.prompt), r.get(g.task), r.get(g.scorer);
+    r.get(g.gold);
+    r.get(g.text_full);
+    r.get(g.score_full), r.get(g.generated_tokens);
+  }
+  r.get(v.seconds_estimates), r.get(v.seconds_exact), r.get(v.seconds_generate);
+  v.generation_jobs = r.get<std::uint64_t>();
+  KVSIM_CHECK(r.done(), "decode_prompt_validation: trailing bytes");
+  return v;
 }
 
 std::vector<CorrelationRow> Validation::correlations() const {

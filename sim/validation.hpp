@@ -19,6 +19,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "metrics/task_score.hpp"
@@ -101,6 +102,18 @@ struct RankingRow {
   std::string best_estimated, best_exact;  // policy with the lowest mean of each
 };
 
+// Everything `validate` computes for one prompt: its (policy, budget) points in policy then
+// budget order, its generation (with --generate), and what it cost.
+struct PromptValidation {
+  std::vector<FidelityPoint> points;
+  std::vector<PromptGeneration> generation;  // 0 or 1
+  double seconds_estimates = 0, seconds_exact = 0, seconds_generate = 0;
+  std::size_t generation_jobs = 0;
+};
+// As bytes, for the ranks of an MPI job (core/dist.hpp); every field exactly.
+std::string encode_prompt_validation(const PromptValidation& v);
+PromptValidation decode_prompt_validation(std::string_view bytes);
+
 class Validation {
  public:
   // Builds the replay (keep_selections forced on) and checks, before any work, that `model`
@@ -108,8 +121,13 @@ class Validation {
   Validation(ReplayOptions options, const Model& model, GenerationOptions generation = {});
 
   const Replay& replay() const { return replay_; }
-  // Evaluates every prompt in order; `progress(done, prompt id)` after each.
+  // Evaluates every prompt in order; `progress(done, prompt id)` after each. In an MPI job every
+  // rank calls it: the prompts are evaluated across the ranks and collected on rank 0, in order
+  // (the other ranks' results stay empty; progress runs on rank 0).
   void run(const std::function<void(std::size_t, const std::string&)>& progress = {});
+  // One prompt (prompt index i of trace t), and adding its results (run does both).
+  PromptValidation evaluate_prompt(std::size_t t, std::size_t i) const;
+  void add(PromptValidation&& v);
 
   const std::vector<FidelityPoint>& points() const { return points_; }
   std::vector<CorrelationRow> correlations() const;
@@ -141,7 +159,7 @@ class Validation {
 
   Scorer prompt_scorer(const PromptMeta& m, const std::string& where) const;
   void generate_prompt(std::size_t t, const PromptResult& r, const PromptOutputs& outputs, const ExactDecoder& decoder,
-                       std::size_t first_point);
+                       PromptValidation& out) const;
 };
 
 }  // namespace kvsim
