@@ -25,3 +25,4 @@ done
 "$bin/bench_cuda_prefill" bf16 2 4096 16384
 bash bench/compile.sh "$threads"
 bash bench/trace_storage.sh 1
+bash bench/scale_out.sh

@@ -1,6 +1,7 @@
 #include "core/dist.hpp"
 
 #include <atomic>
+#include <algorithm>
 #include <chrono>
 #include <cerrno>
 #include <csignal>
@@ -36,6 +37,7 @@ bool g_mpi = false;  // MPI started by init()
 // Set by SIGTERM on rank 0 while run_job serves the other ranks: the launcher is stopping the
 // job (another rank died), and rank 0 says which items were in flight before it goes.
 std::atomic<int> g_stop_signal{0};
+JobTraffic g_traffic;
 extern "C" void on_stop_signal(int sig) { g_stop_signal.store(sig); }
 
 const char* env(const char* name) {
@@ -317,8 +319,12 @@ void run_root(const Job& job) {
           const std::size_t nl = m.find('\n');
           if (nl != std::string::npos) where[r] = {m.substr(0, nl), std::atol(m.c_str() + nl + 1)};
         }
+        ++g_traffic.control_messages;
         if (st.MPI_TAG == kResult) {
           const std::uint64_t k = item_of(m);
+          ++g_traffic.items_from_others;
+          g_traffic.result_bytes += m.size() - sizeof k;
+          g_traffic.largest_result = std::max(g_traffic.largest_result, m.size() - sizeof k);
           std::lock_guard lock(mu);
           ready.emplace(k, m.substr(sizeof k));
           in_flight[r].reset();
@@ -375,7 +381,10 @@ void run_root(const Job& job) {
 
 }  // namespace
 
+JobTraffic last_job_traffic() { return g_traffic; }
+
 void run_job(const Job& job) {
+  g_traffic = {};
 #ifdef KVSIM_HAVE_MPI
   if (g_mpi && g_size > 1) {
     if (g_rank == 0) run_root(job);

@@ -79,4 +79,14 @@ struct Job {
 // their turn. In a world of one: compute(k) then deliver(k) for each k, on the calling thread.
 void run_job(const Job& job);
 
+// What the last run_job moved (rank 0; zeros in a world of one): the communication volume the
+// scale-out model of docs/scale-out.md is built on.
+struct JobTraffic {
+  std::size_t items_from_others = 0;   // results received from ranks 1..N-1
+  std::size_t result_bytes = 0;        // their payload bytes
+  std::size_t largest_result = 0;      // bytes of the largest one
+  std::size_t control_messages = 0;    // hand-outs, requests: 16-byte messages, two per item
+};
+JobTraffic last_job_traffic();
+
 }  // namespace kvsim::dist
