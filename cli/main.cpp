@@ -92,7 +92,9 @@ int main(int argc, char** argv) {
   }
   const std::string name = argv[1];
   if (name == "--version" || name == "version") {
-    std::printf("kvsim %s (%s)\n", kvsim::kToolVersion, kvsim::kGitSha);
+    // Whether `mpirun -np N kvsim …` can split the work (docs/scale-out.md).
+    std::printf("kvsim %s (%s), MPI %s\n", kvsim::kToolVersion, kvsim::kGitSha,
+                kvsim::dist::built_with_mpi() ? "built in" : "not built in (KVSIM_MPI=OFF or no MPI found)");
     return 0;
   }
   if (name == "--help" || name == "-h" || name == "help") {

@@ -45,11 +45,13 @@ std::string utc_now_iso8601() {
 std::string ranks_note() {
   if (dist::size() <= 1) return "";
   const dist::JobTraffic t = dist::last_job_traffic();
-  char buf[192];
-  std::snprintf(buf, sizeof buf, " on %d MPI ranks (%zu results from ranks 1..%d: %.1f KiB each on average, largest %.1f KiB)",
+  char buf[256];
+  std::snprintf(buf, sizeof buf,
+                " on %d MPI ranks (%zu results from ranks 1..%d: %.1f KiB each on average, largest %.1f KiB; "
+                "rank 0 collecting and writing: %.2f s)",
                 dist::size(), t.items_from_others, dist::size() - 1,
                 t.items_from_others ? t.result_bytes / 1024.0 / static_cast<double>(t.items_from_others) : 0.0,
-                t.largest_result / 1024.0);
+                t.largest_result / 1024.0, t.deliver_seconds);
   return buf;
 }
 

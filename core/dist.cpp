@@ -346,7 +346,9 @@ void run_root(const Job& job) {
           ready.erase(it);
         }
         busy = true;
+        const auto t0 = std::chrono::steady_clock::now();
         job.deliver(delivered, std::move(r));
+        g_traffic.deliver_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         ++delivered;
       }
       if (const int sig = g_stop_signal.load()) {
