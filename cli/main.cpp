@@ -22,18 +22,19 @@ struct Command {
   const char* name;
   int (*run)(const std::vector<std::string>&);
   const char* summary;
+  bool ranks = false;  // splits its work across the ranks of an MPI job (docs/scale-out.md)
 };
 
 const Command kCommands[] = {
-    {"trace", kvsim::cli::cmd_trace, "record a model's prefill over prompts into an HDF5 trace"},
+    {"trace", kvsim::cli::cmd_trace, "record a model's prefill over prompts into an HDF5 trace", true},
     {"inspect", kvsim::cli::cmd_inspect, "print a trace's model, prompts and dataset shapes"},
-    {"run", kvsim::cli::cmd_run, "replay traces against retention policies x budgets; write metrics"},
-    {"validate", kvsim::cli::cmd_validate, "estimated vs exact (re-decoded) delta-NLL: correlations, policy rankings"},
+    {"run", kvsim::cli::cmd_run, "replay traces against retention policies x budgets; write metrics", true},
+    {"validate", kvsim::cli::cmd_validate, "estimated vs exact (re-decoded) delta-NLL: correlations, policy rankings", true},
     {"policies", kvsim::cli::cmd_policies, "list every retention policy with its parameters and defaults"},
     {"synth", kvsim::cli::cmd_synth, "write a synthetic trace at a real model's shape (benchmarks, tests)"},
-    {"compile", kvsim::cli::cmd_compile, "compile CompilerKV decision tables from traces (offline contextual bandit)"},
-    {"diff", kvsim::cli::cmd_diff, "compare two decision tables on traces; exit 3 when NEW is worse"},
-    {"transfer", kvsim::cli::cmd_transfer, "rank correlation and transfer cost between two decision tables"},
+    {"compile", kvsim::cli::cmd_compile, "compile CompilerKV decision tables from traces (offline contextual bandit)", true},
+    {"diff", kvsim::cli::cmd_diff, "compare two decision tables on traces; exit 3 when NEW is worse", true},
+    {"transfer", kvsim::cli::cmd_transfer, "rank correlation and transfer cost between two decision tables", true},
     {"tasks", kvsim::cli::cmd_tasks, "write RULER-style synthetic long-context tasks (JSONL) sized in a model's tokens"},
     {"report", kvsim::cli::cmd_report, "one self-contained HTML report (plots) of run/validate/compile/diff/transfer outputs"},
     {"generate", kvsim::cli::cmd_generate, "greedy decoding from a prompt (checks a model loads and runs)"},
@@ -104,6 +105,13 @@ int main(int argc, char** argv) {
   const std::vector<std::string> args(argv + 2, argv + argc);
   for (const auto& c : kCommands) {
     if (name != c.name) continue;
+    // Every rank would run it whole and write the same files.
+    if (kvsim::dist::size() > 1 && !c.ranks) {
+      if (kvsim::dist::is_root())
+        std::fprintf(stderr, "kvsim %s: error: runs as one process; start it without mpirun (docs/scale-out.md)\n", c.name);
+      kvsim::dist::finalize();
+      return 2;
+    }
     const int code = run_command(c, args);
     // A failed rank ends the whole job (the other ranks may be waiting for it); `kvsim diff`'s
     // verdict (3) is not a failure: every rank returns it.

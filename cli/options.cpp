@@ -22,7 +22,8 @@ std::optional<po::variables_map> parse(const std::string& command, const std::st
   if (positional) parser.positional(*positional);
   po::store(parser.run(), vm);
   if (vm.count("help")) {
-    std::cout << "usage: kvsim " << command << " [options]\n" << summary << "\n\n" << options << "\n";
+    if (dist::is_root())  // once per job, not once per rank
+      std::cout << "usage: kvsim " << command << " [options]\n" << summary << "\n\n" << options << "\n";
     return std::nullopt;
   }
   po::notify(vm);
