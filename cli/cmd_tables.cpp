@@ -8,6 +8,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "core/dist.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "core/version.hpp"
@@ -107,10 +108,11 @@ std::vector<std::string> without_threads_option(const std::vector<std::string>& 
 }
 
 // A table named on the command line; a note on stderr when it carries no provenance (hand-made:
-// nothing says which traces, model or command it came from; docs/tables.md).
+// nothing says which traces, model or command it came from; docs/tables.md). Once per job:
+// every rank of an MPI job reads the table.
 DecisionTable read_table_noted(const std::string& path) {
   DecisionTable t = read_table(path);
-  if (t.provenance.empty())
+  if (t.provenance.empty() && dist::is_root())
     std::fprintf(stderr, "note: %s has no provenance (not written by kvsim compile?)\n", path.c_str());
   return t;
 }
@@ -129,6 +131,27 @@ std::pair<DecisionTable, DecisionTable> read_table_pair(const std::string& a, co
     return {std::move(ta), std::move(tb)};
   }
   return {std::move(ta), read_table_noted(b)};
+}
+
+// transfer's report up to the transfer cost: both tables, the depth mapping, the correlations.
+void print_transfer_header(const std::vector<std::string>& tables, const DecisionTable& a, const DecisionTable& b,
+                           const std::vector<TransferCorrelation>& correlations) {
+  std::printf("A %s: L=%d H=%d, budgets", tables[0].c_str(), a.model.n_layers, a.model.n_heads);
+  for (int x : a.budgets) std::printf(" %d", x);
+  std::printf("\nB %s: L=%d H=%d, budgets", tables[1].c_str(), b.model.n_layers, b.model.n_heads);
+  for (int x : b.budgets) std::printf(" %d", x);
+  std::printf("\n");
+  if (a.model.n_layers != b.model.n_layers) {
+    std::printf("depth mapping A -> B (relative depth l/(L-1), linear interpolation):\n");
+    for (int l = 0; l < b.model.n_layers; ++l) {
+      const double x = b.model.n_layers == 1 ? 0.0 : static_cast<double>(l) * (a.model.n_layers - 1) / (b.model.n_layers - 1);
+      std::printf("  B layer %d <- A layer %.3f\n", l, x);
+    }
+  }
+  std::printf("\nSpearman rank correlation (A mapped to B's depth vs B):\n%-5s %-7s %6s %8s\n", "part", "layer", "n", "rho");
+  for (const auto& c : correlations)
+    std::printf("%-5s %-7s %6d %8s\n", c.part.c_str(), c.layer < 0 ? "overall" : std::to_string(c.layer).c_str(), c.n,
+                num(c.rho, "%.3f").c_str());
 }
 
 }  // namespace
@@ -178,7 +201,7 @@ int cmd_compile(const std::vector<std::string>& args) {
   CompileOptions co;
   co.budgets = parse_budgets(budgets);
   co.learner = learner, co.cql_lambda = lambda, co.max_rounds = max_rounds, co.pulls = pulls, co.seed = seed;
-  co.progress = [](const std::string& line) { stderr_line("compile", line); };
+  if (dist::is_root()) co.progress = [](const std::string& line) { stderr_line("compile", line); };
   co.gate_mode = parse_gate_mode(gate, "--gate");
   if (!gate_arms.empty()) co.gate_arms = ArmGrid::parse(gate_arms, "--gate-arms");
   if (learner != "cql" && learner != "ucb" && learner != "thompson")
@@ -187,6 +210,11 @@ int cmd_compile(const std::vector<std::string>& args) {
   if (reward == "exact" && model_path.empty())
     fail<InputError>("--reward exact needs --model: the checkpoint the traces were recorded with");
   if (reward == "estimate" && !model_path.empty()) fail<InputError>("--model is used by --reward exact only");
+  // MPI (docs/scale-out.md): cql spreads the calibration prompts over the ranks (each measures
+  // its own, rank 0 fits and writes); ucb/thompson choose each pull from the previous rewards
+  // of its context, on any prompt, so they run on rank 0 alone while the others end here.
+  const bool spread = learner == "cql";
+  if (!spread && !dist::is_root()) return 0;
   const auto t0 = std::chrono::steady_clock::now();
   // Exact rewards re-decode with the model's weights; EvalSet checks it is every trace's model.
   std::optional<Model> model;
@@ -195,10 +223,12 @@ int cmd_compile(const std::vector<std::string>& args) {
     model.emplace(load_model(model_path));
     fwd.emplace(*model);
   }
-  const EvalSet set(paths_of(traces), window, cache_bytes(cache_mb), co.progress, fwd ? &*fwd : nullptr, sink);
+  const EvalSet set(paths_of(traces), window, cache_bytes(cache_mb), co.progress, fwd ? &*fwd : nullptr, sink,
+                    spread ? Placement::kBalanced : Placement::kEveryRank);
   const double load_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   CompileStats st;
   DecisionTable table = compile_table(set, co, &st);
+  if (!dist::is_root()) return 0;  // rank 0 writes the table and prints
   table.provenance["model"] = {{"n_layers", set.model().n_layers}, {"n_heads", set.model().n_heads},
                                {"n_kv_heads", set.model().n_kv_heads}, {"head_dim", set.model().head_dim},
                                {"hidden", set.model().hidden}};
@@ -210,11 +240,12 @@ int cmd_compile(const std::vector<std::string>& args) {
   std::printf("compiled %s: %zu prompts, budgets %s, learner %s, %d rounds (%s)\n", out.c_str(), set.size(),
               budgets.c_str(), learner.c_str(), st.rounds, st.converged ? "converged" : "max rounds reached");
   std::printf("%llu rewards (%llu distinct kept sets measured, %llu task rewards computed) in %.1f s: %.0f rewards/s, "
-              "%.0f task rewards/s; loading %.1f s\n",
+              "%.0f task rewards/s; loading %.1f s%s\n",
               static_cast<unsigned long long>(st.counters.decisions), static_cast<unsigned long long>(st.counters.measurements),
               static_cast<unsigned long long>(st.counters.task_rewards), st.seconds,
               st.seconds > 0 ? static_cast<double>(st.counters.decisions) / st.seconds : 0.0,
-              st.seconds > 0 ? static_cast<double>(st.counters.task_rewards) / st.seconds : 0.0, load_s);
+              st.seconds > 0 ? static_cast<double>(st.counters.task_rewards) / st.seconds : 0.0, load_s,
+              ranks_note().c_str());
   std::printf("rewards: %s\n", set.reward_description().c_str());
   return 0;
 }
@@ -257,10 +288,18 @@ int cmd_diff(const std::vector<std::string>& args) {
   const auto [old_t, new_t] = read_table_pair(tables[0], tables[1]);
   if (old_t.window != new_t.window) fail<InputError>("the tables were compiled with different windows (", old_t.window, ", ", new_t.window, ")");
   if (old_t.sink != new_t.sink) fail<InputError>("the tables were compiled with different sinks (", old_t.sink, ", ", new_t.sink, ")");
+  // In an MPI job every rank measures its share of the prompts; rank 0 alone writes and prints,
+  // and every rank exits with the verdict.
   std::optional<PartialDir> dir;  // created before the work, committed after it: complete or absent
-  if (!out_dir.empty()) dir.emplace(out_dir, overwrite);
-  const EvalSet set(paths_of(traces), old_t.window, cache_bytes(cache_mb), {}, nullptr, old_t.sink);
+  if (!out_dir.empty() && dist::is_root()) dir.emplace(out_dir, overwrite);
+  const EvalSet set(paths_of(traces), old_t.window, cache_bytes(cache_mb), {}, nullptr, old_t.sink, Placement::kBalanced);
   const DiffReport rep = diff_tables(set, old_t, new_t, budget_list, tolerance, bootstrap, seed);
+  if (!dist::is_root()) {
+    // mpirun ends the job as soon as one rank exits non-zero (3 here): wait until rank 0 has
+    // written and printed.
+    dist::barrier();
+    return rep.regression ? 3 : 0;
+  }
   std::printf("%s", diff_table_text(rep, tables[0], tables[1]).c_str());
   if (!csv.empty()) write_diff_csv(rep, csv);
   if (dir) {
@@ -276,6 +315,8 @@ int cmd_diff(const std::vector<std::string>& args) {
     dir->commit();
   }
   std::printf("\n%s\n", rep.regression ? "NEW is worse than OLD beyond the tolerance (exit 3)" : "NEW is not worse than OLD");
+  std::fflush(stdout);
+  dist::barrier();  // the other ranks' exit waits for this
   return rep.regression ? 3 : 0;
 }
 
@@ -307,35 +348,24 @@ int cmd_transfer(const std::vector<std::string>& args) {
   cache_bytes(cache_mb);
   const std::vector<int> budget_list = budgets.empty() ? std::vector<int>{} : parse_budgets(budgets);
   const DecisionTable a = read_table_noted(tables[0]), b = read_table_noted(tables[1]);
+  // In an MPI job every rank measures its share of --traces; rank 0 alone writes and prints.
+  const bool root = dist::is_root();
   std::optional<PartialDir> dir;
-  if (!out_dir.empty()) dir.emplace(out_dir, overwrite);
-  std::printf("A %s: L=%d H=%d, budgets", tables[0].c_str(), a.model.n_layers, a.model.n_heads);
-  for (int x : a.budgets) std::printf(" %d", x);
-  std::printf("\nB %s: L=%d H=%d, budgets", tables[1].c_str(), b.model.n_layers, b.model.n_heads);
-  for (int x : b.budgets) std::printf(" %d", x);
-  std::printf("\n");
-  if (a.model.n_layers != b.model.n_layers) {
-    std::printf("depth mapping A -> B (relative depth l/(L-1), linear interpolation):\n");
-    for (int l = 0; l < b.model.n_layers; ++l) {
-      const double x = b.model.n_layers == 1 ? 0.0 : static_cast<double>(l) * (a.model.n_layers - 1) / (b.model.n_layers - 1);
-      std::printf("  B layer %d <- A layer %.3f\n", l, x);
-    }
-  }
-  std::printf("\nSpearman rank correlation (A mapped to B's depth vs B):\n%-5s %-7s %6s %8s\n", "part", "layer", "n", "rho");
+  if (!out_dir.empty() && root) dir.emplace(out_dir, overwrite);
   const std::vector<TransferCorrelation> correlations = table_correlations(a, b);
-  for (const auto& c : correlations)
-    std::printf("%-5s %-7s %6d %8s\n", c.part.c_str(), c.layer < 0 ? "overall" : std::to_string(c.layer).c_str(), c.n,
-                num(c.rho, "%.3f").c_str());
+  if (root) print_transfer_header(tables, a, b, correlations);
   nlohmann::json traces_prov = nlohmann::json::array();
   if (!traces.empty()) {
-    const EvalSet set(paths_of(traces), b.window, cache_bytes(cache_mb), {}, nullptr, b.sink);
+    const EvalSet set(paths_of(traces), b.window, cache_bytes(cache_mb), {}, nullptr, b.sink, Placement::kBalanced);
     const std::vector<int> bs = budgets.empty() ? b.budgets : budget_list;
     const DiffReport rep = diff_tables(set, b, a, bs, 0.0, bootstrap, seed);
+    if (!root) return 0;
     std::printf("\ntransfer cost on %zu target prompts (OLD = B's own table, NEW = A's table mapped):\n\n%s", set.size(),
                 diff_table_text(rep, tables[1], tables[0]).c_str());
     if (dir) write_diff_csv(rep, (*dir / "diff.csv").string());
     traces_prov = trace_provenance(set.trace_set());  // the hashes the set took, the files not reopened
   }
+  if (!root) return 0;
   if (dir) {
     write_correlations_csv(correlations, *dir / "correlations.csv");
     nlohmann::json m = results_manifest("transfer", args);

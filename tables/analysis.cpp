@@ -6,6 +6,7 @@
 #include <numeric>
 #include <tbb/parallel_for.h>
 
+#include "core/dist.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "metrics/bootstrap.hpp"
@@ -57,19 +58,36 @@ DiffReport diff_tables(const EvalSet& set, const DecisionTable& old_table, const
         fail<InputError>("budget ", B, " is outside [1, T] for prompt ", set.prompt(p).meta->id);
   const int P = static_cast<int>(set.size()), nb = static_cast<int>(budgets.size());
   DiffReport rep;
-  rep.records.resize(static_cast<std::size_t>(P) * nb);
-  tbb::parallel_for(0, P, [&](int p) {
+  // rewards [p, k, old|new] of the prompts this rank owns (every prompt in one process).
+  const std::vector<std::size_t>& mine = set.owned();
+  std::vector<double> rewards(mine.size() * nb * 2);
+  tbb::parallel_for(0, static_cast<int>(mine.size()), [&](int i) {
+    const std::size_t p = mine[i];
     set.with_data(p, [&](const PromptEvalData& data) {
       EvalCounters counters;
       std::vector<LayerOutcome> outs;
       for (int k = 0; k < nb; ++k) {
-        PairedRecord& r = rep.records[static_cast<std::size_t>(p) * nb + k];
-        r.prompt = p, r.budget = budgets[k];
-        r.old_reward = evaluate_table(set.prompt(p), data, a, budgets[k], outs, counters);
-        r.new_reward = evaluate_table(set.prompt(p), data, b, budgets[k], outs, counters);
+        double* r = &rewards[(static_cast<std::size_t>(i) * nb + k) * 2];
+        r[0] = evaluate_table(set.prompt(p), data, a, budgets[k], outs, counters);
+        r[1] = evaluate_table(set.prompt(p), data, b, budgets[k], outs, counters);
       }
     });
   });
+  // MPI: rank 0 gets every rank's rewards in prompt order and summarises; the verdict (the
+  // exit code) goes back to every rank.
+  rewards = set.rows_to_root(std::move(rewards), static_cast<std::size_t>(nb) * 2);
+  if (set.distributed() && !dist::is_root()) {
+    rep.regression = dist::broadcast("")[0] != 0;
+    return rep;
+  }
+  rep.records.resize(static_cast<std::size_t>(P) * nb);
+  for (int p = 0; p < P; ++p)
+    for (int k = 0; k < nb; ++k) {
+      PairedRecord& r = rep.records[static_cast<std::size_t>(p) * nb + k];
+      r.prompt = p, r.budget = budgets[k];
+      r.old_reward = rewards[(static_cast<std::size_t>(p) * nb + k) * 2];
+      r.new_reward = rewards[(static_cast<std::size_t>(p) * nb + k) * 2 + 1];
+    }
   auto add_row = [&](const std::string& scope, const std::string& task, int budget, std::uint64_t salt) {
     PairedSummary s;
     s.scope = scope, s.task = task, s.budget = budget;
@@ -87,6 +105,7 @@ DiffReport diff_tables(const EvalSet& set, const DecisionTable& old_table, const
     if (std::find(tasks.begin(), tasks.end(), set.prompt(p).meta->task) == tasks.end()) tasks.push_back(set.prompt(p).meta->task);
   for (std::size_t t = 0; t < tasks.size(); ++t)
     for (int k = 0; k < nb; ++k) add_row("task", tasks[t], budgets[k], 1000 + t * nb + k);
+  if (set.distributed()) dist::broadcast(std::string(1, rep.regression ? 1 : 0));
   return rep;
 }
 

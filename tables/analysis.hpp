@@ -43,7 +43,8 @@ struct DiffReport {
 
 // Rewards of both tables on every prompt × budget (parallel over prompts; thread-count
 // independent), then the summaries. Tables are mapped to the set's model (refused when the
-// head counts differ).
+// head counts differ). With a set spread over MPI ranks every rank calls it and measures its
+// own prompts; rank 0 gets the full report, the others only `regression` (the exit code).
 DiffReport diff_tables(const EvalSet& set, const DecisionTable& old_table, const DecisionTable& new_table,
                        const std::vector<int>& budgets, double tolerance, int bootstrap, std::uint64_t seed);
 

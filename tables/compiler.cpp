@@ -7,6 +7,8 @@
 #include <numeric>
 #include <tbb/parallel_for.h>
 
+#include "core/bytes.hpp"
+#include "core/dist.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
 #include "tables/learners.hpp"
@@ -33,6 +35,10 @@ class Compiler {
     if (opt.learner != "cql" && opt.learner != "ucb" && opt.learner != "thompson")
       fail<InputError>("unknown learner '", opt.learner, "' (cql|ucb|thompson)");
     if (opt.budgets.empty()) fail<InputError>("no budgets given");
+    // ucb/thompson pull arms on any prompt of a context, one pull after the other: they need
+    // every prompt on the rank that learns (cmd_compile runs them on rank 0 alone).
+    if (opt.learner != "cql" && set.distributed())
+      fail<InputError>("--learner ", opt.learner, " runs on one rank, the calibration set is spread over ", dist::size());
     if (!(opt.cql_lambda >= 0)) fail<InputError>("--lambda must be >= 0");
     if (opt.max_rounds < 1) fail<InputError>("--max-rounds must be >= 1");
     table_ = DecisionTable::defaults(set.model(), opt.budgets, set.window(), opt.gate_mode);
@@ -179,11 +185,15 @@ class Compiler {
     if (opt_.learner == "cql") {
       // Exhaustive: every arm, every prompt of the context. Prompt-outer so a prompt beyond
       // the cache is read once per pass; rewards land in R[p, bl, a] and are reduced in
-      // prompt order.
+      // prompt order. In an MPI job each rank measures the prompts it owns (its rows of R);
+      // rank 0 collects every row, fits and sends the table back (share_table).
       std::vector<int> all(A);
       std::iota(all.begin(), all.end(), 0);
-      std::vector<double> R(static_cast<std::size_t>(P) * nb_ * L_ * A);
-      tbb::parallel_for(0, P, [&](int p) {
+      const std::vector<std::size_t>& mine = set_.owned();
+      const std::size_t row = static_cast<std::size_t>(nb_) * L_ * A;
+      std::vector<double> R(mine.size() * row);
+      tbb::parallel_for(0, static_cast<int>(mine.size()), [&](int i) {
+        const std::size_t p = mine[i];
         set_.with_data(p, [&](const PromptEvalData& data) {
           std::vector<LayerOutcome> b0;
           base_outcomes(p, data, b0, per_prompt[p]);
@@ -191,15 +201,21 @@ class Compiler {
           tbb::parallel_for(0, nb_ * L_, [&](int bl) {
             std::vector<double> r;
             eval_arms(ph, h, p, data, b0, bl / L_, bl % L_, all, r, per_bl[bl]);
-            std::copy(r.begin(), r.end(), R.begin() + (static_cast<std::ptrdiff_t>(p) * nb_ * L_ + bl) * A);
+            std::copy(r.begin(), r.end(), R.begin() + static_cast<std::ptrdiff_t>(i * row + static_cast<std::size_t>(bl) * A));
           });
           for (const auto& c : per_bl) add(per_prompt[p], c);
         });
       });
+      EvalCounters measured;
+      for (std::size_t p : mine) add(measured, per_prompt[p]);
+      R = set_.rows_to_root(std::move(R), row);  // R [P, row] where the table is fitted
+      if (set_.distributed()) counters_to_root(measured);
+      add(counters_, measured);
+      if (!fit_here()) return share_table(0);
       for (std::size_t k = 0; k < cs.size(); ++k)
         for (std::size_t p : prompts_of(ph, cs[k]))
           for (int a = 0; a < A; ++a)
-            stats[k].add(a, R[((p * nb_ + cs[k].b) * L_ + cs[k].l) * A + a]);
+            stats[k].add(a, R[p * row + (static_cast<std::size_t>(cs[k].b) * L_ + cs[k].l) * A + a]);
     } else {
       tbb::parallel_for(0, P, [&](int p) {
         set_.with_data(p, [&](const PromptEvalData& data) { base_outcomes(p, data, base[p], per_prompt[p]); });
@@ -223,8 +239,8 @@ class Compiler {
         }
       });
       for (const auto& c : per_context) add(counters_, c);
+      for (const auto& c : per_prompt) add(counters_, c);
     }
-    for (const auto& c : per_prompt) add(counters_, c);
     int changes = 0;
     for (std::size_t k = 0; k < cs.size(); ++k) {
       const int current = ph == Phase::kHead ? table_.head_arms.nearest(entry(ph, h, cs[k])) : table_.gate_arms.nearest(entry(ph, h, cs[k]));
@@ -237,9 +253,39 @@ class Compiler {
         ++changes;
       }
     }
+    if (set_.distributed()) share_table(changes);
     say("round " + std::to_string(round) + (ph == Phase::kHead ? " heads h=" + std::to_string(h) : std::string(" gate")) +
         ": " + std::to_string(cs.size()) + " contexts, " + std::to_string(changes) + " changed, " +
         std::to_string(counters_.decisions) + " rewards so far");
+    return changes;
+  }
+
+  // True where the table is fitted: everywhere in one process, on rank 0 in an MPI job.
+  bool fit_here() const { return !set_.distributed() || dist::is_root(); }
+
+  // MPI: every rank's counters, summed on rank 0 (integers: in any order). Elsewhere unchanged.
+  static void counters_to_root(EvalCounters& measured) {
+    ByteWriter w;
+    w.put(measured.decisions), w.put(measured.measurements), w.put(measured.task_rewards);
+    const std::vector<std::string> parts = dist::gather(w.take());
+    if (!dist::is_root()) return;
+    measured = {};
+    for (const std::string& part : parts) {
+      ByteReader in(part);
+      EvalCounters c;
+      in.get(c.decisions), in.get(c.measurements), in.get(c.task_rewards);
+      add(measured, c);
+    }
+  }
+
+  // MPI: rank 0's table (after its fit) and count of changed entries on every rank, so the
+  // next pass measures every prompt under the same table. Returns the count.
+  int share_table(int changes) {
+    ByteWriter w;
+    w.put(changes), w.put(table_.head), w.put(table_.gate);
+    const std::string bytes = dist::broadcast(w.take());
+    ByteReader in(bytes);
+    in.get(changes), in.get(table_.head), in.get(table_.gate);
     return changes;
   }
 
@@ -265,6 +311,9 @@ DecisionTable compile_table(const EvalSet& set, const CompileOptions& options, C
   CompileStats local;
   DecisionTable t = c.run(stats ? *stats : local);
   const CompileStats& s = stats ? *stats : local;
+  // The other ranks of an MPI job hold the same entries but neither the file hashes nor the
+  // counters of every rank: rank 0 writes the table.
+  if (set.distributed() && !dist::is_root()) return t;
   nlohmann::json learner = {{"name", options.learner}, {"max_rounds", options.max_rounds}, {"rounds", s.rounds},
                             {"converged", s.converged}, {"changes_per_round", s.changes}};
   if (options.learner == "cql") learner["lambda"] = options.cql_lambda;

@@ -26,6 +26,11 @@
 // Parallel over prompts (cql) or contexts (ucb, thompson) with oneTBB; every reward is
 // computed by one task and reduced in prompt order, so the table is the same at any thread
 // count for a seed.
+// MPI (cql on a set spread over the ranks, EvalSet Placement::kBalanced): per pass each rank
+// measures its own prompts' rewards R[p, ·, ·] (and counters); rank 0 gathers them, reduces
+// in prompt order exactly as one process does, fits, and broadcasts the table (and the count
+// of changed entries, so every rank runs the same rounds). The fit is rank 0's alone: the
+// table is the same bytes at any number of ranks. ucb/thompson refuse a spread set.
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -58,6 +63,7 @@ struct CompileStats {
 };
 
 // Throws InputError for an unknown learner, empty budgets or a budget above a prompt's length.
+// With a spread set every rank calls it; the result carries provenance on rank 0 only.
 DecisionTable compile_table(const EvalSet& set, const CompileOptions& options, CompileStats* stats = nullptr);
 
 // Quantile edges (n_bins − 1 of them) of values: edge k = the ⌊k·n/n_bins⌋-th smallest.

@@ -4,6 +4,8 @@
 #include <numeric>
 #include <tbb/parallel_for.h>
 
+#include "core/bytes.hpp"
+#include "core/dist.hpp"
 #include "core/error.hpp"
 #include "core/hash.hpp"
 #include "policies/score_utils.hpp"
@@ -20,7 +22,8 @@ std::size_t PromptEvalData::bytes() const {
 }
 
 EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::size_t cache_bytes,
-                 const std::function<void(const std::string&)>& progress, const CpuForward* exact, int sink)
+                 const std::function<void(const std::string&)>& progress, const CpuForward* exact, int sink,
+                 Placement placement)
     : paths_(std::move(traces)), window_(window), sink_(sink), exact_(exact) {
   if (sink < 0) fail<InputError>("sink must be >= 0, got ", sink);
   if (paths_.empty()) fail<InputError>("no trace files given");
@@ -49,24 +52,131 @@ EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::siz
     checks.loaded = [&](std::size_t, const TraceReader& r, const TraceWO& w_o) {
       check_model_weights(exact_->model(), r, w_o[0]);
     };
-  traces_ = std::make_unique<TraceSet>(paths_, checks, /*hash_files=*/true);
-  std::size_t used = 0;
-  for (std::size_t t = 0; t < traces_->size(); ++t) {
+  // Spread over the ranks, only rank 0 reads every file whole for its hash (it writes the
+  // provenance); the others would only repeat that I/O.
+  distributed_ = placement == Placement::kBalanced && dist::size() > 1;
+  rank_ = distributed_ ? dist::rank() : 0;
+  traces_ = std::make_unique<TraceSet>(paths_, checks, /*hash_files=*/!distributed_ || dist::is_root());
+  for (std::size_t t = 0; t < traces_->size(); ++t)
     for (std::size_t i = 0; i < traces_->reader(t).prompts().size(); ++i) {
       EvalPrompt ep;
       ep.trace = t, ep.index = i, ep.meta = &traces_->reader(t).prompts()[i];
-      std::shared_ptr<PromptEvalData> data = load(t, i, &ep.state);
-      if (!data->logit) logit_rewards_ = false;
+      prompts_.push_back(std::move(ep));
+    }
+  if (distributed_) {
+    // Cost ∝ T: scoring, selecting and measuring a kept set all grow with the prompt length
+    // (10× between prompts of one set), the continuation length is usually one per set.
+    std::vector<double> cost;
+    for (const EvalPrompt& ep : prompts_) cost.push_back(ep.meta->n_prompt);
+    const std::vector<int> owner = assign_prompts(cost, dist::size());
+    for (std::size_t p = 0; p < prompts_.size(); ++p) prompts_[p].owner = owner[p];
+  }
+  for (std::size_t p = 0; p < prompts_.size(); ++p)
+    if (owns(p)) owned_.push_back(p);
+  std::vector<std::uint8_t> logit(prompts_.size(), 1);
+  std::size_t used = 0, k = 0;
+  for (std::size_t t = 0; t < traces_->size(); ++t) {
+    std::size_t here = 0;
+    for (; k < owned_.size() && prompts_[owned_[k]].trace == t; ++k, ++here) {
+      EvalPrompt& ep = prompts_[owned_[k]];
+      std::shared_ptr<PromptEvalData> data = load(ep.trace, ep.index, &ep.state);
+      logit[owned_[k]] = data->logit != nullptr;
       if (used + data->bytes() <= cache_bytes) {
         used += data->bytes();
         ep.cached = std::move(data);
       }
-      prompts_.push_back(std::move(ep));
     }
+    const std::size_t n = traces_->reader(t).prompts().size();
     if (progress)
-      progress(paths_[t].filename().string() + ": " + std::to_string(traces_->reader(t).prompts().size()) + " prompts loaded, " +
+      progress(paths_[t].filename().string() + ": " + std::to_string(n) + " prompts" +
+               (distributed_ ? ", " + std::to_string(here) + " loaded on rank " + std::to_string(rank_) : " loaded") + ", " +
                std::to_string(cached_prompts()) + " cached (" + std::to_string(used >> 20) + " MiB)");
   }
+  if (distributed_) share_scalars(logit);
+  logit_rewards_ = std::all_of(logit.begin(), logit.end(), [](std::uint8_t x) { return x != 0; });
+}
+
+namespace {
+
+// What every rank needs of a prompt it does not own: the state's scalars and whether the
+// prompt has the logit-space estimator (the set's reward description).
+void put_scalars(ByteWriter& w, const CompilerKvState& s, std::uint8_t logit) {
+  w.put(s.n_layers), w.put(s.n_heads), w.put(s.n_kv_heads), w.put(s.T), w.put(s.window), w.put(s.sink);
+  w.put(s.entropy), w.put(s.perplexity), w.put(logit);
+}
+void get_scalars(ByteReader& r, CompilerKvState& s, std::uint8_t& logit) {
+  r.get(s.n_layers), r.get(s.n_heads), r.get(s.n_kv_heads), r.get(s.T), r.get(s.window), r.get(s.sink);
+  r.get(s.entropy), r.get(s.perplexity), r.get(logit);
+}
+
+}  // namespace
+
+// Owners send their prompts' scalars to rank 0, which sends all of them, in prompt order, to
+// every rank (doubles as raw bits: the bins are the same as in one process).
+void EvalSet::share_scalars(std::vector<std::uint8_t>& logit) {
+  ByteWriter mine;
+  for (std::size_t p : owned_) put_scalars(mine, prompts_[p].state, logit[p]);
+  const std::vector<std::string> parts = dist::gather(mine.take());
+  ByteWriter all;
+  if (dist::is_root()) {
+    std::vector<CompilerKvState> st(prompts_.size());
+    for (int r = 0; r < static_cast<int>(parts.size()); ++r) {
+      ByteReader in(parts[r]);
+      for (std::size_t p : owned_by(r)) get_scalars(in, st[p], logit[p]);
+      KVSIM_CHECK(in.done(), "EvalSet: rank ", r, " sent scalars of another set of prompts");
+    }
+    for (std::size_t p = 0; p < prompts_.size(); ++p) put_scalars(all, st[p], logit[p]);
+  }
+  const std::string bytes = dist::broadcast(all.take());
+  ByteReader in(bytes);
+  for (std::size_t p = 0; p < prompts_.size(); ++p) {
+    CompilerKvState s;
+    get_scalars(in, s, logit[p]);
+    if (!owns(p)) prompts_[p].state = std::move(s);
+  }
+}
+
+std::vector<std::size_t> EvalSet::owned_by(int rank) const {
+  std::vector<std::size_t> out;
+  for (std::size_t p = 0; p < prompts_.size(); ++p)
+    if (prompts_[p].owner == rank) out.push_back(p);
+  return out;
+}
+
+std::vector<double> EvalSet::rows_to_root(std::vector<double> mine, std::size_t row) const {
+  KVSIM_CHECK(mine.size() == owned_.size() * row, "EvalSet::rows_to_root: ", mine.size(), " numbers for ", owned_.size(),
+              " prompts of ", row);
+  if (!distributed_) return mine;
+  ByteWriter w;
+  w.put(mine);
+  const std::vector<std::string> parts = dist::gather(w.take());
+  if (!dist::is_root()) return {};
+  std::vector<double> all(prompts_.size() * row), theirs;
+  for (int r = 0; r < static_cast<int>(parts.size()); ++r) {
+    ByteReader in(parts[r]);
+    in.get(theirs);
+    const std::vector<std::size_t> ps = owned_by(r);
+    KVSIM_CHECK(theirs.size() == ps.size() * row && in.done(), "EvalSet: rank ", r, " sent ", theirs.size(), " numbers for ",
+                ps.size(), " prompts of ", row);
+    for (std::size_t i = 0; i < ps.size(); ++i)
+      std::copy_n(theirs.begin() + static_cast<std::ptrdiff_t>(i * row), row, all.begin() + static_cast<std::ptrdiff_t>(ps[i] * row));
+  }
+  return all;
+}
+
+std::vector<int> assign_prompts(const std::vector<double>& cost, int ranks) {
+  KVSIM_CHECK(ranks >= 1, "assign_prompts: no ranks");
+  std::vector<std::size_t> order(cost.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return cost[a] > cost[b]; });
+  std::vector<double> load(ranks, 0.0);
+  std::vector<int> owner(cost.size(), 0);
+  for (std::size_t p : order) {
+    const int r = static_cast<int>(std::min_element(load.begin(), load.end()) - load.begin());  // first of the least loaded
+    owner[p] = r;
+    load[r] += cost[p];
+  }
+  return owner;
 }
 
 EvalSet::~EvalSet() = default;
@@ -143,6 +253,7 @@ std::shared_ptr<PromptEvalData> EvalSet::load(std::size_t t, std::size_t i, Comp
 
 void EvalSet::with_data(std::size_t p, const std::function<void(const PromptEvalData&)>& fn) const {
   const EvalPrompt& ep = prompts_[p];
+  KVSIM_CHECK(owns(p), "EvalSet: prompt ", p, " is evaluated on rank ", ep.owner, ", not here");
   if (ep.cached) return fn(*ep.cached);
   const std::shared_ptr<const PromptEvalData> data = load(ep.trace, ep.index, nullptr);
   fn(*data);

@@ -19,6 +19,13 @@
 // the teacher-forced re-decode of sim/exact_decode.hpp, keep[l, g, t] = 1 for the tokens t that
 // layer l keeps (the same for every KV head g in CompilerKV). Each prompt then also holds its
 // decoder (prompt K/V and reference log-probs), counted against the cache cap.
+//
+// In an MPI job (core/dist.hpp) the set can be spread over the ranks (Placement): each prompt
+// has one owner rank, which alone reads it, holds its utility tensors and caches its
+// evaluation data (so --cache-mb is per rank); every rank holds every prompt's scalars (T,
+// α entropy, window perplexity: the bins and budget checks need them everywhere), gathered
+// from the owners. A prompt stays with its owner for the whole command, so a compile reuses
+// its cache every pass; the owners are a fixed cost-aware assignment (assign_prompts).
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -53,9 +60,22 @@ struct PromptEvalData {
 struct EvalPrompt {
   std::size_t trace = 0, index = 0;  // trace file and prompt index in it
   const PromptMeta* meta = nullptr;
+  // On the owner rank: the whole state. Elsewhere: the scalars only (alpha, utility empty).
   CompilerKvState state;
-  std::shared_ptr<const PromptEvalData> cached;  // null when beyond the cache cap
+  std::shared_ptr<const PromptEvalData> cached;  // null when beyond the cache cap (or not owned)
+  int owner = 0;                                 // the rank that evaluates it (0 in one process)
 };
+
+// Where the prompts of a set live in an MPI job (a world of one holds every prompt anyway).
+enum class Placement {
+  kEveryRank,  // this rank loads every prompt (no communication)
+  kBalanced,   // spread over the ranks by assign_prompts (cql compile, diff, transfer)
+};
+
+// Owner rank of each prompt: greedy longest-first on cost (prompts by cost descending, then
+// index; each to the least loaded rank, then the lowest). Deterministic: every rank computes
+// the same assignment from the trace metadata alone.
+std::vector<int> assign_prompts(const std::vector<double>& cost, int ranks);
 
 // The decision for one layer: head weights [H] and the gate threshold, read by the gate mode.
 struct LayerDecision {
@@ -86,10 +106,11 @@ class EvalSet {
   // shape, record at least `window` window queries, and have continuations. `progress` (may be
   // empty) receives a line per loaded trace. `exact` (may be null; must outlive the set): exact
   // rewards with this forward, whose model must be every trace's (check_model_matches).
-  // `sink`: CompilerKV's protected first tokens (compilerkv_state).
+  // `sink`: CompilerKV's protected first tokens (compilerkv_state). `placement`: see above;
+  // kBalanced is collective in an MPI job (every rank constructs the set).
   EvalSet(std::vector<std::filesystem::path> traces, int window, std::size_t cache_bytes,
           const std::function<void(const std::string&)>& progress = {}, const CpuForward* exact = nullptr,
-          int sink = 0);
+          int sink = 0, Placement placement = Placement::kEveryRank);
   ~EvalSet();
 
   const ModelShape& model() const { return model_; }
@@ -97,6 +118,17 @@ class EvalSet {
   int sink() const { return sink_; }
   std::size_t size() const { return prompts_.size(); }
   const EvalPrompt& prompt(std::size_t p) const { return prompts_[p]; }
+  // True when the prompts are spread over more than one rank (kBalanced in an MPI job):
+  // evaluations are collective, every rank taking part.
+  bool distributed() const { return distributed_; }
+  bool owns(std::size_t p) const { return prompts_[p].owner == rank_; }
+  // The prompts this rank evaluates, in index order; owned_by(r) those of rank r.
+  const std::vector<std::size_t>& owned() const { return owned_; }
+  std::vector<std::size_t> owned_by(int rank) const;
+  // Collective on a distributed set: `mine` holds a row of `row` numbers per owned prompt (in
+  // owned() order); rank 0 gets every prompt's row in prompt order [size(), row], the others
+  // an empty vector. Doubles travel as raw bits. Without distribution: `mine` itself.
+  std::vector<double> rows_to_root(std::vector<double> mine, std::size_t row) const;
   const std::vector<std::filesystem::path>& traces() const { return paths_; }
   const TraceSet& trace_set() const { return *traces_; }
   std::size_t cached_prompts() const;
@@ -106,15 +138,20 @@ class EvalSet {
   bool exact_rewards() const { return exact_ != nullptr; }
   // The reward in words, for provenance: exact, the logit-space estimate or its fallback.
   std::string reward_description() const;
-  // [{path, xxh3, prompts, task}] and the hash of the whole set (order-independent).
+  // [{path, xxh3, prompts, task}] and the hash of the whole set (order-independent). Files
+  // are hashed on rank 0 only when the set is distributed (hashed() false elsewhere): the
+  // provenance is written there.
+  bool hashed() const { return traces_->hashed(); }
   nlohmann::json trace_provenance() const;
   std::string trace_set_hash() const;
 
   // Calls fn with prompt p's evaluation data: the cached copy, or one read for this call.
+  // Only on p's owner.
   void with_data(std::size_t p, const std::function<void(const PromptEvalData&)>& fn) const;
 
  private:
   std::shared_ptr<PromptEvalData> load(std::size_t trace, std::size_t index, CompilerKvState* state) const;
+  void share_scalars(std::vector<std::uint8_t>& logit);
 
   std::vector<std::filesystem::path> paths_;
   std::unique_ptr<TraceSet> traces_;  // readers, W_O, classifier, final norm and file hash per trace
@@ -122,7 +159,10 @@ class EvalSet {
   int window_ = 0, sink_ = 0;
   const CpuForward* exact_ = nullptr;
   bool logit_rewards_ = true;
+  bool distributed_ = false;
+  int rank_ = 0;
   std::vector<EvalPrompt> prompts_;
+  std::vector<std::size_t> owned_;
 };
 
 // Measures layer l's kept set under each decision (budget B): out[k] for decisions[k].
