@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <exception>
 #include <map>
 #include <mutex>
@@ -55,7 +56,7 @@ void maybe_fault(int items_begun) {
 }
 
 #ifdef KVSIM_HAVE_MPI
-enum Tag : int { kReady = 1, kResult = 2, kError = 3, kAssign = 4 };
+enum Tag : int { kReady = 1, kResult = 2, kError = 3, kAssign = 4, kNever = 5 };
 constexpr std::uint64_t kStop = ~std::uint64_t{0};
 
 void check_mpi(int rc, const char* what) {
@@ -214,7 +215,13 @@ void run_local(const Job& job) {
 }
 
 #ifdef KVSIM_HAVE_MPI
-// Ranks 1..N-1: ask, compute, send the result (which asks for the next), until told to stop.
+// Each rank holds up to kDepth items: the one it computes and the next, whose reading
+// (Job::prefetch) overlaps the computation, as a single process reads one prompt ahead.
+constexpr std::size_t kDepth = 2;
+
+// Ranks 1..N-1: ask, then compute the items handed out, sending each result (which asks for the
+// next) until told to stop. Rank 0 answers the request with kDepth hand-outs and each result
+// with one: an item or kStop.
 void run_worker(const Job& job) {
   // Rank 0 names a rank that died by checking whether its process is gone (on its own node):
   // this rank tells it where it runs, and outlives the launcher's SIGTERM (its SIGKILL follows)
@@ -226,22 +233,31 @@ void run_worker(const Job& job) {
   sigemptyset(&ignore.sa_mask);
   sigaction(SIGTERM, &ignore, nullptr);
   send(std::string(host) + "\n" + std::to_string(getpid()), 0, kReady, "ready");
-  for (int begun = 1;; ++begun) {
+  std::deque<std::uint64_t> queue;
+  auto receive = [&] {
     std::uint64_t k = 0;
     check_mpi(MPI_Recv(&k, 1, MPI_UINT64_T, 0, kAssign, MPI_COMM_WORLD, MPI_STATUS_IGNORE), "receive");
+    queue.push_back(k);
+  };
+  for (std::size_t i = 0; i < kDepth; ++i) receive();
+  for (int begun = 1;; ++begun) {
+    const std::uint64_t k = queue.front();
     if (k == kStop) return;
+    if (job.prefetch && queue[1] != kStop) job.prefetch(queue[1]);
     maybe_fault(begun);
     std::string result;
     try {
       result = job.compute(k);
     } catch (const std::exception& e) {
-      // Rank 0 reports it and ends the job; this rank waits for that end.
+      // Rank 0 reports it and ends the job; this rank waits for that end (on a tag never sent).
       send(item_message(k, e.what()), 0, kError, job.label(k));
       std::uint64_t never = 0;
-      MPI_Recv(&never, 1, MPI_UINT64_T, 0, kAssign, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+      MPI_Recv(&never, 1, MPI_UINT64_T, 0, kNever, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
       fail<RankError>("rank ", g_rank, ": ", job.label(k), ": ", e.what());
     }
     send(item_message(k, result), 0, kResult, job.label(k));
+    queue.pop_front();
+    receive();  // the next item is known before this rank starts the one after (prefetch)
   }
 }
 
@@ -260,45 +276,67 @@ void run_root(const Job& job) {
     return next++;
   };
   std::thread local([&] {
+    std::deque<std::size_t> queue;
     for (int begun = 1;; ++begun) {
-      std::optional<std::size_t> k = take();
-      if (!k) return;
+      while (queue.size() < kDepth)
+        if (std::optional<std::size_t> k = take()) queue.push_back(*k);
+        else break;
+      if (queue.empty()) return;
+      const std::size_t k = queue.front();
+      if (job.prefetch && queue.size() > 1) job.prefetch(queue[1]);
       maybe_fault(begun);
-      { std::lock_guard lock(mu); local_item = *k; }
+      { std::lock_guard lock(mu); local_item = k; }
       try {
-        std::string r = job.compute(*k);
+        std::string r = job.compute(k);
         std::lock_guard lock(mu);
-        ready.emplace(*k, std::move(r));
+        ready.emplace(k, std::move(r));
         local_item.reset();
       } catch (...) {
         std::lock_guard lock(mu);
-        local_error = std::current_exception(), local_error_item = *k, cancel = true;
+        local_error = std::current_exception(), local_error_item = k, cancel = true;
         return;
       }
+      queue.pop_front();
     }
   });
-  std::vector<std::optional<std::size_t>> in_flight(g_size);  // per rank
-  std::vector<std::pair<std::string, long>> where(g_size);       // per rank: host, pid
+  std::vector<std::deque<std::size_t>> in_flight(g_size);   // per rank: handed out, no result yet
+  std::vector<bool> told_to_stop(g_size, false);
+  std::vector<std::pair<std::string, long>> where(g_size);  // per rank: host, pid
   char host[256] = {};
   gethostname(host, sizeof host - 1);
-  int stopped = 0;
   std::size_t delivered = 0;
   struct sigaction old_term {};
   struct sigaction on_term {};
   on_term.sa_handler = on_stop_signal;
   sigemptyset(&on_term.sa_mask);
   sigaction(SIGTERM, &on_term, &old_term);
+  auto on_rank = [&](int r) {
+    return in_flight[r].empty() ? std::string() : " while on " + job.label(in_flight[r].front());
+  };
   auto in_flight_text = [&] {
     std::string s;
     std::lock_guard lock(mu);
     if (local_item) s += "rank 0: " + job.label(*local_item);
     for (int r = 1; r < g_size; ++r)
-      if (in_flight[r]) s += (s.empty() ? "" : "; ") + ("rank " + std::to_string(r) + ": " + job.label(*in_flight[r]));
+      if (!in_flight[r].empty()) s += (s.empty() ? "" : "; ") + ("rank " + std::to_string(r) + ": " + job.label(in_flight[r].front()));
     return s.empty() ? std::string("none") : s;
+  };
+  // One hand-out to rank r: the next item, or kStop when none is left.
+  auto hand_out = [&](int r) {
+    const std::optional<std::size_t> k = take();
+    const std::uint64_t assign = k ? *k : kStop;
+    if (k) in_flight[r].push_back(*k);
+    else told_to_stop[r] = true;
+    check_mpi(MPI_Send(&assign, 1, MPI_UINT64_T, r, kAssign, MPI_COMM_WORLD), "send");
+  };
+  auto workers_done = [&] {
+    for (int r = 1; r < g_size; ++r)
+      if (!told_to_stop[r] || !in_flight[r].empty()) return false;
+    return true;
   };
   std::string failure;
   try {
-    while (delivered < job.items || stopped < g_size - 1) {
+    while (delivered < job.items || !workers_done()) {
       bool busy = false;
       int flag = 0;
       MPI_Status st;
@@ -311,6 +349,7 @@ void run_root(const Job& job) {
         check_mpi(MPI_Recv(m.data(), count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
                   "receive");
         const int r = st.MPI_SOURCE;
+        ++g_traffic.control_messages;
         if (st.MPI_TAG == kError) {
           const std::uint64_t k = item_of(m);
           fail<RankError>("rank ", r, " failed on ", job.label(k), ": ", m.substr(sizeof k));
@@ -318,22 +357,21 @@ void run_root(const Job& job) {
         if (st.MPI_TAG == kReady) {
           const std::size_t nl = m.find('\n');
           if (nl != std::string::npos) where[r] = {m.substr(0, nl), std::atol(m.c_str() + nl + 1)};
+          for (std::size_t i = 0; i < kDepth; ++i) hand_out(r);
         }
-        ++g_traffic.control_messages;
         if (st.MPI_TAG == kResult) {
           const std::uint64_t k = item_of(m);
           ++g_traffic.items_from_others;
           g_traffic.result_bytes += m.size() - sizeof k;
           g_traffic.largest_result = std::max(g_traffic.largest_result, m.size() - sizeof k);
-          std::lock_guard lock(mu);
-          ready.emplace(k, m.substr(sizeof k));
-          in_flight[r].reset();
+          KVSIM_CHECK(!in_flight[r].empty() && in_flight[r].front() == k, "dist: rank ", r, " sent an unexpected result");
+          in_flight[r].pop_front();
+          {
+            std::lock_guard lock(mu);
+            ready.emplace(k, m.substr(sizeof k));
+          }
+          hand_out(r);
         }
-        std::optional<std::size_t> k = take();
-        std::uint64_t assign = k ? *k : kStop;
-        if (k) in_flight[r] = *k;
-        else ++stopped;
-        check_mpi(MPI_Send(&assign, 1, MPI_UINT64_T, r, kAssign, MPI_COMM_WORLD), "send");
       }
       for (;;) {
         std::string r;
@@ -358,7 +396,7 @@ void run_root(const Job& job) {
           if (where[r].first == host && where[r].second > 0 && ::kill(static_cast<pid_t>(where[r].second), 0) != 0 &&
               errno == ESRCH)
             dead += (dead.empty() ? "" : "; ") + ("rank " + std::to_string(r) + " (pid " + std::to_string(where[r].second) +
-                                                   ") died" + (in_flight[r] ? " while on " + job.label(*in_flight[r]) : ""));
+                                                   ") died" + on_rank(r));
         if (!dead.empty()) fail<RankError>(dead, "; the job stops (signal ", sig, " from the launcher)");
         fail<RankError>("stopped by the launcher (signal ", sig, "): a rank on another node ended (the launcher's message ",
                         "names it); in flight: ", in_flight_text());

@@ -72,11 +72,15 @@ struct Job {
   std::function<void(std::size_t, std::string&&)> deliver;
   // "trace.h5 prompt 000004": how messages name item k.
   std::function<std::string(std::size_t)> label;
+  // Optional, MPI only: item k is this rank's next one, to be computed after the current one
+  // (which is then running on this thread): start reading it (on a thread of its own), so
+  // that compute(k) finds it read. At most one item ahead per rank.
+  std::function<void(std::size_t)> prefetch;
 };
-// Every rank calls it with the same job size. Rank 0 hands out items in index order, one at a
-// time, as ranks finish their previous one (rank 0 computes too, on a thread of its own, while
-// its calling thread serves the other ranks); results arriving out of order wait on rank 0 until
-// their turn. In a world of one: compute(k) then deliver(k) for each k, on the calling thread.
+// Every rank calls it with the same job size. Rank 0 hands out items in index order as ranks
+// finish their previous one, each rank holding two (the one it computes and the next, for
+// prefetch); rank 0 computes too, on a thread of its own, while its calling thread serves the
+// other ranks. Results arriving out of order wait on rank 0 until their turn. In a world of one: compute(k) then deliver(k) for each k, on the calling thread.
 void run_job(const Job& job);
 
 // What the last run_job moved (rank 0; zeros in a world of one): the communication volume the

@@ -8,6 +8,7 @@
 #include <ctime>
 #include <cmath>
 #include <limits>
+#include <map>
 
 #include "core/dist.hpp"
 #include "core/error.hpp"
@@ -294,10 +295,28 @@ double estimated_delta_nll(const PromptResult& result, int p, int b) {
 void Replay::run(const std::function<void(const PromptResult&)>& on_prompt) const {
   if (dist::size() > 1) {
     const std::vector<TraceItem> items = traces_->items();
+    // The next prompt of this rank is read on a thread of its own while this one is replayed,
+    // as below; prefetch and compute run on the same thread, one prompt ahead at most.
+    std::map<std::size_t, std::future<ReadPrompt>> ahead;
     dist::Job job;
     job.items = items.size();
+    job.prefetch = [&](std::size_t k) {
+      if (ahead.count(k) == 0)
+        ahead.emplace(k, std::async(std::launch::async, [this, t = items[k].trace, i = items[k].prompt] { return read(t, i); }));
+    };
     job.compute = [&](std::size_t k) {
-      return encode_prompt_result(replay_prompt(items[k].trace, items[k].prompt), options_.selection_tokens);
+      PhaseClock clock;
+      ReadPrompt data;
+      if (auto it = ahead.find(k); it != ahead.end()) {
+        data = it->second.get();  // rethrows a read error here, for this prompt
+        ahead.erase(it);
+      } else {
+        data = read(items[k].trace, items[k].prompt);
+      }
+      double wait = 0, wait_cpu = 0;
+      clock.lap(wait, wait_cpu);
+      return encode_prompt_result(replay_read(items[k].trace, items[k].prompt, data, wait, wait_cpu),
+                                  options_.selection_tokens);
     };
     job.deliver = [&](std::size_t k, std::string&& bytes) {
       on_prompt(decode_prompt_result(bytes, &traces_->reader(items[k].trace).prompts()[items[k].prompt]));
