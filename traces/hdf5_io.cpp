@@ -84,6 +84,14 @@ Handle checksummed_fapl(const std::string& file) {
   return fapl;
 }
 
+bool clear_stale_write_mark(const std::string& file) {
+  Handle fapl = plist_handle(H5Pcreate(H5P_FILE_ACCESS));
+  hbool_t clear = 1;
+  if (!fapl || H5Pset(fapl.get(), "clear_status_flags", &clear) < 0) return false;
+  Handle f = file_handle(H5Fopen(file.c_str(), H5F_ACC_RDWR, fapl.get()));
+  return f && f.close() >= 0;
+}
+
 Handle create_group(hid_t parent, const std::string& name, const std::string& file, const std::string& object) {
   Handle g = group_handle(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   if (!g) fail_hdf5(file, object, ": cannot create group");

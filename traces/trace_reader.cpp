@@ -98,15 +98,20 @@ std::vector<float> to_checked_float(StoredTensor t, KvStorage storage, const std
 
 std::string prompt_object(const std::string& id) { return "/prompts/" + id; }
 
-// The optional `answers` attribute: a JSON array of strings.
-std::vector<std::string> parse_answers(const std::string& text, const std::string& file, const std::string& object) {
+// Part files an index keeps open at once (HDF5's external link file cache); more are reopened
+// on use.
+constexpr unsigned kPartFilesOpen = 64;
+
+// The optional `answers` (prompt) and `parts` (root) attributes: a JSON array of strings.
+std::vector<std::string> parse_string_list(const std::string& text, const std::string& file, const std::string& object,
+                                           const char* name) {
   try {
     const nlohmann::json j = nlohmann::json::parse(text);
     if (j.is_array() && std::all_of(j.begin(), j.end(), [](const nlohmann::json& a) { return a.is_string(); }))
       return j.get<std::vector<std::string>>();
   } catch (const nlohmann::json::exception&) {
   }
-  fail<TraceError>(file, ": ", object, " attribute answers is not a JSON array of strings: ", text.substr(0, 80));
+  fail<TraceError>(file, ": ", object, " attribute ", name, " is not a JSON array of strings: ", text.substr(0, 80));
 }
 
 }  // namespace
@@ -129,7 +134,12 @@ TraceReader::TraceReader(std::filesystem::path path)
   // every prompt's groups once, and without this the cache keeps them all (memory would grow
   // with the number of prompts, ~70 KB each).
   h5::Handle fapl = h5::plist_handle(H5Pcreate(H5P_FILE_ACCESS));
-  if (!fapl || H5Pset_evict_on_close(fapl.get(), 1) < 0) h5::fail_hdf5(f, "/", ": cannot set file access properties");
+  // An index file's external links open its parts with these same properties. The cache keeps
+  // up to kPartFilesOpen parts open while the index is: without it every prompt and layer read
+  // through a link would open and close its part file again.
+  if (!fapl || H5Pset_evict_on_close(fapl.get(), 1) < 0 ||
+      H5Pset_elink_file_cache_size(fapl.get(), kPartFilesOpen) < 0)
+    h5::fail_hdf5(f, "/", ": cannot set file access properties");
   impl_->file = h5::file_handle(H5Fopen(f.c_str(), H5F_ACC_RDONLY, fapl.get()));
   if (!impl_->file) {
     std::string detail = h5::error_detail();
@@ -187,6 +197,10 @@ void TraceReader::read_metadata() {
   producer_.git_sha = h5::read_string_attr(root, "producer_git_sha", f, "/", strings);
   producer_.backend = h5::read_string_attr(root, "backend", f, "/", strings);
   producer_.created_utc = h5::read_string_attr(root, "created_utc", f, "/", strings);
+  if (h5::has_attr(root, "parts", f, "/")) {
+    parts_ = parse_string_list(h5::read_string_attr(root, "parts", f, "/", strings), f, "/", "parts");
+    if (parts_.empty()) fail<TraceError>(f, ": root attribute parts is an empty list");
+  }
 
   {
     const std::string object = "/model";
@@ -244,13 +258,19 @@ void TraceReader::read_metadata() {
     meta.sample_id = h5::read_string_attr(p, "sample_id", f, object, strings);
     meta.truncated_from = h5::read_int_attr(p, "truncated_from", f, object);
     if (h5::has_attr(p, "answers", f, object))
-      meta.answers = parse_answers(h5::read_string_attr(p, "answers", f, object, strings), f, object);
+      meta.answers = parse_string_list(h5::read_string_attr(p, "answers", f, object, strings), f, object, "answers");
     if (h5::has_attr(p, "scorer", f, object)) meta.scorer = h5::read_string_attr(p, "scorer", f, object, strings);
     if (meta.n_prompt <= 0 || meta.n_cont < 0 || meta.window < 0 || meta.window > meta.n_prompt || meta.topk < 0)
       fail<TraceError>(f, ": ", object, " has invalid sizes (n_prompt ", meta.n_prompt, ", n_cont ", meta.n_cont,
                        ", window ", meta.window, ", topk ", meta.topk, ")");
     prompts_.push_back(std::move(meta));
   }
+}
+
+std::vector<std::filesystem::path> TraceReader::part_paths() const {
+  std::vector<std::filesystem::path> out;
+  for (const std::string& p : parts_) out.push_back(path_.parent_path() / p);  // an absolute p stays as it is
+  return out;
 }
 
 TraceReader::~TraceReader() {
