@@ -2,7 +2,8 @@
 // the prompts it is handed into a part file of its own, rank 0 writes OUT as the index of the
 // parts. The index reads like a single trace, with the same prompts holding the same bits as a
 // single process's trace, and replays to the same bytes; a rank killed mid-run leaves no OUT,
-// and the same command run again completes the trace from the parts' .partial files.
+// and the same command run again completes the trace from the parts' .partial files. The index
+// writer itself is tested without MPI (fast).
 #include <catch2/catch.hpp>
 
 #include <filesystem>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "core/hash.hpp"
+#include "core/error.hpp"
 #include "support/mpi.hpp"
 #include "support/shared.hpp"
 #include "traces/trace_index.hpp"
@@ -168,4 +170,51 @@ TEST_CASE("mpi trace: a rank killed mid-run leaves no OUT, and the rerun complet
   REQUIRE(r.status == 0);
   CHECK_THAT(r.output, Catch::Contains("resumed from " + trace_parts_dir(out).string()));
   check_same_trace(single, out);
+}
+
+TEST_CASE("trace index: a part read through an index is the part, and parts that do not belong are refused", "[trace]") {
+  test::TempDir tmp;
+  fs::create_directories(tmp / "p");
+  const fs::path a = tmp / "p" / "a.h5", index = tmp / "i.h5";
+  test::write_model_trace(a, random_model(test::small_config(), 3), test::TraceSpec{});
+  write_trace_index(index, {a});
+  CHECK_FALSE(fs::exists(index.string() + ".partial"));
+  // The part open directly and through the index at once: HDF5 shares one open file only when
+  // both opens are evict-on-close (TraceReader's link access properties).
+  check_same_trace(a, index);
+  {
+    const TraceReader r(index), part(a);
+    CHECK(r.parts() == std::vector<std::string>{"p/a.h5"});
+    CHECK(r.part_paths() == std::vector<fs::path>{a});
+    CHECK(part.parts().empty());
+    // Every root attribute of the part, as stored.
+    CHECK(r.format_version() == part.format_version());
+    CHECK(r.producer().created_utc == part.producer().created_utc);
+    CHECK(r.producer().git_sha == part.producer().git_sha);
+    CHECK(trace_content_hash(part) == hex64(hash_file(a)));
+    CHECK(trace_content_hash(r) != hex64(hash_file(index)));
+  }
+  CHECK(trace_file_kind(index) == TraceFileKind::kIndex);
+  CHECK(trace_file_kind(a) == TraceFileKind::kTrace);
+  CHECK(trace_file_kind(tmp / "absent.h5") == TraceFileKind::kUnreadable);
+
+  auto refused = [&](const std::vector<fs::path>& parts, const std::string& needle) {
+    const fs::path out = tmp / "bad.h5";
+    try {
+      write_trace_index(out, parts);
+      FAIL("no error");
+    } catch (const TraceError& e) {
+      CHECK_THAT(e.what(), Catch::Contains(needle));
+    }
+    CHECK_FALSE(fs::exists(out));
+  };
+  // The same prompt ids in two parts.
+  fs::copy_file(a, tmp / "b.h5");
+  refused({a, tmp / "b.h5"}, "/prompts/000000 is also in " + a.string());
+  // Another model.
+  ModelConfig other = test::small_config();
+  other.n_layers = 2;
+  test::write_model_trace(tmp / "c.h5", random_model(other, 3), test::TraceSpec{});
+  refused({a, tmp / "c.h5"}, (tmp / "c.h5").string() + ": does not belong with " + a.string() + " (/model n_layers is 2 there, 3 in part 0)");
+  refused({index}, "is itself an index file");
 }

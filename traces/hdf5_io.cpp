@@ -98,15 +98,17 @@ Handle create_group(hid_t parent, const std::string& name, const std::string& fi
   return g;
 }
 
-bool link_exists(hid_t parent, const std::string& name, const std::string& file, const std::string& object) {
-  const htri_t exists = H5Lexists(parent, name.c_str(), H5P_DEFAULT);
+bool link_exists(hid_t parent, const std::string& name, const std::string& file, const std::string& object,
+                 hid_t lapl) {
+  const htri_t exists = H5Lexists(parent, name.c_str(), lapl);
   if (exists < 0) fail_hdf5(file, object, ": cannot be looked up (corrupt?)");
   return exists > 0;
 }
 
-Handle open_group(hid_t parent, const std::string& name, const std::string& file, const std::string& object) {
-  if (!link_exists(parent, name, file, object)) fail<TraceError>(file, ": ", object, " is missing");
-  Handle g = group_handle(H5Gopen2(parent, name.c_str(), H5P_DEFAULT));
+Handle open_group(hid_t parent, const std::string& name, const std::string& file, const std::string& object,
+                  hid_t lapl) {
+  if (!link_exists(parent, name, file, object, lapl)) fail<TraceError>(file, ": ", object, " is missing");
+  Handle g = group_handle(H5Gopen2(parent, name.c_str(), lapl));
   if (!g) fail_hdf5(file, object, ": cannot open group");
   return g;
 }
