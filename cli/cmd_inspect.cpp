@@ -30,6 +30,11 @@ int cmd_inspect(const std::vector<std::string>& args) {
   const char* kv = reader.storage() == KvStorage::kFp16 ? "f16" : reader.storage() == KvStorage::kFp32 ? "f32" : "bf16";
   std::printf("producer kvsim %s (%s), backend %s, created %s\n", p.version.c_str(), p.git_sha.c_str(),
               p.backend.c_str(), p.created_utc.c_str());
+  // An index file (`mpirun -np N kvsim trace`): the data lives in these files, beside it.
+  if (!reader.parts().empty()) {
+    std::printf("parts    %zu (this file is their index; paths relative to its directory)\n", reader.parts().size());
+    for (const std::string& part : reader.parts()) std::printf("         %s\n", part.c_str());
+  }
   std::printf("model    %s: %d layers, %d heads, %d KV heads (group %d), head_dim %d, hidden %d, vocab %d\n",
               m.arch.c_str(), m.n_layers, m.n_heads, m.n_kv_heads, m.n_heads / m.n_kv_heads, m.head_dim, m.hidden,
               m.vocab);

@@ -5,6 +5,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "core/dist.hpp"
 #include "core/error.hpp"
 #include "core/version.hpp"
 #include "tracer/inputs.hpp"
@@ -22,7 +23,8 @@ int cmd_trace(const std::vector<std::string>& args) {
       ("model,m", po::value(&model_path)->required(), "checkpoint: llama2.c .bin, a HF directory (config.json + safetensors), or a .gguf")
       ("tokenizer", po::value(&tokenizer_path), "tokenizer.bin / tokenizer.json / .gguf (default: the model's own or found beside it)")
       ("input,i", po::value(&inputs)->multitoken()->required(), "input files: text (.txt), or LongBench/RULER .jsonl")
-      ("out,o", po::value(&out_path)->required(), "output trace file (.h5); written as OUT.partial, renamed when complete")
+      ("out,o", po::value(&out_path)->required(), "output trace file (.h5); written as OUT.partial, renamed when complete. "
+       "Under mpirun: each rank writes OUT.parts/part-R-of-N.h5, OUT is their index (docs/trace-format.md)")
       ("window,w", po::value(&window)->default_value(64), "observation window W: queries of the last W prompt positions")
       ("cont-len", po::value(&cont_len)->default_value(32), "text inputs: continuation tokens M per prompt")
       ("prompt-len", po::value(&prompt_len)->default_value(512), "text inputs: prompt tokens T per chunk (BOS included)")
@@ -37,7 +39,7 @@ int cmd_trace(const std::vector<std::string>& args) {
       ("chat", po::bool_switch(&chat), "JSONL inputs: wrap each prompt as a ChatML user turn (system default from the tokenizer's chat template)")
       ("compression", po::value(&compression)->default_value(4), "deflate level 0-9 (0 = none)")
       ("storage", po::value(&storage_text)->default_value("fp16"), "element type of keys, values and queries: fp16, fp32 or bf16")
-      ("overwrite", po::bool_switch(&overwrite), "replace an existing OUT (and discard OUT.partial)")
+      ("overwrite", po::bool_switch(&overwrite), "replace an existing OUT (and discard OUT.partial and OUT.parts)")
       ("threads,t", po::value(&threads)->default_value(0), "worker threads (0 = all cores)")
       ("quiet,q", po::bool_switch(&quiet), "no progress lines");
   add_backend_options(opts, device, precision);
@@ -46,6 +48,8 @@ int cmd_trace(const std::vector<std::string>& args) {
   const auto vm = parse("trace", "Records one prefill per prompt into an HDF5 trace.", opts, args, &pos);
   if (!vm) return 0;
   const bool vm_has_template = vm->count("template") != 0;
+  // In an MPI job rank 0 speaks for every rank (trace_prompts hands out the prompts).
+  if (!dist::is_root()) quiet = true;
   auto thread_limit = limit_threads(threads);
   require_at_least("--window", window, 1);
   require_at_least("--topk", topk, 1);
@@ -128,10 +132,12 @@ int cmd_trace(const std::vector<std::string>& args) {
       progress.update(p.done, detail);
     };
   const TraceFileResult r = trace_prompts(*backend, prompts, out_path, o);
-  char detail[160];
-  std::snprintf(detail, sizeof detail, "%zu prompts traced (%zu resumed from %s.partial) -> %s", r.traced, r.resumed,
-                out_path.c_str(), out_path.c_str());
-  if (!quiet) progress.finish(detail);
+  if (quiet) return 0;
+  const std::string resumed_from = dist::size() > 1 ? trace_parts_dir(out_path).string() : out_path + ".partial";
+  char detail[512];
+  std::snprintf(detail, sizeof detail, "%zu prompts traced (%zu resumed from %s) -> %s", r.traced, r.resumed,
+                resumed_from.c_str(), out_path.c_str());
+  progress.finish(detail + ranks_note());
   return 0;
 }
 

@@ -2,7 +2,7 @@
 
 #include "cli/progress.hpp"
 #include "core/dist.hpp"
-#include "core/hash.hpp"
+#include "traces/trace_index.hpp"
 #include "core/version.hpp"
 
 namespace kvsim::cli {
@@ -28,7 +28,7 @@ nlohmann::json trace_provenance(const TraceReader& r, const std::string& xxh3) {
 
 }  // namespace
 
-nlohmann::json trace_provenance(const TraceReader& r) { return trace_provenance(r, hex64(hash_file(r.path()))); }
+nlohmann::json trace_provenance(const TraceReader& r) { return trace_provenance(r, trace_content_hash(r)); }
 
 nlohmann::json trace_provenance(const TraceSet& set) {
   nlohmann::json a = nlohmann::json::array();

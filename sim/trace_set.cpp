@@ -3,7 +3,7 @@
 #include <tbb/parallel_for.h>
 
 #include "core/error.hpp"
-#include "core/hash.hpp"
+#include "traces/trace_index.hpp"
 
 namespace kvsim {
 
@@ -16,7 +16,7 @@ TraceSet::TraceSet(std::vector<std::filesystem::path> paths, const Checks& check
     w_o_.push_back(read_all_w_o(r));
     classifier_.push_back(r.has_classifier() ? std::make_shared<const std::vector<float>>(r.read_classifier()) : nullptr);
     final_norm_.push_back(r.read_final_norm());
-    if (hash_files) hashes_.push_back(hex64(hash_file(paths_[t])));
+    if (hash_files) hashes_.push_back(trace_content_hash(r));
     if (checks.loaded) checks.loaded(t, r, *w_o_.back());
   }
 }

@@ -44,7 +44,8 @@ class TraceSet {
     std::function<void(std::size_t trace, const TraceReader&, const TraceWO& w_o)> loaded;
   };
   // Opens every trace (TraceError naming the file), runs the checks, reads the shared state.
-  // `hash_files`: also the XXH3 of every file (hash()).
+  // `hash_files`: also the XXH3 of every trace (hash(): trace_content_hash, which covers an
+  // index file's parts).
   TraceSet(std::vector<std::filesystem::path> paths, const Checks& checks = {}, bool hash_files = false);
   ~TraceSet();
   TraceSet(const TraceSet&) = delete;
@@ -57,7 +58,7 @@ class TraceSet {
   // Null when the trace lacks /model/classifier.
   const std::vector<float>* classifier(std::size_t t) const { return classifier_[t].get(); }
   const std::vector<float>& final_norm(std::size_t t) const { return final_norm_[t]; }
-  // Hex XXH3 of the file; only with hash_files.
+  // Hex XXH3 of the trace (trace_content_hash); only with hash_files.
   const std::string& hash(std::size_t t) const;
   bool hashed() const { return !hashes_.empty(); }
 

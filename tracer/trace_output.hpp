@@ -79,7 +79,22 @@ struct TraceFileResult {
 // `out`, prompt i as trace_prompt_id(i), with the model's W_O, final norm and classifier. The
 // write is atomic (OUT.partial, renamed when complete); the complete prompts of an interrupted
 // run's OUT.partial are kept and skipped.
+//
+// In an MPI job of N > 1 ranks (core/dist.hpp; every rank calls it with the same prompts) the
+// prompts are handed out to the ranks, each records its own into the part
+// trace_parts_dir(out) / trace_part_name(rank, N), and rank 0 writes `out` as the index of the
+// parts (traces/trace_index.hpp). Resuming keeps the complete prompts of every part's .partial;
+// parts of a run on another number of ranks are an InputError (also in a world of one), unless
+// options.writer.overwrite, which removes them (with N > 1: before starting, with OUT). The
+// progress callback runs on rank 0, prompts counted in index order as rank 0 receives them,
+// seconds of wall time. The result counts every rank's prompts on rank 0; the other ranks get
+// `resumed` only.
 TraceFileResult trace_prompts(const ForwardBackend& backend, std::span<const PromptSpec> prompts,
                               const std::filesystem::path& out, const TraceFileOptions& options);
+
+// OUT.parts: the directory of the parts of an MPI trace.
+std::filesystem::path trace_parts_dir(const std::filesystem::path& out);
+// "part-001-of-003.h5"
+std::string trace_part_name(int rank, int ranks);
 
 }  // namespace kvsim

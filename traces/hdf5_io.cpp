@@ -84,21 +84,31 @@ Handle checksummed_fapl(const std::string& file) {
   return fapl;
 }
 
+bool clear_stale_write_mark(const std::string& file) {
+  Handle fapl = plist_handle(H5Pcreate(H5P_FILE_ACCESS));
+  hbool_t clear = 1;
+  if (!fapl || H5Pset(fapl.get(), "clear_status_flags", &clear) < 0) return false;
+  Handle f = file_handle(H5Fopen(file.c_str(), H5F_ACC_RDWR, fapl.get()));
+  return f && f.close() >= 0;
+}
+
 Handle create_group(hid_t parent, const std::string& name, const std::string& file, const std::string& object) {
   Handle g = group_handle(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   if (!g) fail_hdf5(file, object, ": cannot create group");
   return g;
 }
 
-bool link_exists(hid_t parent, const std::string& name, const std::string& file, const std::string& object) {
-  const htri_t exists = H5Lexists(parent, name.c_str(), H5P_DEFAULT);
+bool link_exists(hid_t parent, const std::string& name, const std::string& file, const std::string& object,
+                 hid_t lapl) {
+  const htri_t exists = H5Lexists(parent, name.c_str(), lapl);
   if (exists < 0) fail_hdf5(file, object, ": cannot be looked up (corrupt?)");
   return exists > 0;
 }
 
-Handle open_group(hid_t parent, const std::string& name, const std::string& file, const std::string& object) {
-  if (!link_exists(parent, name, file, object)) fail<TraceError>(file, ": ", object, " is missing");
-  Handle g = group_handle(H5Gopen2(parent, name.c_str(), H5P_DEFAULT));
+Handle open_group(hid_t parent, const std::string& name, const std::string& file, const std::string& object,
+                  hid_t lapl) {
+  if (!link_exists(parent, name, file, object, lapl)) fail<TraceError>(file, ": ", object, " is missing");
+  Handle g = group_handle(H5Gopen2(parent, name.c_str(), lapl));
   if (!g) fail_hdf5(file, object, ": cannot open group");
   return g;
 }

@@ -57,11 +57,24 @@ enum class Integrity { kLegacy, kChecksummed };
 // checksums, checksummed chunk indexes), so HDF5 verifies metadata whenever it reads it.
 Handle checksummed_fapl(const std::string& file);
 
+// A writer that died without closing its file (SIGKILL, a lost node) leaves the superblock
+// (version 3, file format 1.10) marked "open for write", and HDF5 then refuses every open of it
+// ("file is already open for write (may use <h5clear file> to clear file consistency flags)").
+// Clears that mark as `h5clear -s` does (the fapl property "clear_status_flags"); true when it
+// did. Safe for a file no live process writes: HDF5 locks a file it opens (on by default since
+// 1.10.7) and an open for write fails while another process holds it.
+bool clear_stale_write_mark(const std::string& file);
+
+// `lapl`: the link access properties of a path that may cross an external link (an index
+// file's, traces/trace_index.hpp); open_dataset takes none (H5Dopen2 wants dataset access
+// properties): open the group across the link first.
 Handle create_group(hid_t parent, const std::string& name, const std::string& file, const std::string& object);
-Handle open_group(hid_t parent, const std::string& name, const std::string& file, const std::string& object);
+Handle open_group(hid_t parent, const std::string& name, const std::string& file, const std::string& object,
+                  hid_t lapl = H5P_DEFAULT);
 Handle open_dataset(hid_t parent, const std::string& name, const std::string& file, const std::string& object);
 // H5Lexists; a failed lookup (a corrupted group) is a TraceError, not "absent".
-bool link_exists(hid_t parent, const std::string& name, const std::string& file, const std::string& object);
+bool link_exists(hid_t parent, const std::string& name, const std::string& file, const std::string& object,
+                 hid_t lapl = H5P_DEFAULT);
 
 // Scalar attributes; writing replaces an existing attribute of the same name.
 void write_attr(hid_t obj, const char* name, const std::string& value, const std::string& file, const std::string& object);

@@ -18,6 +18,8 @@ using h5::Handle;
 
 struct TraceReader::Impl {
   Handle file;
+  // Link access properties of every path opened from the root: see reader_links().
+  Handle links;
 };
 
 h5::Integrity TraceReader::integrity() const { return static_cast<h5::Integrity>(integrity_); }
@@ -98,15 +100,33 @@ std::vector<float> to_checked_float(StoredTensor t, KvStorage storage, const std
 
 std::string prompt_object(const std::string& id) { return "/prompts/" + id; }
 
-// The optional `answers` attribute: a JSON array of strings.
-std::vector<std::string> parse_answers(const std::string& text, const std::string& file, const std::string& object) {
+// The link access properties of the reader's paths. An index file's external links open its
+// parts evict-on-close too: HDF5 opens a linked file with default properties otherwise (it does
+// not pass evict-on-close on), so the parts' metadata would pile up in the cache, and a part also
+// opened directly (evict-on-close) would clash with its linked self.
+Handle reader_links(const std::string& f) {
+  Handle part_fapl = h5::plist_handle(H5Pcreate(H5P_FILE_ACCESS));
+  Handle lapl = h5::plist_handle(H5Pcreate(H5P_LINK_ACCESS));
+  if (!part_fapl || !lapl || H5Pset_evict_on_close(part_fapl.get(), 1) < 0 ||
+      H5Pset_elink_fapl(lapl.get(), part_fapl.get()) < 0)
+    h5::fail_hdf5(f, "/", ": cannot set link access properties");
+  return lapl;
+}
+
+// Part files an index keeps open at once (HDF5's external link file cache); more are reopened
+// on use.
+constexpr unsigned kPartFilesOpen = 64;
+
+// The optional `answers` (prompt) and `parts` (root) attributes: a JSON array of strings.
+std::vector<std::string> parse_string_list(const std::string& text, const std::string& file, const std::string& object,
+                                           const char* name) {
   try {
     const nlohmann::json j = nlohmann::json::parse(text);
     if (j.is_array() && std::all_of(j.begin(), j.end(), [](const nlohmann::json& a) { return a.is_string(); }))
       return j.get<std::vector<std::string>>();
   } catch (const nlohmann::json::exception&) {
   }
-  fail<TraceError>(file, ": ", object, " attribute answers is not a JSON array of strings: ", text.substr(0, 80));
+  fail<TraceError>(file, ": ", object, " attribute ", name, " is not a JSON array of strings: ", text.substr(0, 80));
 }
 
 }  // namespace
@@ -129,7 +149,11 @@ TraceReader::TraceReader(std::filesystem::path path)
   // every prompt's groups once, and without this the cache keeps them all (memory would grow
   // with the number of prompts, ~70 KB each).
   h5::Handle fapl = h5::plist_handle(H5Pcreate(H5P_FILE_ACCESS));
-  if (!fapl || H5Pset_evict_on_close(fapl.get(), 1) < 0) h5::fail_hdf5(f, "/", ": cannot set file access properties");
+  // An index file keeps up to kPartFilesOpen parts open while it is open: without this cache
+  // every prompt and layer read through a link would open and close its part file again.
+  if (!fapl || H5Pset_evict_on_close(fapl.get(), 1) < 0 ||
+      H5Pset_elink_file_cache_size(fapl.get(), kPartFilesOpen) < 0)
+    h5::fail_hdf5(f, "/", ": cannot set file access properties");
   impl_->file = h5::file_handle(H5Fopen(f.c_str(), H5F_ACC_RDONLY, fapl.get()));
   if (!impl_->file) {
     std::string detail = h5::error_detail();
@@ -161,6 +185,8 @@ TraceReader::TraceReader(std::span<const std::byte> image, std::string label)
 void TraceReader::read_metadata() {
   const std::string& f = file_label_;
   hid_t root = impl_->file.get();
+  impl_->links = reader_links(f);
+  const hid_t links = impl_->links.get();
 
   // The version before any string: it says whether strings may be variable-length (1, 2).
   const bool has_version = h5::has_attr(root, "format_version", f, "/");
@@ -187,10 +213,14 @@ void TraceReader::read_metadata() {
   producer_.git_sha = h5::read_string_attr(root, "producer_git_sha", f, "/", strings);
   producer_.backend = h5::read_string_attr(root, "backend", f, "/", strings);
   producer_.created_utc = h5::read_string_attr(root, "created_utc", f, "/", strings);
+  if (h5::has_attr(root, "parts", f, "/")) {
+    parts_ = parse_string_list(h5::read_string_attr(root, "parts", f, "/", strings), f, "/", "parts");
+    if (parts_.empty()) fail<TraceError>(f, ": root attribute parts is an empty list");
+  }
 
   {
     const std::string object = "/model";
-    Handle g = h5::open_group(root, "model", f, object);
+    Handle g = h5::open_group(root, "model", f, object, links);
     hid_t m = g.get();
     model_.arch = h5::read_string_attr(m, "arch", f, object, strings);
     model_.n_layers = h5::read_int_attr(m, "n_layers", f, object);
@@ -229,7 +259,7 @@ void TraceReader::read_metadata() {
   std::sort(ids.begin(), ids.end());
   for (const std::string& id : ids) {
     const std::string object = prompt_object(id);
-    Handle g = h5::open_group(prompts.get(), id, f, object);
+    Handle g = h5::open_group(prompts.get(), id, f, object, links);
     hid_t p = g.get();
     // A prompt being written (or cut off by a crash) has complete=0: invisible to readers.
     if (!h5::has_attr(p, "complete", f, object) || h5::read_int_attr(p, "complete", f, object) != 1) continue;
@@ -244,13 +274,19 @@ void TraceReader::read_metadata() {
     meta.sample_id = h5::read_string_attr(p, "sample_id", f, object, strings);
     meta.truncated_from = h5::read_int_attr(p, "truncated_from", f, object);
     if (h5::has_attr(p, "answers", f, object))
-      meta.answers = parse_answers(h5::read_string_attr(p, "answers", f, object, strings), f, object);
+      meta.answers = parse_string_list(h5::read_string_attr(p, "answers", f, object, strings), f, object, "answers");
     if (h5::has_attr(p, "scorer", f, object)) meta.scorer = h5::read_string_attr(p, "scorer", f, object, strings);
     if (meta.n_prompt <= 0 || meta.n_cont < 0 || meta.window < 0 || meta.window > meta.n_prompt || meta.topk < 0)
       fail<TraceError>(f, ": ", object, " has invalid sizes (n_prompt ", meta.n_prompt, ", n_cont ", meta.n_cont,
                        ", window ", meta.window, ", topk ", meta.topk, ")");
     prompts_.push_back(std::move(meta));
   }
+}
+
+std::vector<std::filesystem::path> TraceReader::part_paths() const {
+  std::vector<std::filesystem::path> out;
+  for (const std::string& p : parts_) out.push_back(path_.parent_path() / p);  // an absolute p stays as it is
+  return out;
 }
 
 TraceReader::~TraceReader() {
@@ -280,7 +316,7 @@ PromptOutputs TraceReader::read_outputs(std::size_t prompt_index) const {
   {
     h5::LibraryLock lock(h5::library_mutex());
     h5::silence_errors();
-    Handle g = h5::open_group(impl_->file.get(), object, f, object);
+    Handle g = h5::open_group(impl_->file.get(), object, f, object, impl_->links.get());
     out.tokens = read_i32(g.get(), "tokens", {T + M}, integrity(), f, object + "/tokens");                          // [T+M]
     out.prompt_logprob = read_f32(g.get(), "prompt_logprob", {T}, integrity(), f, object + "/prompt_logprob");        // [T]
     out.cont_logprob = read_f32(g.get(), "cont_logprob", {M}, integrity(), f, object + "/cont_logprob");              // [M]
@@ -313,7 +349,7 @@ LayerRecord TraceReader::read_layer(std::size_t prompt_index, int layer) const {
     h5::LibraryLock lock(h5::library_mutex());
     h5::silence_errors();
     // One level at a time, so every group on the path is closed (and its metadata evicted).
-    Handle gp = h5::open_group(impl_->file.get(), prompt_object(meta.id), f, prompt_object(meta.id));
+    Handle gp = h5::open_group(impl_->file.get(), prompt_object(meta.id), f, prompt_object(meta.id), impl_->links.get());
     Handle gl = h5::open_group(gp.get(), "layers", f, prompt_object(meta.id) + "/layers");
     Handle g = h5::open_group(gl.get(), std::to_string(layer), f, object);
     const KvStorage s = storage_;
@@ -345,7 +381,9 @@ std::vector<float> TraceReader::read_w_o(int layer) const {
   {
     h5::LibraryLock lock(h5::library_mutex());
     h5::silence_errors();
-    Handle dset = h5::open_dataset(impl_->file.get(), object, f, object);
+    // The group first: the link access properties are for a path that crosses an index's link.
+    Handle g = h5::open_group(impl_->file.get(), "model", f, "/model", impl_->links.get());
+    Handle dset = h5::open_dataset(g.get(), "w_o", f, object);
     h5::check_dataset(dset.get(), H5T_IEEE_F32LE, {L, hidden, q_dim}, integrity(), f, object);
     // Select [layer, :, :]: exactly one chunk.
     Handle file_space = h5::dataspace_handle(H5Dget_space(dset.get()));
@@ -367,7 +405,7 @@ std::vector<float> TraceReader::read_final_norm() const {
   {
     h5::LibraryLock lock(h5::library_mutex());
     h5::silence_errors();
-    Handle g = h5::open_group(impl_->file.get(), "model", f, "/model");
+    Handle g = h5::open_group(impl_->file.get(), "model", f, "/model", impl_->links.get());
     out = read_f32(g.get(), "final_norm", {static_cast<hsize_t>(model_.hidden)}, integrity(), f, "/model/final_norm");  // [hidden]
   }
   check_finite(out, f, "/model/final_norm");
@@ -377,7 +415,7 @@ std::vector<float> TraceReader::read_final_norm() const {
 bool TraceReader::has_classifier() const {
   h5::LibraryLock lock(h5::library_mutex());
   h5::silence_errors();
-  Handle g = h5::open_group(impl_->file.get(), "model", file_label_, "/model");
+  Handle g = h5::open_group(impl_->file.get(), "model", file_label_, "/model", impl_->links.get());
   return h5::link_exists(g.get(), "classifier", file_label_, "/model/classifier");
 }
 
@@ -387,7 +425,7 @@ std::vector<float> TraceReader::read_classifier() const {
   {
     h5::LibraryLock lock(h5::library_mutex());
     h5::silence_errors();
-    Handle g = h5::open_group(impl_->file.get(), "model", f, "/model");
+    Handle g = h5::open_group(impl_->file.get(), "model", f, "/model", impl_->links.get());
     if (!h5::link_exists(g.get(), "classifier", f, "/model/classifier"))
       fail<TraceError>(f, ": /model/classifier is missing (traced by an older kvsim; re-trace to get it)");
     out = read_f32(g.get(), "classifier", {static_cast<hsize_t>(model_.vocab), static_cast<hsize_t>(model_.hidden)}, integrity(), f,
@@ -411,11 +449,11 @@ bool TraceReader::has_dataset(std::size_t prompt_index, std::string_view name) c
     if (next == pos) return false;
     object += "/";
     object += name.substr(pos, next - pos);
-    if (!h5::link_exists(root, object, file_label_, object)) return false;
+    if (!h5::link_exists(root, object, file_label_, object, impl_->links.get())) return false;
     pos = next + 1;
   }
   H5O_info_t info;
-  if (H5Oget_info_by_name(root, object.c_str(), &info, H5P_DEFAULT) < 0) return false;
+  if (H5Oget_info_by_name(root, object.c_str(), &info, impl_->links.get()) < 0) return false;
   return info.type == H5O_TYPE_DATASET;
 }
 

@@ -42,6 +42,11 @@ class TraceReader {
   // Element type of keys, values, q_window, q_cont: fp16 in version 1, the root attribute
   // `storage` from version 2. read_layer converts every storage to fp32.
   KvStorage storage() const { return storage_; }
+  // An index file (`mpirun -np N kvsim trace`, traces/trace_index.hpp): its parts as the root
+  // attribute `parts` names them (relative to the index's directory), in rank order; empty for a
+  // single trace. part_paths(): the same resolved against the index's directory.
+  const std::vector<std::string>& parts() const { return parts_; }
+  std::vector<std::filesystem::path> part_paths() const;
   // Complete prompts only, sorted by id; prompt_index below indexes this vector.
   const std::vector<PromptMeta>& prompts() const { return prompts_; }
 
@@ -75,6 +80,7 @@ class TraceReader {
   KvStorage storage_ = KvStorage::kFp16;
   int integrity_ = 0;  // an h5::Integrity (traces/hdf5_io.hpp), kept out of this header
   std::vector<PromptMeta> prompts_;
+  std::vector<std::string> parts_;
   std::unique_ptr<Impl> impl_;
 };
 

@@ -208,6 +208,8 @@ void TraceWriter::resume() {
   int version = 0;
   {
     Handle old = h5::file_handle(H5Fopen(f.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    // The .partial of a writer that was killed: its complete prompts are as good as any.
+    if (!old && h5::clear_stale_write_mark(f)) old = h5::file_handle(H5Fopen(f.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
     if (!old) cannot_open();
     try {
       version = h5::has_attr(old.get(), "format_version", f, "/") ? h5::read_int_attr(old.get(), "format_version", f, "/") : 0;
