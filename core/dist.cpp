@@ -265,15 +265,29 @@ void run_worker(const Job& job) {
 // results and delivers them in order.
 void run_root(const Job& job) {
   std::mutex mu;
-  std::size_t next = 0;                       // next item to hand out
+  std::size_t next = 0;                       // lowest item not handed out yet
+  std::vector<bool> taken(job.items, false);
+  const std::size_t window = job.cost ? 4 * static_cast<std::size_t>(g_size) : 1;
   std::map<std::size_t, std::string> ready;   // results waiting for their turn
   std::exception_ptr local_error;
   std::optional<std::size_t> local_error_item, local_item;
   bool cancel = false;
+  // The next item to hand out: the costliest of the first `window` not yet handed out (the
+  // lowest index among equals), or simply the next one without costs.
   auto take = [&]() -> std::optional<std::size_t> {
     std::lock_guard lock(mu);
+    while (next < job.items && taken[next]) ++next;
     if (cancel || next >= job.items) return std::nullopt;
-    return next++;
+    std::size_t pick = next;
+    double best = -1;
+    for (std::size_t k = next, seen = 0; k < job.items && seen < window; ++k) {
+      if (taken[k]) continue;
+      ++seen;
+      const double c = job.cost ? job.cost(k) : 0.0;
+      if (c > best) best = c, pick = k;
+    }
+    taken[pick] = true;
+    return pick;
   };
   std::thread local([&] {
     std::deque<std::size_t> queue;

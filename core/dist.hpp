@@ -76,9 +76,14 @@ struct Job {
   // (which is then running on this thread): start reading it (on a thread of its own), so
   // that compute(k) finds it read. At most one item ahead per rank.
   std::function<void(std::size_t)> prefetch;
+  // Optional: item k's relative cost (e.g. its prompt length). With it, rank 0 hands out the
+  // costliest of the next few not yet handed out (a window of 4 per rank) instead of the next
+  // in order: long prompts start early and the job does not end on one (longest-processing-
+  // time first, locally). Results still come in order; the window bounds how many wait on rank 0.
+  std::function<double(std::size_t)> cost;
 };
-// Every rank calls it with the same job size. Rank 0 hands out items in index order as ranks
-// finish their previous one, each rank holding two (the one it computes and the next, for
+// Every rank calls it with the same job size. Rank 0 hands out items in index order (or by cost,
+// within a window: Job::cost) as ranks finish their previous one, each rank holding two (the one it computes and the next, for
 // prefetch); rank 0 computes too, on a thread of its own, while its calling thread serves the
 // other ranks. Results arriving out of order wait on rank 0 until their turn. In a world of one: compute(k) then deliver(k) for each k, on the calling thread.
 void run_job(const Job& job);

@@ -322,6 +322,10 @@ void Replay::run(const std::function<void(const PromptResult&)>& on_prompt) cons
       on_prompt(decode_prompt_result(bytes, &traces_->reader(items[k].trace).prompts()[items[k].prompt]));
     };
     job.label = [&](std::size_t k) { return item_label(*traces_, items[k]); };
+    // A replay costs about its prompt length (selections and metrics over T, attention T·(W + M)).
+    job.cost = [&](std::size_t k) {
+      return static_cast<double>(traces_->reader(items[k].trace).prompts()[items[k].prompt].n_prompt);
+    };
     dist::run_job(job);
     return;
   }
