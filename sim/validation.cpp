@@ -198,6 +198,10 @@ void Validation::run(const std::function<void(std::size_t, const std::string&)>&
     if (progress) progress(k + 1, replay_.trace(items[k].trace).prompts()[items[k].prompt].id);
   };
   job.label = [&](std::size_t k) { return item_label(replay_.traces(), items[k]); };
+  // Replay, exact decode and generation all grow with the prompt length.
+  job.cost = [&](std::size_t k) {
+    return static_cast<double>(replay_.trace(items[k].trace).prompts()[items[k].prompt].n_prompt);
+  };
   dist::run_job(job);
 }
 

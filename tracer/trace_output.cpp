@@ -216,6 +216,8 @@ TraceFileResult trace_prompts_in_parts(const ForwardBackend& backend, std::span<
     if (options.progress) options.progress(TraceProgress{result.resumed + k + 1, result.tokens, seconds_since(t0)});
   };
   job.label = [&](std::size_t k) { return out.string() + " prompt " + trace_prompt_id(todo[k]); };
+  // A prefill costs about its tokens (more at long context; the order only needs to be right).
+  job.cost = [&](std::size_t k) { return static_cast<double>(prompts[todo[k]].tokens.size()); };
   dist::run_job(job);
 
   writer->finish();
