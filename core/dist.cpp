@@ -33,7 +33,7 @@ namespace kvsim::dist {
 namespace {
 
 int g_rank = 0, g_size = 1, g_local_size = 1;
-bool g_mpi = false;  // MPI started by init()
+[[maybe_unused]] bool g_mpi = false;  // MPI started by init() (never without KVSIM_HAVE_MPI)
 
 // Set by SIGTERM on rank 0 while run_job serves the other ranks: the launcher is stopping the
 // job (another rank died), and rank 0 says which items were in flight before it goes.
