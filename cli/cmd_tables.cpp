@@ -292,7 +292,7 @@ int cmd_diff(const std::vector<std::string>& args) {
   // and every rank exits with the verdict.
   std::optional<PartialDir> dir;  // created before the work, committed after it: complete or absent
   if (!out_dir.empty() && dist::is_root()) dir.emplace(out_dir, overwrite);
-  const EvalSet set(paths_of(traces), old_t.window, cache_bytes(cache_mb), {}, nullptr, old_t.sink, Placement::kBalanced);
+  const EvalSet set(paths_of(traces), old_t.window, cache_bytes(cache_mb), {}, nullptr, old_t.sink, Placement::kOnDemand);
   const DiffReport rep = diff_tables(set, old_t, new_t, budget_list, tolerance, bootstrap, seed);
   if (!dist::is_root()) {
     // mpirun ends the job as soon as one rank exits non-zero (3 here): wait until rank 0 has
@@ -356,7 +356,7 @@ int cmd_transfer(const std::vector<std::string>& args) {
   if (root) print_transfer_header(tables, a, b, correlations);
   nlohmann::json traces_prov = nlohmann::json::array();
   if (!traces.empty()) {
-    const EvalSet set(paths_of(traces), b.window, cache_bytes(cache_mb), {}, nullptr, b.sink, Placement::kBalanced);
+    const EvalSet set(paths_of(traces), b.window, cache_bytes(cache_mb), {}, nullptr, b.sink, Placement::kOnDemand);
     const std::vector<int> bs = budgets.empty() ? b.budgets : budget_list;
     const DiffReport rep = diff_tables(set, b, a, bs, 0.0, bootstrap, seed);
     if (!root) return 0;

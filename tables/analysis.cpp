@@ -6,6 +6,7 @@
 #include <numeric>
 #include <tbb/parallel_for.h>
 
+#include "core/bytes.hpp"
 #include "core/dist.hpp"
 #include "core/error.hpp"
 #include "core/rng.hpp"
@@ -52,30 +53,60 @@ DiffReport diff_tables(const EvalSet& set, const DecisionTable& old_table, const
   const DecisionTable a = map_table_to_model(old_table, set.model()), b = map_table_to_model(new_table, set.model());
   if (a.window != set.window() || b.window != set.window())
     fail<InputError>("the tables were compiled with windows ", a.window, " and ", b.window, ", the evaluation uses ", set.window());
+  // The prompt length from the metadata: an on-demand set has not read the prompts yet.
   for (std::size_t p = 0; p < set.size(); ++p)
     for (int B : budgets)
-      if (B < 1 || B > set.prompt(p).state.T)
+      if (B < 1 || B > set.prompt(p).meta->n_prompt)
         fail<InputError>("budget ", B, " is outside [1, T] for prompt ", set.prompt(p).meta->id);
   const int P = static_cast<int>(set.size()), nb = static_cast<int>(budgets.size());
+  const std::size_t row = static_cast<std::size_t>(nb) * 2;
   DiffReport rep;
-  // rewards [p, k, old|new] of the prompts this rank owns (every prompt in one process).
-  const std::vector<std::size_t>& mine = set.owned();
-  std::vector<double> rewards(mine.size() * nb * 2);
-  tbb::parallel_for(0, static_cast<int>(mine.size()), [&](int i) {
-    const std::size_t p = mine[i];
-    set.with_data(p, [&](const PromptEvalData& data) {
-      EvalCounters counters;
-      std::vector<LayerOutcome> outs;
-      for (int k = 0; k < nb; ++k) {
-        double* r = &rewards[(static_cast<std::size_t>(i) * nb + k) * 2];
-        r[0] = evaluate_table(set.prompt(p), data, a, budgets[k], outs, counters);
-        r[1] = evaluate_table(set.prompt(p), data, b, budgets[k], outs, counters);
-      }
+  // One prompt's rewards [k, old|new] into r.
+  auto evaluate = [&](const EvalPrompt& ep, const PromptEvalData& data, double* r) {
+    EvalCounters counters;
+    std::vector<LayerOutcome> outs;
+    for (int k = 0; k < nb; ++k) {
+      r[2 * k] = evaluate_table(ep, data, a, budgets[k], outs, counters);
+      r[2 * k + 1] = evaluate_table(ep, data, b, budgets[k], outs, counters);
+    }
+  };
+  std::vector<double> rewards;  // [p, k, old|new]: every prompt's on rank 0 (and in one process)
+  if (set.on_demand()) {
+    // MPI, one pass: the prompts are handed out as ranks finish (dist::run_job), each read by
+    // the rank that evaluates it; rank 0 gets the rewards in prompt order.
+    if (dist::is_root()) rewards.resize(static_cast<std::size_t>(P) * row);
+    dist::Job job;
+    job.items = set.size();
+    job.compute = [&](std::size_t p) {
+      const auto [ep, data] = set.read_now(p);
+      std::vector<double> r(row);
+      evaluate(ep, *data, r.data());
+      ByteWriter w;
+      w.put(r);
+      return w.take();
+    };
+    job.deliver = [&](std::size_t p, std::string&& bytes) {
+      std::vector<double> r;
+      ByteReader in(bytes);
+      in.get(r);
+      KVSIM_CHECK(r.size() == row && in.done(), "diff_tables: a prompt's rewards came back short");
+      std::copy(r.begin(), r.end(), rewards.begin() + static_cast<std::ptrdiff_t>(p * row));
+    };
+    job.label = [&](std::size_t p) { return set.traces()[set.prompt(p).trace].string() + " prompt " + set.prompt(p).meta->id; };
+    job.cost = [&](std::size_t p) { return static_cast<double>(set.prompt(p).meta->n_prompt); };
+    dist::run_job(job);
+  } else {
+    // The prompts this rank owns (every prompt in one process), then, spread over the ranks,
+    // rank 0 gets every rank's rows in prompt order.
+    const std::vector<std::size_t>& mine = set.owned();
+    rewards.resize(mine.size() * row);
+    tbb::parallel_for(0, static_cast<int>(mine.size()), [&](int i) {
+      const std::size_t p = mine[i];
+      set.with_data(p, [&](const PromptEvalData& data) { evaluate(set.prompt(p), data, &rewards[i * row]); });
     });
-  });
-  // MPI: rank 0 gets every rank's rewards in prompt order and summarises; the verdict (the
-  // exit code) goes back to every rank.
-  rewards = set.rows_to_root(std::move(rewards), static_cast<std::size_t>(nb) * 2);
+    rewards = set.rows_to_root(std::move(rewards), row);
+  }
+  // MPI: rank 0 summarises; the verdict (the exit code) goes back to every rank.
   if (set.distributed() && !dist::is_root()) {
     rep.regression = dist::broadcast("")[0] != 0;
     return rep;
@@ -85,8 +116,8 @@ DiffReport diff_tables(const EvalSet& set, const DecisionTable& old_table, const
     for (int k = 0; k < nb; ++k) {
       PairedRecord& r = rep.records[static_cast<std::size_t>(p) * nb + k];
       r.prompt = p, r.budget = budgets[k];
-      r.old_reward = rewards[(static_cast<std::size_t>(p) * nb + k) * 2];
-      r.new_reward = rewards[(static_cast<std::size_t>(p) * nb + k) * 2 + 1];
+      r.old_reward = rewards[static_cast<std::size_t>(p) * row + 2 * k];
+      r.new_reward = rewards[static_cast<std::size_t>(p) * row + 2 * k + 1];
     }
   auto add_row = [&](const std::string& scope, const std::string& task, int budget, std::uint64_t salt) {
     PairedSummary s;

@@ -54,7 +54,8 @@ EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::siz
     };
   // Spread over the ranks, only rank 0 reads every file whole for its hash (it writes the
   // provenance); the others would only repeat that I/O.
-  distributed_ = placement == Placement::kBalanced && dist::size() > 1;
+  distributed_ = placement != Placement::kEveryRank && dist::size() > 1;
+  on_demand_ = distributed_ && placement == Placement::kOnDemand;
   rank_ = distributed_ ? dist::rank() : 0;
   traces_ = std::make_unique<TraceSet>(paths_, checks, /*hash_files=*/!distributed_ || dist::is_root());
   for (std::size_t t = 0; t < traces_->size(); ++t)
@@ -63,6 +64,14 @@ EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::siz
       ep.trace = t, ep.index = i, ep.meta = &traces_->reader(t).prompts()[i];
       prompts_.push_back(std::move(ep));
     }
+  if (on_demand_) {
+    // Every prompt is read by the rank it is handed to, when it is (read_now).
+    for (EvalPrompt& ep : prompts_) ep.owner = -1;
+    if (progress)
+      progress(std::to_string(prompts_.size()) + " prompts in " + std::to_string(paths_.size()) +
+               " traces, read as they are handed out to the ranks");
+    return;
+  }
   if (distributed_) {
     // Cost ∝ T: scoring, selecting and measuring a kept set all grow with the prompt length
     // (10× between prompts of one set), the continuation length is usually one per set.
@@ -249,6 +258,12 @@ std::shared_ptr<PromptEvalData> EvalSet::load(std::size_t t, std::size_t i, Comp
   // not part of what measuring kept sets keeps.
   if (exact_) data->exact = std::make_unique<ExactDecoder>(exact_decoder(*exact_, r, i, std::move(prompt_keys), std::move(prompt_values), read.outputs));
   return data;
+}
+
+std::pair<EvalPrompt, std::shared_ptr<const PromptEvalData>> EvalSet::read_now(std::size_t p) const {
+  EvalPrompt ep = prompts_[p];
+  std::shared_ptr<const PromptEvalData> data = load(ep.trace, ep.index, &ep.state);
+  return {std::move(ep), std::move(data)};
 }
 
 void EvalSet::with_data(std::size_t p, const std::function<void(const PromptEvalData&)>& fn) const {

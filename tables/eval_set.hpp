@@ -69,7 +69,9 @@ struct EvalPrompt {
 // Where the prompts of a set live in an MPI job (a world of one holds every prompt anyway).
 enum class Placement {
   kEveryRank,  // this rank loads every prompt (no communication)
-  kBalanced,   // spread over the ranks by assign_prompts (cql compile, diff, transfer)
+  kBalanced,   // spread over the ranks by assign_prompts, for good (cql compile: many passes)
+  kOnDemand,   // nothing loaded up front: a rank reads a prompt when it is handed it, once
+               // (diff, transfer: one pass, dynamic hand-out with dist::run_job)
 };
 
 // Owner rank of each prompt: greedy longest-first on cost (prompts by cost descending, then
@@ -118,9 +120,15 @@ class EvalSet {
   int sink() const { return sink_; }
   std::size_t size() const { return prompts_.size(); }
   const EvalPrompt& prompt(std::size_t p) const { return prompts_[p]; }
-  // True when the prompts are spread over more than one rank (kBalanced in an MPI job):
-  // evaluations are collective, every rank taking part.
+  // True when the prompts are spread over more than one rank (kBalanced or kOnDemand in an MPI
+  // job): evaluations are collective, every rank taking part.
   bool distributed() const { return distributed_; }
+  // kOnDemand in an MPI job: no prompt is loaded here until read_now(p); prompt(p).state is
+  // empty (its metadata is there).
+  bool on_demand() const { return on_demand_; }
+  // Prompt p with its whole state, and its evaluation data, read now (not cached): what a rank
+  // of an on-demand set evaluates when it is handed p.
+  std::pair<EvalPrompt, std::shared_ptr<const PromptEvalData>> read_now(std::size_t p) const;
   bool owns(std::size_t p) const { return prompts_[p].owner == rank_; }
   // The prompts this rank evaluates, in index order; owned_by(r) those of rank r.
   const std::vector<std::size_t>& owned() const { return owned_; }
@@ -159,7 +167,7 @@ class EvalSet {
   int window_ = 0, sink_ = 0;
   const CpuForward* exact_ = nullptr;
   bool logit_rewards_ = true;
-  bool distributed_ = false;
+  bool distributed_ = false, on_demand_ = false;
   int rank_ = 0;
   std::vector<EvalPrompt> prompts_;
   std::vector<std::size_t> owned_;
