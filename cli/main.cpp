@@ -4,11 +4,13 @@
 // directory where a file was expected: the user's paths, not a kvsim bug), 2 for usage, 4 for
 // internal errors; 3 is reserved for `kvsim diff`'s verdict "NEW is worse than OLD".
 #include <boost/program_options/errors.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <ios>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cli/commands.hpp"
@@ -55,29 +57,35 @@ namespace {
 // the exit code above.
 int run_command(const Command& c, const std::vector<std::string>& args) {
   const std::string who = kvsim::dist::rank_prefix() + "kvsim " + c.name;
+  // In an MPI job an error every rank meets (a bad option, an existing output) is said once:
+  // the other ranks wait a second before saying theirs, and rank 0's abort ends them first.
+  auto say = [&](const std::string& line) {
+    if (kvsim::dist::size() > 1 && !kvsim::dist::is_root()) std::this_thread::sleep_for(std::chrono::seconds(1));
+    std::fprintf(stderr, "%s%s\n", who.c_str(), line.c_str());
+  };
   try {
     return c.run(args);
   } catch (const kvsim::dist::RankError& e) {
-    if (!e.reported()) std::fprintf(stderr, "%s: error: %s\n", who.c_str(), e.what());
+    if (!e.reported()) say(std::string(": error: ") + e.what());
     return 1;
   } catch (const kvsim::Error& e) {
-    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), e.what());
+    say(std::string(": error: ") + e.what());
     return 1;
   } catch (const std::filesystem::filesystem_error& e) {
     // "filesystem error: cannot create directories: Permission denied [out.partial]"
     std::string what = e.what();
     if (what.rfind("filesystem error: ", 0) == 0) what.erase(0, 18);
-    std::fprintf(stderr, "%s: error: %s\n", who.c_str(), what.c_str());
+    say(": error: " + what);
     return 1;
   } catch (const std::ios_base::failure& e) {
     // A stream read or write failed (e.g. a directory read as a file).
-    std::fprintf(stderr, "%s: error: file read or write failed: %s\n", who.c_str(), e.what());
+    say(std::string(": error: file read or write failed: ") + e.what());
     return 1;
   } catch (const boost::program_options::error& e) {
-    std::fprintf(stderr, "%s: %s (see 'kvsim %s --help')\n", who.c_str(), e.what(), c.name);
+    say(std::string(": ") + e.what() + " (see 'kvsim " + c.name + " --help')");
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "%s: internal error: %s\n", who.c_str(), e.what());
+    say(std::string(": internal error: ") + e.what());
     return 4;  // 3 is `kvsim diff`'s verdict "NEW is worse", not an error
   }
 }
