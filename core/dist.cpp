@@ -205,6 +205,20 @@ std::vector<std::string> gather(const std::string& bytes) {
   return {bytes};
 }
 
+void require_same(const std::string& what, std::uint64_t fingerprint) {
+  if (g_size <= 1) return;
+  ByteWriter w;
+  w.put(fingerprint);
+  const std::vector<std::string> all = gather(w.take());
+  std::string differ;
+  for (int r = 1; r < static_cast<int>(all.size()); ++r)
+    if (ByteReader(all[r]).get<std::uint64_t>() != fingerprint) differ += (differ.empty() ? "" : ", ") + std::to_string(r);
+  const std::string verdict = broadcast(differ);
+  if (!verdict.empty())
+    fail<RankError>("rank(s) ", verdict, " see another ", what, " than rank 0 (other files under the same paths? every ",
+                    "rank must read the same files: docs/scale-out.md)");
+}
+
 namespace {
 
 void run_local(const Job& job) {

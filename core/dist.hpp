@@ -11,6 +11,7 @@
 // so); otherwise, and in a build without MPI, the job is a world of one and nothing here calls
 // MPI. Only the main thread calls MPI (MPI_THREAD_FUNNELED).
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -61,6 +62,11 @@ void barrier();
 std::string broadcast(const std::string& bytes);
 // Rank 0: every rank's bytes in rank order; others: empty.
 std::vector<std::string> gather(const std::string& bytes);
+
+// Collective: fails (RankError on every rank, naming the ranks that differ from rank 0) unless
+// every rank computed the same `fingerprint` of `what` — e.g. ranks that see other files under
+// the same paths (node-local copies, a stale cache), whose outputs would not be one process's.
+void require_same(const std::string& what, std::uint64_t fingerprint);
 
 // A list of work items handed out to the ranks.
 struct Job {

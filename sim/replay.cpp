@@ -78,6 +78,8 @@ Replay::Replay(ReplayOptions options) : options_(std::move(options)) {
     w_o_gram_.push_back(needs_.w_o_gram ? head_output_grams_all(w_o, mi) : nullptr);
   };
   traces_ = std::make_unique<TraceSet>(options_.traces, checks);
+  // In an MPI job every rank replays prompts of its own copy of the set: the same one.
+  dist::require_same("trace set", traces_->fingerprint());
 }
 
 Replay::~Replay() = default;

@@ -2,7 +2,9 @@
 
 #include <tbb/parallel_for.h>
 
+#include "core/bytes.hpp"
 #include "core/error.hpp"
+#include "core/hash.hpp"
 #include "traces/trace_index.hpp"
 
 namespace kvsim {
@@ -26,6 +28,25 @@ TraceSet::~TraceSet() = default;
 const std::string& TraceSet::hash(std::size_t t) const {
   KVSIM_CHECK(t < hashes_.size(), "TraceSet::hash: the set was opened without hash_files");
   return hashes_[t];
+}
+
+std::uint64_t TraceSet::fingerprint() const {
+  ByteWriter w;
+  for (std::size_t t = 0; t < readers_.size(); ++t) {
+    const TraceReader& r = *readers_[t];
+    const ModelInfo& m = r.model();
+    w.put(paths_[t].string());
+    w.put(m.n_layers), w.put(m.n_heads), w.put(m.n_kv_heads), w.put(m.head_dim), w.put(m.hidden), w.put(m.vocab);
+    w.put(m.source);
+    w.put(static_cast<int>(r.storage())), w.put(r.format_version());
+    w.put(r.producer().created_utc);
+    for (const PromptMeta& p : r.prompts()) {
+      w.put(p.id), w.put(p.task), w.put(p.source), w.put(p.sample_id), w.put(p.scorer), w.put(p.answers);
+      w.put(p.n_prompt), w.put(p.n_cont), w.put(p.window), w.put(p.topk), w.put(p.truncated_from);
+    }
+  }
+  const std::string bytes = w.take();
+  return hash_bytes(std::as_bytes(std::span(bytes.data(), bytes.size())));
 }
 
 std::size_t TraceSet::total_prompts() const {

@@ -62,6 +62,11 @@ class TraceSet {
   const std::string& hash(std::size_t t) const;
   bool hashed() const { return !hashes_.empty(); }
 
+  // A cheap fingerprint of what the set holds, without reading the tensors: every trace's path,
+  // model, storage, producer and its prompts' metadata. The ranks of an MPI job compare theirs
+  // (dist::require_same).
+  std::uint64_t fingerprint() const;
+
   std::size_t total_prompts() const;
   // Every (trace, prompt), trace order then prompt order.
   std::vector<TraceItem> items() const;

@@ -58,6 +58,7 @@ EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::siz
   on_demand_ = distributed_ && placement == Placement::kOnDemand;
   rank_ = distributed_ ? dist::rank() : 0;
   traces_ = std::make_unique<TraceSet>(paths_, checks, /*hash_files=*/!distributed_ || dist::is_root());
+  if (distributed_) dist::require_same("trace set", traces_->fingerprint());
   for (std::size_t t = 0; t < traces_->size(); ++t)
     for (std::size_t i = 0; i < traces_->reader(t).prompts().size(); ++i) {
       EvalPrompt ep;

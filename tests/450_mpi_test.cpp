@@ -192,3 +192,27 @@ TEST_CASE("mpirun: a rank killed mid-run fails the job naming it, leaves no outp
   REQUIRE(again.status == 0);
   require_same_files(tmp / "one", tmp / "out", {"layers.csv", "summary.csv", "kept.csv"});
 }
+
+TEST_CASE("mpirun: ranks that see other files under the same paths are refused before any work", "[mpi][shared]") {
+  if (const std::string why = test::mpi_unavailable(); !why.empty()) KVSIM_SKIP(why);
+  if (!std::filesystem::exists(test::shared_dir())) KVSIM_SKIP("../shared is absent");
+  test::TempDir tmp;
+  // Two working directories, each with its own t.h5 (3 and 4 prompts): rank 0 runs in a/, rank 1
+  // in b/ (an MPMD launch), as ranks on nodes with different local copies would.
+  const auto model = test::shared_path("models/stories260K/stories260K.bin").string();
+  const auto text = test::shared_path("data/tinystories_valid_subset/tinystories_val.txt").string();
+  for (const auto& [dir, n] : {std::pair{"a", 3}, std::pair{"b", 4}}) {
+    std::filesystem::create_directories(tmp / dir);
+    const auto r = test::run_cli("trace --model " + model + " --input " + text + " --prompt-len 64 --cont-len 8 --window 16 --limit " +
+                                 std::to_string(n) + " --quiet --out " + (tmp / dir / "t.h5").string());
+    REQUIRE(r.status == 0);
+  }
+  const std::string args = " run t.h5 --policies snapkv:window=8 --budget 16 --quiet --out out";
+  const auto r = test::run_command("mpirun --oversubscribe --allow-run-as-root -np 1 --wdir " + (tmp / "a").string() + " " +
+                                   KVSIM_BINARY + args + " : -np 1 --wdir " + (tmp / "b").string() + " " + KVSIM_BINARY + args);
+  INFO(r.output);
+  CHECK(r.status != 0);
+  CHECK(r.output.find("rank(s) 1 see another trace set than rank 0") != std::string::npos);
+  CHECK_FALSE(std::filesystem::exists(tmp / "a" / "out"));
+  CHECK_FALSE(std::filesystem::exists(tmp / "a" / "out.partial"));
+}

@@ -9,6 +9,7 @@
 
 #include "core/bytes.hpp"
 #include "core/dist.hpp"
+#include "core/hash.hpp"
 #include "core/error.hpp"
 #include "traces/trace_index.hpp"
 #include "tracer/recorder.hpp"
@@ -153,6 +154,17 @@ void check_parts_on_disk(const std::filesystem::path& dir, int ranks) {
 TraceFileResult trace_prompts_in_parts(const ForwardBackend& backend, std::span<const PromptSpec> prompts,
                                        const std::filesystem::path& out, const TraceFileOptions& options) {
   const int ranks = dist::size();
+  {
+    // Every rank loaded and tokenized the inputs itself: the same prompts, or the parts would
+    // not make one trace.
+    ByteWriter w;
+    for (const PromptSpec& p : prompts) {
+      w.put(p.tokens);
+      w.put(p.n_prompt), w.put(p.task), w.put(p.source), w.put(p.sample_id), w.put(p.answers);
+    }
+    const std::string bytes = w.take();
+    dist::require_same("list of prompts (inputs, tokenizer, options)", hash_bytes(std::as_bytes(std::span(bytes.data(), bytes.size()))));
+  }
   const std::filesystem::path dir = trace_parts_dir(out), out_partial = with_suffix(out, ".partial");
   std::vector<std::filesystem::path> parts;
   for (int r = 0; r < ranks; ++r) parts.push_back(dir / trace_part_name(r, ranks));
