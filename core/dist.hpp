@@ -85,7 +85,7 @@ struct Job {
   // Optional: item k's relative cost (e.g. its prompt length). With it, rank 0 hands out the
   // costliest of the next few not yet handed out (a window of 4 per rank) instead of the next
   // in order: long prompts start early and the job does not end on one (longest-processing-
-  // time first, locally). Results still come in order; the window bounds how many wait on rank 0.
+  // time first, locally). Results still come in order.
   std::function<double(std::size_t)> cost;
 };
 // Every rank calls it with the same job size. Rank 0 hands out items in index order (or by cost,
