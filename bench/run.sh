@@ -26,3 +26,4 @@ done
 bash bench/compile.sh "$threads"
 bash bench/trace_storage.sh 1
 bash bench/scale_out.sh
+bash bench/scale_out_trace.sh
