@@ -19,7 +19,7 @@ text=../shared/data/tinystories_valid_subset/tinystories_val.txt
 [ -f "$text" ] || skip "../shared absent"
 dir=${KVSIM_BENCH_DIR:-out/bench-scale-out-trace}
 mkdir -p "$dir"
-# The inputs: two JSONL-free text slices, one file each length (the tracer chunks text files).
+# The inputs: two slices of the text, one per prompt length (the tracer chunks a text file).
 head -c 120000 "$text" >"$dir/short.txt"
 tail -c 400000 "$text" >"$dir/long.txt"
 mpirun=(mpirun --oversubscribe --allow-run-as-root --bind-to none)
