@@ -57,7 +57,8 @@ DiffReport diff_tables(const EvalSet& set, const DecisionTable& old_table, const
   for (std::size_t p = 0; p < set.size(); ++p)
     for (int B : budgets)
       if (B < 1 || B > set.prompt(p).meta->n_prompt)
-        fail<InputError>("budget ", B, " is outside [1, T] for prompt ", set.prompt(p).meta->id);
+        fail<InputError>(set.traces()[set.prompt(p).trace].string(), ": prompt ", set.prompt(p).meta->id, ": budget ", B,
+                         " is outside [1, T] (T = ", set.prompt(p).meta->n_prompt, ")");
   const int P = static_cast<int>(set.size()), nb = static_cast<int>(budgets.size());
   const std::size_t row = static_cast<std::size_t>(nb) * 2;
   DiffReport rep;

@@ -48,8 +48,8 @@ class Compiler {
     for (std::size_t p = 0; p < set.size(); ++p)
       for (int B : table_.budgets)
         if (B < 1 || B > set.prompt(p).state.T)
-          fail<InputError>("budget ", B, " is outside [1, T] for prompt ", set.prompt(p).meta->id, " (T = ",
-                           set.prompt(p).state.T, ")");
+          fail<InputError>(set.traces()[set.prompt(p).trace].string(), ": prompt ", set.prompt(p).meta->id, ": budget ", B,
+                           " is outside [1, T] (T = ", set.prompt(p).state.T, ")");
     std::vector<double> ent, ppl;
     for (std::size_t p = 0; p < set.size(); ++p) {
       ent.push_back(set.prompt(p).state.entropy);

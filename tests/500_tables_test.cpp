@@ -233,6 +233,16 @@ TEST_CASE("kvsim diff: exit 0 against itself, 3 for a damaged table, wrong shape
   CHECK(same.status == 0);
   CHECK(same.output.find("NEW is not worse") != std::string::npos);
   CHECK(slurp(tmp / "d.csv").rfind("scope,task,budget,n,reward_old", 0) == 0);
+  // A budget above a prompt's length: one message naming the trace and the prompt, no output.
+  for (const std::string& cmd : {"compile " + traces + " --budget 100000 --window 8 --out " + (tmp / "big.json").string(),
+                                 "diff " + (tmp / "t.json").string() + " " + (tmp / "t.json").string() + " --traces " + traces +
+                                     " --budget 100000"}) {
+    const auto big = test::run_cli(cmd);
+    INFO(big.output);
+    CHECK(big.status == 1);
+    CHECK(big.output.find(tr.a.string() + ": prompt 000000: budget 100000 is outside [1, T] (T = ") != std::string::npos);
+  }
+  CHECK_FALSE(std::filesystem::exists(tmp / "big.json"));
   // Damage: every coverage threshold 1 (drop all the utility mass) keeps the window only.
   DecisionTable t = read_table(tmp / "t.json");
   CHECK(t.gate_mode == GateMode::coverage);
