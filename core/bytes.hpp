@@ -3,6 +3,10 @@
 // numbers as their raw bits (a double comes back as the same double, NaN payloads included),
 // strings and vectors with their length first. Both ends are the same kvsim binary on the same
 // architecture, so no byte-order or version fields.
+//
+// Both classes have io(fields...): a type's encoding is written once, as a function template
+// over the archive that calls a.io(x.a, x.b, …), and serves both directions (a ByteWriter puts
+// the fields, a ByteReader gets them, in the same order).
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -36,6 +40,10 @@ class ByteWriter {
   void put(const std::vector<std::string>& v) {
     put<std::uint64_t>(v.size());
     for (const auto& s : v) put(s);
+  }
+  template <typename... Ts>
+  void io(const Ts&... xs) {
+    (put(xs), ...);
   }
   std::string take() { return std::move(out_); }
 
@@ -74,6 +82,10 @@ class ByteReader {
     if (n > in_.size()) fail<Error>("byte message: list of ", n, " strings overruns it");
     v.resize(n);
     for (auto& s : v) get(s);
+  }
+  template <typename... Ts>
+  void io(Ts&... xs) {
+    (get(xs), ...);
   }
   bool done() const { return in_.empty(); }
 

@@ -45,16 +45,20 @@ Selection decode_selection(ByteReader& r) {
   return s;
 }
 
+namespace {
+
+// The fields of a PromptResult that travel (meta is rank 0's own; selections follow apart).
+template <typename Archive, typename Result>
+void result_fields(Archive& a, Result& r) {
+  a.io(r.trace, r.n_layers, r.n_kv_heads, r.head_dim, r.budget_tokens, r.metrics, r.dnll_est_sum, r.dnll_est_logit,
+       r.dnll_est_kl, r.flops, r.projection, r.seconds, r.cpu_seconds);
+}
+
+}  // namespace
+
 std::string encode_prompt_result(const PromptResult& r, bool kept_tokens) {
   ByteWriter w;
-  w.put<std::uint64_t>(r.trace);
-  w.put<int>(r.n_layers), w.put<int>(r.n_kv_heads), w.put<int>(r.head_dim);
-  w.put(r.budget_tokens);
-  w.put(r.metrics);
-  w.put(r.dnll_est_sum), w.put(r.dnll_est_logit), w.put(r.dnll_est_kl);
-  w.put(r.flops);
-  w.put(r.projection);
-  w.put(r.seconds), w.put(r.cpu_seconds);
+  result_fields(w, r);
   w.put<std::uint64_t>(r.selections.size());
   for (const Selection& s : r.selections) encode_selection(w, s, kept_tokens);
   return w.take();
@@ -63,15 +67,8 @@ std::string encode_prompt_result(const PromptResult& r, bool kept_tokens) {
 PromptResult decode_prompt_result(std::string_view bytes, const PromptMeta* meta) {
   ByteReader rd(bytes);
   PromptResult r;
-  r.trace = rd.get<std::uint64_t>();
+  result_fields(rd, r);
   r.meta = meta;
-  rd.get(r.n_layers), rd.get(r.n_kv_heads), rd.get(r.head_dim);
-  rd.get(r.budget_tokens);
-  rd.get(r.metrics);
-  rd.get(r.dnll_est_sum), rd.get(r.dnll_est_logit), rd.get(r.dnll_est_kl);
-  rd.get(r.flops);
-  rd.get(r.projection);
-  rd.get(r.seconds), rd.get(r.cpu_seconds);
   const auto n = rd.get<std::uint64_t>();
   for (std::uint64_t p = 0; p < n; ++p) r.selections.push_back(decode_selection(rd));
   KVSIM_CHECK(rd.done(), "decode_prompt_result: trailing bytes");

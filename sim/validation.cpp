@@ -207,28 +207,22 @@ void Validation::run(const std::function<void(std::size_t, const std::string&)>&
 
 namespace {
 
-void put(ByteWriter& w, const FidelityPoint& p) {
-  w.put<std::uint64_t>(p.trace);
-  w.put(p.prompt), w.put(p.task);
-  w.put(p.policy), w.put(p.budget), w.put(p.budget_tokens);
-  w.put(p.kept_per_head);
-  w.put<std::uint8_t>(p.keeps_all);
-  w.put(p.out_err), w.put(p.est_sum), w.put(p.est_logit), w.put(p.est_kl);
-  w.put(p.exact_nll), w.put(p.exact_dnll), w.put(p.exact_kl);
-  w.put(p.score), w.put(p.score_full), w.put(p.generated_tokens);
-  w.put(p.text);
+// The fields that travel, one list for both directions (core/bytes.hpp).
+template <typename Archive, typename Point>
+void point_fields(Archive& a, Point& p) {
+  a.io(p.trace, p.prompt, p.task, p.policy, p.budget, p.budget_tokens, p.kept_per_head, p.keeps_all, p.out_err,
+       p.est_sum, p.est_logit, p.est_kl, p.exact_nll, p.exact_dnll, p.exact_kl, p.score, p.score_full,
+       p.generated_tokens, p.text);
 }
 
-void get(ByteReader& r, FidelityPoint& p) {
-  p.trace = r.get<std::uint64_t>();
-  r.get(p.prompt), r.get(p.task);
-  r.get(p.policy), r.get(p.budget), r.get(p.budget_tokens);
-  r.get(p.kept_per_head);
-  p.keeps_all = r.get<std::uint8_t>() != 0;
-  r.get(p.out_err), r.get(p.est_sum), r.get(p.est_logit), r.get(p.est_kl);
-  r.get(p.exact_nll), r.get(p.exact_dnll), r.get(p.exact_kl);
-  r.get(p.score), r.get(p.score_full), r.get(p.generated_tokens);
-  r.get(p.text);
+template <typename Archive, typename Generation>
+void generation_fields(Archive& a, Generation& g) {
+  a.io(g.trace, g.prompt, g.task, g.scorer, g.gold, g.text_full, g.score_full, g.generated_tokens);
+}
+
+template <typename Archive, typename Validation>
+void cost_fields(Archive& a, Validation& v) {
+  a.io(v.seconds_estimates, v.seconds_exact, v.seconds_generate, v.generation_jobs);
 }
 
 }  // namespace
@@ -236,17 +230,10 @@ void get(ByteReader& r, FidelityPoint& p) {
 std::string encode_prompt_validation(const PromptValidation& v) {
   ByteWriter w;
   w.put<std::uint64_t>(v.points.size());
-  for (const FidelityPoint& p : v.points) put(w, p);
+  for (const FidelityPoint& p : v.points) point_fields(w, p);
   w.put<std::uint64_t>(v.generation.size());
-  for (const PromptGeneration& g : v.generation) {
-    w.put<std::uint64_t>(g.trace);
-    w.put(g.prompt), w.put(g.task), w.put(g.scorer);
-    w.put(g.gold);
-    w.put(g.text_full);
-    w.put(g.score_full), w.put(g.generated_tokens);
-  }
-  w.put(v.seconds_estimates), w.put(v.seconds_exact), w.put(v.seconds_generate);
-  w.put<std::uint64_t>(v.generation_jobs);
+  for (const PromptGeneration& g : v.generation) generation_fields(w, g);
+  cost_fields(w, v);
   return w.take();
 }
 
@@ -254,17 +241,10 @@ PromptValidation decode_prompt_validation(std::string_view bytes) {
   ByteReader r(bytes);
   PromptValidation v;
   v.points.resize(r.get<std::uint64_t>());
-  for (FidelityPoint& p : v.points) get(r, p);
+  for (FidelityPoint& p : v.points) point_fields(r, p);
   v.generation.resize(r.get<std::uint64_t>());
-  for (PromptGeneration& g : v.generation) {
-    g.trace = r.get<std::uint64_t>();
-    r.get(g.prompt), r.get(g.task), r.get(g.scorer);
-    r.get(g.gold);
-    r.get(g.text_full);
-    r.get(g.score_full), r.get(g.generated_tokens);
-  }
-  r.get(v.seconds_estimates), r.get(v.seconds_exact), r.get(v.seconds_generate);
-  v.generation_jobs = r.get<std::uint64_t>();
+  for (PromptGeneration& g : v.generation) generation_fields(r, g);
+  cost_fields(r, v);
   KVSIM_CHECK(r.done(), "decode_prompt_validation: trailing bytes");
   return v;
 }

@@ -263,17 +263,22 @@ class Compiler {
   // True where the table is fitted: everywhere in one process, on rank 0 in an MPI job.
   bool fit_here() const { return !set_.distributed() || dist::is_root(); }
 
+  template <typename Archive, typename Counters>
+  static void counter_fields(Archive& a, Counters& c) {
+    a.io(c.decisions, c.measurements, c.task_rewards);
+  }
+
   // MPI: every rank's counters, summed on rank 0 (integers: in any order). Elsewhere unchanged.
   static void counters_to_root(EvalCounters& measured) {
     ByteWriter w;
-    w.put(measured.decisions), w.put(measured.measurements), w.put(measured.task_rewards);
+    counter_fields(w, measured);
     const std::vector<std::string> parts = dist::gather(w.take());
     if (!dist::is_root()) return;
     measured = {};
     for (const std::string& part : parts) {
       ByteReader in(part);
       EvalCounters c;
-      in.get(c.decisions), in.get(c.measurements), in.get(c.task_rewards);
+      counter_fields(in, c);
       add(measured, c);
     }
   }
@@ -282,10 +287,10 @@ class Compiler {
   // next pass measures every prompt under the same table. Returns the count.
   int share_table(int changes) {
     ByteWriter w;
-    w.put(changes), w.put(table_.head), w.put(table_.gate);
+    w.io(changes, table_.head, table_.gate);
     const std::string bytes = dist::broadcast(w.take());
     ByteReader in(bytes);
-    in.get(changes), in.get(table_.head), in.get(table_.gate);
+    in.io(changes, table_.head, table_.gate);
     return changes;
   }
 

@@ -109,14 +109,11 @@ EvalSet::EvalSet(std::vector<std::filesystem::path> traces, int window, std::siz
 namespace {
 
 // What every rank needs of a prompt it does not own: the state's scalars and whether the
-// prompt has the logit-space estimator (the set's reward description).
-void put_scalars(ByteWriter& w, const CompilerKvState& s, std::uint8_t logit) {
-  w.put(s.n_layers), w.put(s.n_heads), w.put(s.n_kv_heads), w.put(s.T), w.put(s.window), w.put(s.sink);
-  w.put(s.entropy), w.put(s.perplexity), w.put(logit);
-}
-void get_scalars(ByteReader& r, CompilerKvState& s, std::uint8_t& logit) {
-  r.get(s.n_layers), r.get(s.n_heads), r.get(s.n_kv_heads), r.get(s.T), r.get(s.window), r.get(s.sink);
-  r.get(s.entropy), r.get(s.perplexity), r.get(logit);
+// prompt has the logit-space estimator (the set's reward description). One list for both
+// directions (core/bytes.hpp).
+template <typename Archive, typename State, typename Logit>
+void scalar_fields(Archive& a, State& s, Logit& logit) {
+  a.io(s.n_layers, s.n_heads, s.n_kv_heads, s.T, s.window, s.sink, s.entropy, s.perplexity, logit);
 }
 
 }  // namespace
@@ -125,23 +122,23 @@ void get_scalars(ByteReader& r, CompilerKvState& s, std::uint8_t& logit) {
 // every rank (doubles as raw bits: the bins are the same as in one process).
 void EvalSet::share_scalars(std::vector<std::uint8_t>& logit) {
   ByteWriter mine;
-  for (std::size_t p : owned_) put_scalars(mine, prompts_[p].state, logit[p]);
+  for (std::size_t p : owned_) scalar_fields(mine, prompts_[p].state, logit[p]);
   const std::vector<std::string> parts = dist::gather(mine.take());
   ByteWriter all;
   if (dist::is_root()) {
     std::vector<CompilerKvState> st(prompts_.size());
     for (int r = 0; r < static_cast<int>(parts.size()); ++r) {
       ByteReader in(parts[r]);
-      for (std::size_t p : owned_by(r)) get_scalars(in, st[p], logit[p]);
+      for (std::size_t p : owned_by(r)) scalar_fields(in, st[p], logit[p]);
       KVSIM_CHECK(in.done(), "EvalSet: rank ", r, " sent scalars of another set of prompts");
     }
-    for (std::size_t p = 0; p < prompts_.size(); ++p) put_scalars(all, st[p], logit[p]);
+    for (std::size_t p = 0; p < prompts_.size(); ++p) scalar_fields(all, st[p], logit[p]);
   }
   const std::string bytes = dist::broadcast(all.take());
   ByteReader in(bytes);
   for (std::size_t p = 0; p < prompts_.size(); ++p) {
     CompilerKvState s;
-    get_scalars(in, s, logit[p]);
+    scalar_fields(in, s, logit[p]);
     if (!owns(p)) prompts_[p].state = std::move(s);
   }
 }
