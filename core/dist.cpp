@@ -377,7 +377,6 @@ void run_root(const Job& job) {
         check_mpi(MPI_Recv(m.data(), count, MPI_BYTE, st.MPI_SOURCE, st.MPI_TAG, MPI_COMM_WORLD, MPI_STATUS_IGNORE),
                   "receive");
         const int r = st.MPI_SOURCE;
-        ++g_traffic.control_messages;
         if (st.MPI_TAG == kError) {
           const std::uint64_t k = item_of(m);
           fail<RankError>("rank ", r, " failed on ", job.label(k), ": ", m.substr(sizeof k));

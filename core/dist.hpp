@@ -100,7 +100,6 @@ struct JobTraffic {
   std::size_t items_from_others = 0;   // results received from ranks 1..N-1
   std::size_t result_bytes = 0;        // their payload bytes
   std::size_t largest_result = 0;      // bytes of the largest one
-  std::size_t control_messages = 0;    // requests and results received (one per item, plus one per rank)
   double deliver_seconds = 0;          // rank 0's time in deliver() (decoding, writing outputs): the serial part
 };
 JobTraffic last_job_traffic();

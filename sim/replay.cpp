@@ -103,7 +103,7 @@ std::shared_ptr<const std::vector<std::vector<float>>> head_output_grams_all(con
 std::uint64_t prompt_seed(std::uint64_t seed, const std::filesystem::path& trace, const std::string& prompt_id) {
   // The seed depends on the file name and prompt id, not on the order of the command line.
   const std::string key = trace.filename().string() + "/" + prompt_id;
-  return derive_seed(seed, hash_bytes(std::as_bytes(std::span(key.data(), key.size()))));
+  return derive_seed(seed, hash_bytes(key));
 }
 
 void derive_prompt_attention(PromptTensors& tensors, const PolicyNeeds& needs) {

@@ -46,7 +46,7 @@ std::uint64_t TraceSet::fingerprint() const {
     }
   }
   const std::string bytes = w.take();
-  return hash_bytes(std::as_bytes(std::span(bytes.data(), bytes.size())));
+  return hash_bytes(bytes);
 }
 
 std::size_t TraceSet::total_prompts() const {

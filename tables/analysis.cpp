@@ -93,7 +93,7 @@ DiffReport diff_tables(const EvalSet& set, const DecisionTable& old_table, const
       KVSIM_CHECK(r.size() == row && in.done(), "diff_tables: a prompt's rewards came back short");
       std::copy(r.begin(), r.end(), rewards.begin() + static_cast<std::ptrdiff_t>(p * row));
     };
-    job.label = [&](std::size_t p) { return set.traces()[set.prompt(p).trace].string() + " prompt " + set.prompt(p).meta->id; };
+    job.label = [&](std::size_t p) { return item_label(set.trace_set(), {set.prompt(p).trace, set.prompt(p).index}); };
     job.cost = [&](std::size_t p) { return static_cast<double>(set.prompt(p).meta->n_prompt); };
     dist::run_job(job);
   } else {

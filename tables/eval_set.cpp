@@ -219,7 +219,7 @@ std::string EvalSet::trace_set_hash() const {
   std::sort(h.begin(), h.end());
   std::string all;
   for (const auto& x : h) all += x;
-  return hex64(hash_bytes(std::as_bytes(std::span(all.data(), all.size()))));
+  return hex64(hash_bytes(all));
 }
 
 std::shared_ptr<PromptEvalData> EvalSet::load(std::size_t t, std::size_t i, CompilerKvState* state) const {

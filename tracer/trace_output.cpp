@@ -163,7 +163,7 @@ TraceFileResult trace_prompts_in_parts(const ForwardBackend& backend, std::span<
       w.put(p.n_prompt), w.put(p.task), w.put(p.source), w.put(p.sample_id), w.put(p.answers);
     }
     const std::string bytes = w.take();
-    dist::require_same("list of prompts (inputs, tokenizer, options)", hash_bytes(std::as_bytes(std::span(bytes.data(), bytes.size()))));
+    dist::require_same("list of prompts (inputs, tokenizer, options)", hash_bytes(bytes));
   }
   const std::filesystem::path dir = trace_parts_dir(out), out_partial = with_suffix(out, ".partial");
   std::vector<std::filesystem::path> parts;

@@ -156,7 +156,7 @@ std::string trace_content_hash(const TraceReader& reader) {
   if (reader.parts().empty()) return own;
   std::string hashes = own;
   for (const auto& p : reader.part_paths()) hashes += hex64(hash_file(p));
-  return hex64(hash_bytes(std::as_bytes(std::span(hashes.data(), hashes.size()))));
+  return hex64(hash_bytes(hashes));
 }
 
 }  // namespace kvsim
