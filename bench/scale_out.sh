@@ -15,16 +15,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeat=${1:-2}
-K=build/release/kvsim
-gguf="${KVSIM_MODELS:-$HOME/.cache/kvsim/models}/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
-skip() { echo "bench scale-out: skipped: $*"; exit 0; }
-[ -f "$gguf" ] || skip "$gguf absent; scripts/get-model.sh smollm2-135m"
-command -v mpirun >/dev/null || skip "mpirun absent (Debian: openmpi-bin)"
-text=../shared/data/tinystories_valid_subset/tinystories_val.txt
-[ -f "$text" ] || skip "../shared absent"
-dir=${KVSIM_BENCH_DIR:-out/bench-scale-out}
-mkdir -p "$dir"
-mpirun=(mpirun --oversubscribe --allow-run-as-root --bind-to none)
+. bench/scale_out_inputs.sh scale-out
 # The trace set, once (kept between runs of this script).
 if [ ! -f "$dir/set.ok" ]; then
   for spec in 256:12 1024:12 2048:10; do

@@ -10,19 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repeat=${1:-1}
-K=build/release/kvsim
-gguf="${KVSIM_MODELS:-$HOME/.cache/kvsim/models}/smollm2-135m/SmolLM2-135M-Instruct.Q4_1.gguf"
-skip() { echo "bench scale-out trace: skipped: $*"; exit 0; }
-[ -f "$gguf" ] || skip "$gguf absent; scripts/get-model.sh smollm2-135m"
-command -v mpirun >/dev/null || skip "mpirun absent (Debian: openmpi-bin)"
-text=../shared/data/tinystories_valid_subset/tinystories_val.txt
-[ -f "$text" ] || skip "../shared absent"
-dir=${KVSIM_BENCH_DIR:-out/bench-scale-out-trace}
-mkdir -p "$dir"
+. bench/scale_out_inputs.sh scale-out-trace
 # The inputs: two slices of the text, one per prompt length (the tracer chunks a text file).
 head -c 120000 "$text" >"$dir/short.txt"
 tail -c 400000 "$text" >"$dir/long.txt"
-mpirun=(mpirun --oversubscribe --allow-run-as-root --bind-to none)
 trace() {  # NAME RANKS THREADS -> best wall seconds in $best
   local name=$1 ranks=$2 threads=$3 start t
   local -a pre=()
