@@ -23,14 +23,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// Returns from the test, skipped, without mpirun or ../shared.
-#define REQUIRE_MPI_AND_SHARED()                                                              \
-  do {                                                                                        \
-    if (const std::string why = test::mpi_unavailable(); !why.empty()) KVSIM_SKIP(why);       \
-    KVSIM_REQUIRE_SHARED(test::shared_path("models/stories260K/stories260K.bin"));           \
-    KVSIM_REQUIRE_SHARED(test::shared_path("data/tinystories_valid_subset/tinystories_val.txt")); \
-  } while (0)
-
 // 8 TinyStories chunks through stories260K, small: the whole file traces in about a second.
 // `quiet`: no progress lines (else the last one tells how many prompts were resumed).
 std::string trace_args(const fs::path& out, bool quiet = true) {
@@ -93,7 +85,7 @@ std::string replay(const fs::path& trace, const fs::path& out) {
 }  // namespace
 
 TEST_CASE("mpi trace: parts and index hold the same prompts, bit for bit, and replay to the same bytes", "[mpi][shared]") {
-  REQUIRE_MPI_AND_SHARED();
+  KVSIM_REQUIRE_MPI_AND_STORIES();
   test::TempDir tmp;
   const fs::path single = tmp / "single" / "t.h5";
   fs::create_directories(single.parent_path());
@@ -151,7 +143,7 @@ TEST_CASE("mpi trace: parts and index hold the same prompts, bit for bit, and re
 }
 
 TEST_CASE("mpi trace: a rank killed mid-run leaves no OUT, and the rerun completes the same trace", "[mpi][shared]") {
-  REQUIRE_MPI_AND_SHARED();
+  KVSIM_REQUIRE_MPI_AND_STORIES();
   test::TempDir tmp;
   const fs::path single = tmp / "single.h5";
   test::CliResult r = test::run_cli(trace_args(single));

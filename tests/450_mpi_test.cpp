@@ -22,22 +22,30 @@ namespace {
 
 bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
+const std::string kStoriesModel = test::shared_path("models/stories260K/stories260K.bin").string();
+
+// `limit` TinyStories chunks of `prompt_len` tokens through stories260K into `out`, quietly.
+void trace_stories(const std::filesystem::path& out, int prompt_len, int cont_len, int window, int limit) {
+  const auto r = test::run_cli("trace --model " + kStoriesModel + " --input " +
+                               test::shared_path("data/tinystories_valid_subset/tinystories_val.txt").string() +
+                               " --prompt-len " + std::to_string(prompt_len) + " --cont-len " + std::to_string(cont_len) +
+                               " --window " + std::to_string(window) + " --limit " + std::to_string(limit) +
+                               " --quiet --out " + out.string());
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+}
+
 // Two stories260K traces whose prompts differ 3x in length (load balancing), window 64.
 struct StoriesSet {
   std::string traces, model;
 };
-StoriesSet trace_stories(const std::filesystem::path& dir) {
-  const auto model = test::shared_path("models/stories260K/stories260K.bin").string();
-  const auto text = test::shared_path("data/tinystories_valid_subset/tinystories_val.txt").string();
+StoriesSet trace_stories_set(const std::filesystem::path& dir) {
   std::string traces;
   for (const auto& [name, len] : {std::pair{"short.h5", 128}, std::pair{"long.h5", 384}}) {
-    const auto r = test::run_cli("trace --model " + model + " --input " + text + " --prompt-len " + std::to_string(len) +
-                                 " --cont-len 16 --window 64 --limit 6 --quiet --out " + (dir / name).string());
-    INFO(r.output);
-    REQUIRE(r.status == 0);
+    trace_stories(dir / name, len, 16, 64, 6);
     traces += " " + (dir / name).string();
   }
-  return {traces, model};
+  return {traces, kStoriesModel};
 }
 
 void require_same_files(const std::filesystem::path& a, const std::filesystem::path& b,
@@ -125,10 +133,9 @@ TEST_CASE("PromptValidation as bytes: points, NaN scores and generations come ba
 }
 
 TEST_CASE("mpirun -np 2 and 3: kvsim run and validate write the bytes of one process", "[mpi][shared]") {
-  if (const std::string why = test::mpi_unavailable(); !why.empty()) KVSIM_SKIP(why);
-  if (!std::filesystem::exists(test::shared_dir())) KVSIM_SKIP("../shared is absent");
+  KVSIM_REQUIRE_MPI_AND_STORIES();
   test::TempDir tmp;
-  const StoriesSet set = trace_stories(tmp.path());
+  const StoriesSet set = trace_stories_set(tmp.path());
   const std::string run = "run" + set.traces + " --policies all --budget 16,32,64 --quiet";
   const auto one = test::run_cli(run + " --out " + (tmp / "run1").string() + " --dump-kept " + (tmp / "k1.csv").string());
   INFO(one.output);
@@ -161,10 +168,9 @@ TEST_CASE("mpirun -np 2 and 3: kvsim run and validate write the bytes of one pro
 }
 
 TEST_CASE("mpirun: a rank killed mid-run fails the job naming it, leaves no output, and the rerun matches", "[mpi][shared]") {
-  if (const std::string why = test::mpi_unavailable(); !why.empty()) KVSIM_SKIP(why);
-  if (!std::filesystem::exists(test::shared_dir())) KVSIM_SKIP("../shared is absent");
+  KVSIM_REQUIRE_MPI_AND_STORIES();
   test::TempDir tmp;
-  const StoriesSet set = trace_stories(tmp.path());
+  const StoriesSet set = trace_stories_set(tmp.path());
   const std::string run = "run" + set.traces + " --policies all --budget 16,32 --quiet --out " + (tmp / "out").string();
   const auto one = test::run_cli(run.substr(0, run.size() - (tmp / "out").string().size()) + (tmp / "one").string());
   REQUIRE(one.status == 0);
@@ -194,18 +200,13 @@ TEST_CASE("mpirun: a rank killed mid-run fails the job naming it, leaves no outp
 }
 
 TEST_CASE("mpirun: ranks that see other files under the same paths are refused before any work", "[mpi][shared]") {
-  if (const std::string why = test::mpi_unavailable(); !why.empty()) KVSIM_SKIP(why);
-  if (!std::filesystem::exists(test::shared_dir())) KVSIM_SKIP("../shared is absent");
+  KVSIM_REQUIRE_MPI_AND_STORIES();
   test::TempDir tmp;
   // Two working directories, each with its own t.h5 (3 and 4 prompts): rank 0 runs in a/, rank 1
   // in b/ (an MPMD launch), as ranks on nodes with different local copies would.
-  const auto model = test::shared_path("models/stories260K/stories260K.bin").string();
-  const auto text = test::shared_path("data/tinystories_valid_subset/tinystories_val.txt").string();
   for (const auto& [dir, n] : {std::pair{"a", 3}, std::pair{"b", 4}}) {
     std::filesystem::create_directories(tmp / dir);
-    const auto r = test::run_cli("trace --model " + model + " --input " + text + " --prompt-len 64 --cont-len 8 --window 16 --limit " +
-                                 std::to_string(n) + " --quiet --out " + (tmp / dir / "t.h5").string());
-    REQUIRE(r.status == 0);
+    trace_stories(tmp / dir / "t.h5", 64, 8, 16, n);
   }
   const std::string args = " run t.h5 --policies snapkv:window=8 --budget 16 --quiet --out out";
   const auto r = test::run_command("mpirun --oversubscribe --allow-run-as-root -np 1 --wdir " + (tmp / "a").string() + " " +

@@ -47,11 +47,9 @@ TEST_CASE("tables: prompts assigned to ranks longest first, deterministic", "[ta
 }
 
 TEST_CASE("kvsim compile diff transfer under mpirun: same bytes at 1 2 and 3 ranks", "[mpi][shared]") {
-  if (const std::string why = test::mpi_unavailable(); !why.empty()) KVSIM_SKIP(why);
+  KVSIM_REQUIRE_MPI_AND_STORIES();
   const auto model = test::shared_path("models/stories260K/stories260K.bin");
   const auto text = test::shared_path("data/tinystories_valid_subset/tinystories_val.txt");
-  KVSIM_REQUIRE_SHARED(model);
-  KVSIM_REQUIRE_SHARED(text);
   test::TempDir tmp;
   // Two traces of prompts 3x apart in length (T = 128 and 40): the ranks get unequal counts.
   const std::string a = (tmp / "a.h5").string(), b = (tmp / "b.h5").string(), traces = a + " " + b;

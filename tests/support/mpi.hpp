@@ -21,6 +21,15 @@ inline std::string mpirun_kvsim(int ranks) {
   return "mpirun --oversubscribe --allow-run-as-root -np " + std::to_string(ranks) + " " + std::string(KVSIM_BINARY);
 }
 
+// Returns from the test, skipped, when MPI jobs cannot run here or ../shared lacks what every
+// [mpi] test traces: stories260K and the TinyStories text.
+#define KVSIM_REQUIRE_MPI_AND_STORIES()                                                         \
+  do {                                                                                          \
+    if (const std::string why = kvsim::test::mpi_unavailable(); !why.empty()) KVSIM_SKIP(why);  \
+    KVSIM_REQUIRE_SHARED(kvsim::test::shared_path("models/stories260K/stories260K.bin"));       \
+    KVSIM_REQUIRE_SHARED(kvsim::test::shared_path("data/tinystories_valid_subset/tinystories_val.txt")); \
+  } while (0)
+
 inline CliResult run_mpi(int ranks, const std::string& args) { return run_command(mpirun_kvsim(ranks) + " " + args); }
 
 }  // namespace kvsim::test
