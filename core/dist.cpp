@@ -55,6 +55,22 @@ void maybe_fault(int items_begun) {
   if (std::sscanf(spec, "%d:%d", &r, &k) == 2 && r == g_rank && k == items_begun) std::raise(SIGKILL);
 }
 
+// True when process `pid` (on this node) has ended: gone, or a zombie its parent (the launcher)
+// has not reaped yet.
+[[maybe_unused]] bool process_gone(pid_t pid) {
+  if (::kill(pid, 0) != 0 && errno == ESRCH) return true;
+  char path[64];
+  std::snprintf(path, sizeof path, "/proc/%ld/stat", static_cast<long>(pid));
+  std::FILE* f = std::fopen(path, "r");
+  if (!f) return false;
+  char line[512] = {};
+  const bool read = std::fgets(line, sizeof line, f) != nullptr;
+  std::fclose(f);
+  // "pid (comm) S …": the state follows the last ')'.
+  const char* close = read ? std::strrchr(line, ')') : nullptr;
+  return close && close[1] == ' ' && close[2] == 'Z';
+}
+
 #ifdef KVSIM_HAVE_MPI
 enum Tag : int { kReady = 1, kResult = 2, kError = 3, kAssign = 4, kNever = 5 };
 constexpr std::uint64_t kStop = ~std::uint64_t{0};
@@ -147,7 +163,11 @@ void abort_job(int code) {
   std::fflush(stdout);
   std::fflush(stderr);
 #ifdef KVSIM_HAVE_MPI
-  if (g_mpi && g_size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  // When the launcher is already stopping the job (its SIGTERM reached rank 0: another rank
+  // died), this rank just goes: an MPI_Abort racing that teardown can leave Open MPI 4.1's
+  // mpirun deadlocked with its children unreaped (seen here under load).
+  if (g_mpi && g_size > 1 && g_stop_signal.load() == 0) MPI_Abort(MPI_COMM_WORLD, code);
+  if (g_stop_signal.load() != 0) std::_Exit(code);
 #endif
   std::exit(code);
 }
@@ -420,8 +440,7 @@ void run_root(const Job& job) {
         // The ranks on this node whose process is gone: the ones that died.
         std::string dead;
         for (int r = 1; r < g_size; ++r)
-          if (where[r].first == host && where[r].second > 0 && ::kill(static_cast<pid_t>(where[r].second), 0) != 0 &&
-              errno == ESRCH)
+          if (where[r].first == host && where[r].second > 0 && process_gone(static_cast<pid_t>(where[r].second)))
             dead += (dead.empty() ? "" : "; ") + ("rank " + std::to_string(r) + " (pid " + std::to_string(where[r].second) +
                                                    ") died" + on_rank(r));
         if (!dead.empty()) fail<RankError>(dead, "; the job stops (signal ", sig, " from the launcher)");

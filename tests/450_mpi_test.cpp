@@ -209,7 +209,7 @@ TEST_CASE("mpirun: ranks that see other files under the same paths are refused b
     trace_stories(tmp / dir / "t.h5", 64, 8, 16, n);
   }
   const std::string args = " run t.h5 --policies snapkv:window=8 --budget 16 --quiet --out out";
-  const auto r = test::run_command("mpirun --oversubscribe --allow-run-as-root -np 1 --wdir " + (tmp / "a").string() + " " +
+  const auto r = test::run_command("timeout -k 10 300 mpirun --oversubscribe --allow-run-as-root -np 1 --wdir " + (tmp / "a").string() + " " +
                                    KVSIM_BINARY + args + " : -np 1 --wdir " + (tmp / "b").string() + " " + KVSIM_BINARY + args);
   INFO(r.output);
   CHECK(r.status != 0);
